@@ -1,0 +1,205 @@
+"""SMPP 3.4 numbers: command ids, command_status codes, TLV tags, message states.
+
+One table per concept; everything else in the package refers to these names.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class CommandId(enum.IntEnum):
+    GENERIC_NACK = 0x80000000
+    BIND_RECEIVER = 0x00000001
+    BIND_RECEIVER_RESP = 0x80000001
+    BIND_TRANSMITTER = 0x00000002
+    BIND_TRANSMITTER_RESP = 0x80000002
+    QUERY_SM = 0x00000003
+    QUERY_SM_RESP = 0x80000003
+    SUBMIT_SM = 0x00000004
+    SUBMIT_SM_RESP = 0x80000004
+    DELIVER_SM = 0x00000005
+    DELIVER_SM_RESP = 0x80000005
+    UNBIND = 0x00000006
+    UNBIND_RESP = 0x80000006
+    REPLACE_SM = 0x00000007
+    REPLACE_SM_RESP = 0x80000007
+    CANCEL_SM = 0x00000008
+    CANCEL_SM_RESP = 0x80000008
+    BIND_TRANSCEIVER = 0x00000009
+    BIND_TRANSCEIVER_RESP = 0x80000009
+    OUTBIND = 0x0000000B
+    ENQUIRE_LINK = 0x00000015
+    ENQUIRE_LINK_RESP = 0x80000015
+    SUBMIT_MULTI = 0x00000021
+    SUBMIT_MULTI_RESP = 0x80000021
+    ALERT_NOTIFICATION = 0x00000102
+    DATA_SM = 0x00000103
+    DATA_SM_RESP = 0x80000103
+
+
+RESPONSE_BIT = 0x80000000
+
+
+class CommandStatus(enum.IntEnum):
+    ESME_ROK = 0x00000000
+    ESME_RINVMSGLEN = 0x00000001
+    ESME_RINVCMDLEN = 0x00000002
+    ESME_RINVCMDID = 0x00000003
+    ESME_RINVBNDSTS = 0x00000004
+    ESME_RALYBND = 0x00000005
+    ESME_RINVPRTFLG = 0x00000006
+    ESME_RINVREGDLVFLG = 0x00000007
+    ESME_RSYSERR = 0x00000008
+    ESME_RINVSRCADR = 0x0000000A
+    ESME_RINVDSTADR = 0x0000000B
+    ESME_RINVMSGID = 0x0000000C
+    ESME_RBINDFAIL = 0x0000000D
+    ESME_RINVPASWD = 0x0000000E
+    ESME_RINVSYSID = 0x0000000F
+    ESME_RCANCELFAIL = 0x00000011
+    ESME_RREPLACEFAIL = 0x00000013
+    ESME_RMSGQFUL = 0x00000014
+    ESME_RINVSERTYP = 0x00000015
+    ESME_RINVNUMDESTS = 0x00000033
+    ESME_RINVDLNAME = 0x00000034
+    ESME_RINVDESTFLAG = 0x00000040
+    ESME_RINVSUBREP = 0x00000042
+    ESME_RINVESMCLASS = 0x00000043
+    ESME_RCNTSUBDL = 0x00000044
+    ESME_RSUBMITFAIL = 0x00000045
+    ESME_RINVSRCTON = 0x00000048
+    ESME_RINVSRCNPI = 0x00000049
+    ESME_RINVDSTTON = 0x00000050
+    ESME_RINVDSTNPI = 0x00000051
+    ESME_RINVSYSTYP = 0x00000053
+    ESME_RINVREPFLAG = 0x00000054
+    ESME_RINVNUMMSGS = 0x00000055
+    ESME_RTHROTTLED = 0x00000058
+    ESME_RINVSCHED = 0x00000061
+    ESME_RINVEXPIRY = 0x00000062
+    ESME_RINVDFTMSGID = 0x00000063
+    ESME_RX_T_APPN = 0x00000064
+    ESME_RX_P_APPN = 0x00000065
+    ESME_RX_R_APPN = 0x00000066
+    ESME_RQUERYFAIL = 0x00000067
+    ESME_RINVOPTPARSTREAM = 0x000000C0
+    ESME_ROPTPARNOTALLWD = 0x000000C1
+    ESME_RINVPARLEN = 0x000000C2
+    ESME_RMISSINGOPTPARAM = 0x000000C3
+    ESME_RINVOPTPARAMVAL = 0x000000C4
+    ESME_RDELIVERYFAILURE = 0x000000FE
+    ESME_RUNKNOWNERR = 0x000000FF
+
+
+# Statuses that mean "try the same request again later", not "this message failed".
+# generic_nack is handled by the session itself (it is a different command, not a status).
+RETRYABLE_STATUSES: frozenset[int] = frozenset(
+    {
+        CommandStatus.ESME_RTHROTTLED,
+        CommandStatus.ESME_RMSGQFUL,
+        CommandStatus.ESME_RSYSERR,
+        CommandStatus.ESME_RX_T_APPN,
+        CommandStatus.ESME_RSUBMITFAIL,
+        CommandStatus.ESME_RDELIVERYFAILURE,
+        CommandStatus.ESME_RUNKNOWNERR,
+    }
+)
+
+# Of the retryable statuses, these ask the sender to slow down (back off the rate).
+THROTTLING_STATUSES: frozenset[int] = frozenset(
+    {CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL}
+)
+
+
+def is_retryable(status: int) -> bool:
+    """True when a non-zero command_status means the request may succeed if repeated.
+
+    Everything not listed (ESME_RINVDSTADR, ESME_RINVSRCADR, ESME_RX_P_APPN, ...) is final.
+    Reserved and vendor-specific codes are treated as final: retrying an unknown refusal in a
+    loop costs money and annoys the SMSC.
+    """
+    return status in RETRYABLE_STATUSES
+
+
+def status_name(status: int) -> str:
+    try:
+        return CommandStatus(status).name
+    except ValueError:
+        return f"0x{status:08x}"
+
+
+class Tag(enum.IntEnum):
+    """Standard SMPP 3.4 TLV tags (section 5.3.2)."""
+
+    DEST_ADDR_SUBUNIT = 0x0005
+    DEST_NETWORK_TYPE = 0x0006
+    DEST_BEARER_TYPE = 0x0007
+    DEST_TELEMATICS_ID = 0x0008
+    SOURCE_ADDR_SUBUNIT = 0x000D
+    SOURCE_NETWORK_TYPE = 0x000E
+    SOURCE_BEARER_TYPE = 0x000F
+    SOURCE_TELEMATICS_ID = 0x0010
+    QOS_TIME_TO_LIVE = 0x0017
+    PAYLOAD_TYPE = 0x0019
+    ADDITIONAL_STATUS_INFO_TEXT = 0x001D
+    RECEIPTED_MESSAGE_ID = 0x001E
+    MS_MSG_WAIT_FACILITIES = 0x0030
+    PRIVACY_INDICATOR = 0x0201
+    SOURCE_SUBADDRESS = 0x0202
+    DEST_SUBADDRESS = 0x0203
+    USER_MESSAGE_REFERENCE = 0x0204
+    USER_RESPONSE_CODE = 0x0205
+    SOURCE_PORT = 0x020A
+    DESTINATION_PORT = 0x020B
+    SAR_MSG_REF_NUM = 0x020C
+    LANGUAGE_INDICATOR = 0x020D
+    SAR_TOTAL_SEGMENTS = 0x020E
+    SAR_SEGMENT_SEQNUM = 0x020F
+    SC_INTERFACE_VERSION = 0x0210
+    CALLBACK_NUM_PRES_IND = 0x0302
+    CALLBACK_NUM_ATAG = 0x0303
+    NUMBER_OF_MESSAGES = 0x0304
+    CALLBACK_NUM = 0x0381
+    DPF_RESULT = 0x0420
+    SET_DPF = 0x0421
+    MS_AVAILABILITY_STATUS = 0x0422
+    NETWORK_ERROR_CODE = 0x0423
+    MESSAGE_PAYLOAD = 0x0424
+    DELIVERY_FAILURE_REASON = 0x0425
+    MORE_MESSAGES_TO_SEND = 0x0426
+    MESSAGE_STATE = 0x0427
+    USSD_SERVICE_OP = 0x0501
+    DISPLAY_TIME = 0x1201
+    SMS_SIGNAL = 0x1203
+    MS_VALIDITY = 0x1204
+    ALERT_ON_MESSAGE_DELIVERY = 0x130C
+    ITS_REPLY_TYPE = 0x1380
+    ITS_SESSION_INFO = 0x1383
+
+
+class MessageState(enum.IntEnum):
+    """message_state values (SMPP 3.4 section 5.2.28), used by query_sm_resp and receipts."""
+
+    ENROUTE = 1
+    DELIVERED = 2
+    EXPIRED = 3
+    DELETED = 4
+    UNDELIVERABLE = 5
+    ACCEPTED = 6
+    UNKNOWN = 7
+    REJECTED = 8
+
+
+# esm_class bits that matter to a gateway.
+ESM_CLASS_UDHI = 0x40
+ESM_CLASS_RECEIPT_MASK = 0x3C  # message type bits
+ESM_CLASS_SMSC_RECEIPT = 0x04
+ESM_CLASS_INTERMEDIATE_NOTIFICATION = 0x20
+
+INTERFACE_VERSION_34 = 0x34
+
+# data_coding values the gateway produces.
+DATA_CODING_DEFAULT = 0x00  # SMSC default alphabet, GSM 03.38 unpacked septets on most SMSCs
+DATA_CODING_LATIN1 = 0x03
+DATA_CODING_UCS2 = 0x08

@@ -1,0 +1,696 @@
+"""SMPP 3.4 PDU codec: strict, struct-based, byte-identical round trips.
+
+Theory of operation
+-------------------
+Every PDU type is a msgspec Struct whose fields are the SMPP 3.4 mandatory parameters by
+their spec names, plus `sequence_number`, `command_status` and `tlvs`. The layout of each
+body is written once, in `_BODIES` below, as a list of (name, kind, limit, status) rows; at
+import time that table is compiled into one straight-line decode function and one encode
+function per PDU type (the same trick dataclasses use). No per-field interpretation happens
+at run time, which is what makes this codec ~10x faster than a generic one.
+
+Field type policy (decoded and encoded types are the same, so decode(x).encode() == x):
+- C-Octet String -> `str`, decoded as Latin-1. Latin-1 maps every byte 0x01-0xFF to one code
+  point and back, so any byte string an SMSC sends survives a round trip unchanged. ASCII
+  content (the normal case) reads naturally.
+- Octet String (`short_message`, octet TLVs) -> `bytes`. `sm_length` is not a field: it is
+  `len(short_message)`, computed on encode and checked on decode.
+- Integers -> `int`. `number_of_dests` / `no_unsuccess` are likewise the list lengths.
+- Response bodies: SMPP 3.4 lets an SMSC omit the body of a response that carries an error
+  status (and real SMSCs also send body-less deliver_sm_resp). A decoded response whose body is
+  empty gets `None` in its first field; encoding a response whose first field is None writes
+  no body. Our own responses always carry the body the spec asks for.
+- TLVs: `tlvs` is a list of `Tlv(tag, value)` in wire order (duplicates kept). Standard tags
+  are typed (see `TLV_TYPES`): integers must have exactly their spec size (else
+  ESME_RINVPARLEN); C-string TLVs are `str` with the NUL removed (SMSCs that forget the NUL on
+  receipted_message_id are tolerated: `terminated=False` records it so the bytes re-encode
+  unchanged); everything else, including unknown and vendor tags, is `bytes`, untouched.
+
+Strictness: a body must be consumed exactly (mandatory fields, then whole TLVs); C-strings
+must end with a NUL within their spec maximum; sm_length <= 255; schedule/validity times are
+empty or 16 characters; command_length must match and be within `max_length`. Every failure
+raises `PduError` with the command_status to answer (ESME_RINVCMDLEN, ESME_RINVCMDID,
+ESME_RINVSRCADR, ...) and, when the header was readable, the command_id and sequence_number
+so the peer's request can be answered by sequence.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, ClassVar
+
+import msgspec
+
+from gateway.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus, Tag
+from gateway.smpp.errors import PduError
+
+S = CommandStatus
+
+HEADER = struct.Struct(">IIII")
+HEADER_SIZE = 16
+DEFAULT_MAX_PDU_LENGTH = 64 * 1024
+MAX_SEQUENCE = 0x7FFFFFFF
+_TLV_HEAD = struct.Struct(">HH")
+_U32 = struct.Struct(">I")
+
+
+class Tlv(msgspec.Struct, frozen=True, gc=False):
+    """One optional parameter. `value` is int, str or bytes according to TLV_TYPES."""
+
+    tag: int
+    value: int | str | bytes
+    terminated: bool = True  # only meaningful for C-string TLVs: was the NUL on the wire?
+
+
+class DestAddress(msgspec.Struct, frozen=True, gc=False):
+    """submit_multi destination: an SME address (dest_flag 1) or a distribution list (2)."""
+
+    dest_flag: int = 1
+    ton: int = 0
+    npi: int = 0
+    address: str = ""
+    dl_name: str = ""
+
+
+class UnsuccessSme(msgspec.Struct, frozen=True, gc=False):
+    ton: int = 0
+    npi: int = 0
+    address: str = ""
+    error_status_code: int = 0
+
+
+# ---------------------------------------------------------------------------------------
+# TLV types: INT sizes, CSTR, or OCTETS (anything not listed is OCTETS, i.e. raw bytes).
+_INT1, _INT2, _INT4, _CSTR = 1, 2, 4, "cstr"
+TLV_TYPES: dict[int, int | str] = {
+    Tag.DEST_ADDR_SUBUNIT: _INT1,
+    Tag.DEST_NETWORK_TYPE: _INT1,
+    Tag.DEST_BEARER_TYPE: _INT1,
+    Tag.DEST_TELEMATICS_ID: _INT2,
+    Tag.SOURCE_ADDR_SUBUNIT: _INT1,
+    Tag.SOURCE_NETWORK_TYPE: _INT1,
+    Tag.SOURCE_BEARER_TYPE: _INT1,
+    # source_telematics_id: implementations disagree on 1 vs 2 octets, so it stays bytes.
+    Tag.QOS_TIME_TO_LIVE: _INT4,
+    Tag.PAYLOAD_TYPE: _INT1,
+    Tag.ADDITIONAL_STATUS_INFO_TEXT: _CSTR,
+    Tag.RECEIPTED_MESSAGE_ID: _CSTR,
+    Tag.MS_MSG_WAIT_FACILITIES: _INT1,
+    Tag.PRIVACY_INDICATOR: _INT1,
+    Tag.USER_MESSAGE_REFERENCE: _INT2,
+    Tag.USER_RESPONSE_CODE: _INT1,
+    Tag.SOURCE_PORT: _INT2,
+    Tag.DESTINATION_PORT: _INT2,
+    Tag.SAR_MSG_REF_NUM: _INT2,
+    Tag.LANGUAGE_INDICATOR: _INT1,
+    Tag.SAR_TOTAL_SEGMENTS: _INT1,
+    Tag.SAR_SEGMENT_SEQNUM: _INT1,
+    Tag.SC_INTERFACE_VERSION: _INT1,
+    Tag.CALLBACK_NUM_PRES_IND: _INT1,
+    Tag.NUMBER_OF_MESSAGES: _INT1,
+    Tag.DPF_RESULT: _INT1,
+    Tag.SET_DPF: _INT1,
+    Tag.MS_AVAILABILITY_STATUS: _INT1,
+    Tag.DELIVERY_FAILURE_REASON: _INT1,
+    Tag.MORE_MESSAGES_TO_SEND: _INT1,
+    Tag.MESSAGE_STATE: _INT1,
+    Tag.DISPLAY_TIME: _INT1,
+    Tag.SMS_SIGNAL: _INT2,
+    Tag.MS_VALIDITY: _INT1,
+    Tag.ITS_REPLY_TYPE: _INT1,
+}
+
+
+def _decode_tlvs(b: bytes, p: int, end: int) -> list[Tlv]:
+    tlvs: list[Tlv] = []
+    types = TLV_TYPES
+    while p < end:
+        if end - p < 4:
+            raise PduError(
+                f"{end - p} byte(s) after the mandatory fields are too short for a TLV header",
+                S.ESME_RINVCMDLEN,
+            )
+        tag, length = _TLV_HEAD.unpack_from(b, p)
+        p += 4
+        q = p + length
+        if q > end:
+            raise PduError(
+                f"TLV 0x{tag:04x} declares length {length} but {end - p} byte(s) remain",
+                S.ESME_RINVCMDLEN,
+            )
+        raw = b[p:q]
+        kind = types.get(tag)
+        if kind is None:
+            tlvs.append(Tlv(tag, raw))
+        elif kind == _CSTR:
+            if length and raw[-1] == 0:
+                tlvs.append(Tlv(tag, raw[:-1].decode("latin-1")))
+            else:
+                tlvs.append(Tlv(tag, raw.decode("latin-1"), False))
+        else:
+            if length != kind:
+                raise PduError(
+                    f"TLV 0x{tag:04x} has length {length}, expected {kind}", S.ESME_RINVPARLEN
+                )
+            tlvs.append(Tlv(tag, int.from_bytes(raw, "big")))
+        p = q
+    return tlvs
+
+
+def _encode_tlvs(tlvs: list[Tlv]) -> bytes:
+    out = []
+    types = TLV_TYPES
+    for t in tlvs:
+        kind = types.get(t.tag)
+        v = t.value
+        if kind is None:
+            if not isinstance(v, bytes):
+                raise PduError(f"TLV 0x{t.tag:04x} needs a bytes value", S.ESME_RINVOPTPARAMVAL)
+            raw = v
+        elif kind == _CSTR:
+            if not isinstance(v, str):
+                raise PduError(f"TLV 0x{t.tag:04x} needs a str value", S.ESME_RINVOPTPARAMVAL)
+            raw = v.encode("latin-1") + (b"\0" if t.terminated else b"")
+        else:
+            if not isinstance(v, int) or not 0 <= v < (1 << (8 * kind)):
+                raise PduError(
+                    f"TLV 0x{t.tag:04x} needs an integer of {kind} octet(s)", S.ESME_RINVOPTPARAMVAL
+                )
+            raw = v.to_bytes(kind, "big")
+        if len(raw) > 0xFFFF:
+            raise PduError(f"TLV 0x{t.tag:04x} value too long", S.ESME_RINVPARLEN)
+        out.append(_TLV_HEAD.pack(t.tag, len(raw)))
+        out.append(raw)
+    return b"".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Body layouts (SMPP 3.4 section 4). Kinds:
+#   C n   C-Octet String of at most n octets including the NUL  -> str
+#   T     time field: C-Octet String, empty or 16 characters     -> str
+#   U8    1-octet integer; U32 4-octet integer                   -> int
+#   SM    sm_length + short_message                              -> bytes
+#         (SMPP 3.4 says at most 254 octets; the 1-octet sm_length allows 255 and real
+#         SMSCs send 255 (cloudhopper's decodeSubmitSm255 vector), so 255 is accepted.)
+#   DESTS number_of_dests + dest_address list (submit_multi)    -> list[DestAddress]
+#   UNSUC no_unsuccess + unsuccess_sme list (submit_multi_resp) -> list[UnsuccessSme]
+# The status is what to answer when this field is malformed.
+_SUBMIT_TAIL = [
+    ("esm_class", "U8"),
+    ("protocol_id", "U8"),
+    ("priority_flag", "U8"),
+    ("schedule_delivery_time", "T", 17, S.ESME_RINVSCHED),
+    ("validity_period", "T", 17, S.ESME_RINVEXPIRY),
+    ("registered_delivery", "U8"),
+    ("replace_if_present_flag", "U8"),
+    ("data_coding", "U8"),
+    ("sm_default_msg_id", "U8"),
+    ("short_message", "SM"),
+]
+_SM_LAYOUT = [
+    ("service_type", "C", 6, S.ESME_RINVSERTYP),
+    ("source_addr_ton", "U8"),
+    ("source_addr_npi", "U8"),
+    ("source_addr", "C", 21, S.ESME_RINVSRCADR),
+    ("dest_addr_ton", "U8"),
+    ("dest_addr_npi", "U8"),
+    ("destination_addr", "C", 21, S.ESME_RINVDSTADR),
+    *_SUBMIT_TAIL,
+]
+# password: the spec says 9 octets with the NUL; SMSC accounts with 9-16 character passwords
+# exist (gosmpp's outbind vector), so we accept up to 16. Credentials are checked anyway.
+_PASSWORD = ("password", "C", 17, S.ESME_RINVPASWD)
+_BIND_LAYOUT = [
+    ("system_id", "C", 16, S.ESME_RINVSYSID),
+    _PASSWORD,
+    ("system_type", "C", 13, S.ESME_RINVSYSTYP),
+    ("interface_version", "U8"),
+    ("addr_ton", "U8"),
+    ("addr_npi", "U8"),
+    ("address_range", "C", 41, S.ESME_RINVPARLEN),
+]
+_BIND_RESP_LAYOUT = [("system_id", "C", 16, S.ESME_RINVSYSID)]
+_MSGID_RESP_LAYOUT = [("message_id", "C", 65, S.ESME_RINVMSGID)]
+
+_BODIES: dict[int, tuple[str, list[tuple]]] = {
+    CommandId.GENERIC_NACK: ("GenericNack", []),
+    CommandId.BIND_RECEIVER: ("BindReceiver", _BIND_LAYOUT),
+    CommandId.BIND_RECEIVER_RESP: ("BindReceiverResp", _BIND_RESP_LAYOUT),
+    CommandId.BIND_TRANSMITTER: ("BindTransmitter", _BIND_LAYOUT),
+    CommandId.BIND_TRANSMITTER_RESP: ("BindTransmitterResp", _BIND_RESP_LAYOUT),
+    CommandId.BIND_TRANSCEIVER: ("BindTransceiver", _BIND_LAYOUT),
+    CommandId.BIND_TRANSCEIVER_RESP: ("BindTransceiverResp", _BIND_RESP_LAYOUT),
+    CommandId.OUTBIND: (
+        "Outbind",
+        [("system_id", "C", 16, S.ESME_RINVSYSID), _PASSWORD],
+    ),
+    CommandId.UNBIND: ("Unbind", []),
+    CommandId.UNBIND_RESP: ("UnbindResp", []),
+    CommandId.ENQUIRE_LINK: ("EnquireLink", []),
+    CommandId.ENQUIRE_LINK_RESP: ("EnquireLinkResp", []),
+    CommandId.SUBMIT_SM: ("SubmitSm", _SM_LAYOUT),
+    CommandId.SUBMIT_SM_RESP: ("SubmitSmResp", _MSGID_RESP_LAYOUT),
+    CommandId.DELIVER_SM: ("DeliverSm", _SM_LAYOUT),
+    CommandId.DELIVER_SM_RESP: ("DeliverSmResp", _MSGID_RESP_LAYOUT),
+    CommandId.DATA_SM: (
+        "DataSm",
+        [
+            ("service_type", "C", 6, S.ESME_RINVSERTYP),
+            ("source_addr_ton", "U8"),
+            ("source_addr_npi", "U8"),
+            ("source_addr", "C", 65, S.ESME_RINVSRCADR),
+            ("dest_addr_ton", "U8"),
+            ("dest_addr_npi", "U8"),
+            ("destination_addr", "C", 65, S.ESME_RINVDSTADR),
+            ("esm_class", "U8"),
+            ("registered_delivery", "U8"),
+            ("data_coding", "U8"),
+        ],
+    ),
+    CommandId.DATA_SM_RESP: ("DataSmResp", _MSGID_RESP_LAYOUT),
+    CommandId.QUERY_SM: (
+        "QuerySm",
+        [
+            ("message_id", "C", 65, S.ESME_RINVMSGID),
+            ("source_addr_ton", "U8"),
+            ("source_addr_npi", "U8"),
+            ("source_addr", "C", 21, S.ESME_RINVSRCADR),
+        ],
+    ),
+    CommandId.QUERY_SM_RESP: (
+        "QuerySmResp",
+        [
+            ("message_id", "C", 65, S.ESME_RINVMSGID),
+            ("final_date", "T", 17, S.ESME_RINVPARLEN),
+            ("message_state", "U8"),
+            ("error_code", "U8"),
+        ],
+    ),
+    CommandId.CANCEL_SM: (
+        "CancelSm",
+        [
+            ("service_type", "C", 6, S.ESME_RINVSERTYP),
+            ("message_id", "C", 65, S.ESME_RINVMSGID),
+            ("source_addr_ton", "U8"),
+            ("source_addr_npi", "U8"),
+            ("source_addr", "C", 21, S.ESME_RINVSRCADR),
+            ("dest_addr_ton", "U8"),
+            ("dest_addr_npi", "U8"),
+            ("destination_addr", "C", 21, S.ESME_RINVDSTADR),
+        ],
+    ),
+    CommandId.CANCEL_SM_RESP: ("CancelSmResp", []),
+    CommandId.REPLACE_SM: (
+        "ReplaceSm",
+        [
+            ("message_id", "C", 65, S.ESME_RINVMSGID),
+            ("source_addr_ton", "U8"),
+            ("source_addr_npi", "U8"),
+            ("source_addr", "C", 21, S.ESME_RINVSRCADR),
+            ("schedule_delivery_time", "T", 17, S.ESME_RINVSCHED),
+            ("validity_period", "T", 17, S.ESME_RINVEXPIRY),
+            ("registered_delivery", "U8"),
+            ("sm_default_msg_id", "U8"),
+            ("short_message", "SM"),
+        ],
+    ),
+    CommandId.REPLACE_SM_RESP: ("ReplaceSmResp", []),
+    CommandId.SUBMIT_MULTI: (
+        "SubmitMulti",
+        [
+            ("service_type", "C", 6, S.ESME_RINVSERTYP),
+            ("source_addr_ton", "U8"),
+            ("source_addr_npi", "U8"),
+            ("source_addr", "C", 21, S.ESME_RINVSRCADR),
+            ("dest_addresses", "DESTS"),
+            *_SUBMIT_TAIL,
+        ],
+    ),
+    CommandId.SUBMIT_MULTI_RESP: (
+        "SubmitMultiResp",
+        [("message_id", "C", 65, S.ESME_RINVMSGID), ("unsuccess_smes", "UNSUC")],
+    ),
+    CommandId.ALERT_NOTIFICATION: (
+        "AlertNotification",
+        [
+            ("source_addr_ton", "U8"),
+            ("source_addr_npi", "U8"),
+            ("source_addr", "C", 65, S.ESME_RINVSRCADR),
+            ("esme_addr_ton", "U8"),
+            ("esme_addr_npi", "U8"),
+            ("esme_addr", "C", 65, S.ESME_RINVDSTADR),
+        ],
+    ),
+}
+
+
+class Pdu(msgspec.Struct, kw_only=True, gc=False):
+    """Base of all PDU types. Subclasses are generated from `_BODIES`."""
+
+    command_id: ClassVar[int]
+    command_name: ClassVar[str]
+    is_response: ClassVar[bool]
+    sequence_number: int = 0
+    command_status: int = 0
+    tlvs: list[Tlv] = []
+
+    def encode(self) -> bytes:  # replaced per subclass
+        raise NotImplementedError
+
+    def tlv(self, tag: int, default: Any = None) -> Any:
+        """Value of the first TLV with this tag, else `default`."""
+        for t in self.tlvs:
+            if t.tag == tag:
+                return t.value
+        return default
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers called by the generated code (kept out of the hot path except on errors).
+
+
+def _bad_cstr(b: bytes, p: int, end: int, limit: int, name: str, status: int) -> PduError:
+    nul = b.find(0, p, end)
+    if nul < 0:
+        return PduError(f"body ends inside {name} (no NUL terminator)", S.ESME_RINVCMDLEN)
+    return PduError(f"{name} is {nul - p} octets, more than {limit - 1}", status)
+
+
+def _time_ok(s: str) -> bool:
+    return len(s) in (0, 16)
+
+
+def _decode_dests(b: bytes, p: int, end: int) -> tuple[list[DestAddress], int]:
+    n = b[p]
+    p += 1
+    dests = []
+    for _ in range(n):
+        flag = b[p]
+        if flag == 1:
+            ton, npi = b[p + 1], b[p + 2]
+            i = b.find(0, p + 3, min(end, p + 3 + 21))
+            if i < 0:
+                raise _bad_cstr(b, p + 3, end, 21, "dest_address", S.ESME_RINVDSTADR)
+            dests.append(DestAddress(1, ton, npi, b[p + 3 : i].decode("latin-1")))
+            p = i + 1
+        elif flag == 2:
+            i = b.find(0, p + 1, min(end, p + 1 + 21))
+            if i < 0:
+                raise _bad_cstr(b, p + 1, end, 21, "dl_name", S.ESME_RINVDLNAME)
+            dests.append(DestAddress(2, dl_name=b[p + 1 : i].decode("latin-1")))
+            p = i + 1
+        else:
+            raise PduError(f"dest_flag {flag} is neither 1 nor 2", S.ESME_RINVDESTFLAG)
+    return dests, p
+
+
+def _encode_dests(dests: list[DestAddress]) -> bytes:
+    if len(dests) > 254:
+        raise PduError("submit_multi takes at most 254 destinations", S.ESME_RINVNUMDESTS)
+    out = [bytes((len(dests),))]
+    for d in dests:
+        if d.dest_flag == 1:
+            out.append(bytes((1, d.ton, d.npi)))
+            out.append(_cstr(d.address, 21, "dest_address", S.ESME_RINVDSTADR))
+        elif d.dest_flag == 2:
+            out.append(b"\x02")
+            out.append(_cstr(d.dl_name, 21, "dl_name", S.ESME_RINVDLNAME))
+        else:
+            raise PduError(f"dest_flag {d.dest_flag} is neither 1 nor 2", S.ESME_RINVDESTFLAG)
+    return b"".join(out)
+
+
+def _decode_unsuccess(b: bytes, p: int, end: int) -> tuple[list[UnsuccessSme], int]:
+    n = b[p]
+    p += 1
+    out = []
+    for _ in range(n):
+        ton, npi = b[p], b[p + 1]
+        i = b.find(0, p + 2, min(end, p + 2 + 21))
+        if i < 0:
+            raise _bad_cstr(b, p + 2, end, 21, "unsuccess_sme address", S.ESME_RINVDSTADR)
+        (err,) = _U32.unpack_from(b, i + 1)
+        out.append(UnsuccessSme(ton, npi, b[p + 2 : i].decode("latin-1"), err))
+        p = i + 5
+    return out, p
+
+
+def _encode_unsuccess(smes: list[UnsuccessSme]) -> bytes:
+    if len(smes) > 255:
+        raise PduError("at most 255 unsuccess_sme entries", S.ESME_RINVNUMDESTS)
+    out = [bytes((len(smes),))]
+    for u in smes:
+        out.append(bytes((u.ton, u.npi)))
+        out.append(_cstr(u.address, 21, "unsuccess_sme address", S.ESME_RINVDSTADR))
+        out.append(_U32.pack(u.error_status_code))
+    return b"".join(out)
+
+
+def _cstr(s: str, limit: int, name: str, status: int) -> bytes:
+    try:
+        raw = s.encode("latin-1")
+    except UnicodeEncodeError:
+        raise PduError(f"{name} has characters outside Latin-1", status) from None
+    if len(raw) >= limit or 0 in raw:
+        raise PduError(f"{name} must be at most {limit - 1} octets without NUL", status)
+    return raw + b"\0"
+
+
+def _bad_int(name: str) -> PduError:
+    return PduError(f"{name} must be an integer 0..255", S.ESME_RINVPARLEN)
+
+
+# ---------------------------------------------------------------------------------------
+# Code generation: one decoder and one encoder per PDU type.
+
+
+def _gen_decoder(cls_name: str, layout: list[tuple], is_resp: bool) -> str:
+    lines = [f"def _decode_{cls_name}(b, p, end, status, seq):"]
+    names = [row[0] for row in layout]
+    if is_resp and layout:
+        # Body-less response: first field None, the rest at their defaults.
+        lines.append("    if p == end:")
+        lines.append(f"        return {cls_name}(sequence_number=seq, command_status=status, {names[0]}=None)")
+    for row in layout:
+        name, kind = row[0], row[1]
+        if kind in ("C", "T"):
+            limit, status = row[2], int(row[3])
+            lines.append(f"    i = b.find(0, p, p + {limit} if p + {limit} < end else end)")
+            lines.append(f"    if i < 0: raise _bad_cstr(b, p, end, {limit}, {name!r}, {status})")
+            lines.append(f"    {name} = b[p:i].decode('latin-1'); p = i + 1")
+            if kind == "T":
+                lines.append(
+                    f"    if not _time_ok({name}): raise PduError('{name} must be empty or 16 characters', {status})"
+                )
+        elif kind == "U8":
+            lines.append(f"    {name} = b[p]; p += 1")
+        elif kind == "U32":
+            lines.append(f"    ({name},) = _U32.unpack_from(b, p); p += 4")
+        elif kind == "SM":
+            lines.append("    n = b[p]")
+            lines.append(f"    {name} = b[p + 1:p + 1 + n]; p += 1 + n")
+            lines.append(f"    if p > end: raise PduError('short_message runs past the end of the PDU', {int(S.ESME_RINVCMDLEN)})")
+        elif kind == "DESTS":
+            lines.append(f"    {name}, p = _decode_dests(b, p, end)")
+        elif kind == "UNSUC":
+            lines.append(f"    {name}, p = _decode_unsuccess(b, p, end)")
+        else:  # pragma: no cover - table error
+            raise AssertionError(kind)
+    lines.append("    if p > end: raise IndexError")
+    lines.append("    tlvs = _decode_tlvs(b, p, end) if p < end else []")
+    args = ", ".join(f"{n}={n}" for n in names)
+    sep = ", " if args else ""
+    lines.append(f"    return {cls_name}(sequence_number=seq, command_status=status, tlvs=tlvs{sep}{args})")
+    return "\n".join(lines)
+
+
+def _gen_encoder(cls_name: str, layout: list[tuple], is_resp: bool, command_id: int) -> str:
+    lines = [f"def _encode_{cls_name}(self):"]
+    lines.append("    parts = []; a = parts.append")
+    body_lines = []
+    for row in layout:
+        name, kind = row[0], row[1]
+        if kind in ("C", "T"):
+            limit, status = row[2], int(row[3])
+            if kind == "T":
+                body_lines.append(
+                    f"if not _time_ok(self.{name}): raise PduError('{name} must be empty or 16 characters', {status})"
+                )
+            body_lines.append(f"a(_cstr(self.{name}, {limit}, {name!r}, {status}))")
+        elif kind == "U8":
+            body_lines.append(f"v = self.{name}")
+            body_lines.append(f"if v.__class__ is not int or not 0 <= v <= 255: raise _bad_int({name!r})")
+            body_lines.append("a(_B1[v])")
+        elif kind == "U32":
+            body_lines.append(f"a(_U32.pack(self.{name}))")
+        elif kind == "SM":
+            body_lines.append(f"sm = self.{name}")
+            body_lines.append(
+                f"if len(sm) > 255: raise PduError('short_message longer than 255 octets; use message_payload', {int(S.ESME_RINVMSGLEN)})"
+            )
+            body_lines.append("a(_B1[len(sm)]); a(sm)")
+        elif kind == "DESTS":
+            body_lines.append(f"a(_encode_dests(self.{name}))")
+        elif kind == "UNSUC":
+            body_lines.append(f"a(_encode_unsuccess(self.{name}))")
+    if is_resp and layout:
+        lines.append(f"    if self.{layout[0][0]} is not None:")
+        lines.extend("        " + bl for bl in body_lines)
+    else:
+        lines.extend("    " + bl for bl in body_lines)
+    lines.append("    if self.tlvs: a(_encode_tlvs(self.tlvs))")
+    lines.append("    body = b''.join(parts)")
+    lines.append(
+        f"    return _HEADER_PACK(16 + len(body), {command_id}, self.command_status, self.sequence_number) + body"
+    )
+    return "\n".join(lines)
+
+
+_PY_TYPES = {"C": "str", "T": "str", "U8": "int", "U32": "int", "SM": "bytes"}
+_DEFAULTS = {"C": "''", "T": "''", "U8": "0", "U32": "0", "SM": "b''", "DESTS": "[]", "UNSUC": "[]"}
+_LIST_TYPES = {"DESTS": "list[DestAddress]", "UNSUC": "list[UnsuccessSme]"}
+
+_B1 = [bytes((i,)) for i in range(256)]
+
+DECODERS: dict[int, Any] = {}
+PDU_CLASSES: dict[int, type[Pdu]] = {}
+_namespace: dict[str, Any] = {
+    "PduError": PduError,
+    "_bad_cstr": _bad_cstr,
+    "_bad_int": _bad_int,
+    "_time_ok": _time_ok,
+    "_decode_tlvs": _decode_tlvs,
+    "_encode_tlvs": _encode_tlvs,
+    "_decode_dests": _decode_dests,
+    "_encode_dests": _encode_dests,
+    "_decode_unsuccess": _decode_unsuccess,
+    "_encode_unsuccess": _encode_unsuccess,
+    "_cstr": _cstr,
+    "_U32": _U32,
+    "_B1": _B1,
+    "_HEADER_PACK": HEADER.pack,
+}
+
+
+def _build() -> None:
+    for command_id, (cls_name, layout) in _BODIES.items():
+        is_resp = bool(command_id & RESPONSE_BIT)
+        annotations: dict[str, Any] = {}
+        defaults: dict[str, Any] = {}
+        for i, row in enumerate(layout):
+            name, kind = row[0], row[1]
+            py_type = _LIST_TYPES.get(kind) or _PY_TYPES[kind]
+            if is_resp and i == 0:
+                py_type = f"{py_type} | None"
+            annotations[name] = eval(py_type, globals())  # noqa: S307 - our own table
+            defaults[name] = eval(_DEFAULTS[kind])  # noqa: S307
+        cls = msgspec.defstruct(
+            cls_name,
+            [(n, annotations[n], msgspec.field(default=defaults[n])) for n in annotations],
+            bases=(Pdu,),
+            kw_only=True,
+            gc=False,
+            module=__name__,
+        )
+        cls.command_id = command_id
+        cls.command_name = CommandId(command_id).name.lower()
+        cls.is_response = is_resp
+        _namespace[cls_name] = cls
+        exec(_gen_decoder(cls_name, layout, is_resp), _namespace)  # noqa: S102
+        exec(_gen_encoder(cls_name, layout, is_resp, command_id), _namespace)  # noqa: S102
+        cls.encode = _namespace[f"_encode_{cls_name}"]
+        DECODERS[command_id] = _namespace[f"_decode_{cls_name}"]
+        PDU_CLASSES[command_id] = cls
+        globals()[cls_name] = cls
+
+
+_build()
+
+# Explicit names for readers and type checkers; the classes themselves come from _BODIES.
+GenericNack: type[Pdu]
+BindReceiver: type[Pdu]
+BindReceiverResp: type[Pdu]
+BindTransmitter: type[Pdu]
+BindTransmitterResp: type[Pdu]
+BindTransceiver: type[Pdu]
+BindTransceiverResp: type[Pdu]
+Outbind: type[Pdu]
+Unbind: type[Pdu]
+UnbindResp: type[Pdu]
+EnquireLink: type[Pdu]
+EnquireLinkResp: type[Pdu]
+SubmitSm: type[Pdu]
+SubmitSmResp: type[Pdu]
+DeliverSm: type[Pdu]
+DeliverSmResp: type[Pdu]
+DataSm: type[Pdu]
+DataSmResp: type[Pdu]
+QuerySm: type[Pdu]
+QuerySmResp: type[Pdu]
+CancelSm: type[Pdu]
+CancelSmResp: type[Pdu]
+ReplaceSm: type[Pdu]
+ReplaceSmResp: type[Pdu]
+SubmitMulti: type[Pdu]
+SubmitMultiResp: type[Pdu]
+AlertNotification: type[Pdu]
+
+BIND_REQUESTS = frozenset(
+    {CommandId.BIND_RECEIVER, CommandId.BIND_TRANSMITTER, CommandId.BIND_TRANSCEIVER}
+)
+
+
+def peek_header(b: bytes) -> tuple[int, int, int, int]:
+    """(command_length, command_id, command_status, sequence_number) of the first 16 bytes."""
+    return HEADER.unpack_from(b, 0)
+
+
+def decode(b: bytes, max_length: int = DEFAULT_MAX_PDU_LENGTH) -> Pdu:
+    """Decode exactly one whole PDU. Raises PduError on anything that is not one."""
+    if len(b) < HEADER_SIZE:
+        raise PduError(f"{len(b)} bytes is shorter than a PDU header", S.ESME_RINVCMDLEN)
+    length, command_id, status, seq = HEADER.unpack_from(b, 0)
+    if length != len(b) or length < HEADER_SIZE or length > max_length:
+        raise PduError(
+            f"command_length {length} does not match the {len(b)} bytes of the PDU"
+            if length != len(b)
+            else f"command_length {length} outside {HEADER_SIZE}..{max_length}",
+            S.ESME_RINVCMDLEN,
+            command_id=command_id,
+            sequence_number=seq,
+        )
+    decoder = DECODERS.get(command_id)
+    if decoder is None:
+        raise PduError(
+            f"unknown command_id 0x{command_id:08x}",
+            S.ESME_RINVCMDID,
+            command_id=command_id,
+            sequence_number=seq,
+        )
+    try:
+        return decoder(b, HEADER_SIZE, length, status, seq)
+    except PduError as e:
+        e.command_id, e.sequence_number = command_id, seq
+        raise
+    except (IndexError, struct.error):
+        raise PduError(
+            "body ends inside the mandatory fields",
+            S.ESME_RINVCMDLEN,
+            command_id=command_id,
+            sequence_number=seq,
+        ) from None
+
+
+def response_class(command_id: int) -> type[Pdu] | None:
+    """The *_resp class answering a request command_id, or None for responses/outbind/alerts."""
+    if command_id & RESPONSE_BIT:
+        return None
+    return PDU_CLASSES.get(command_id | RESPONSE_BIT)
+
+
+def make_response(request: Pdu, command_status: int = 0, **fields: Any) -> Pdu:
+    """The response to `request` with its sequence number. Raises for unanswerable commands."""
+    cls = response_class(request.command_id)
+    if cls is None:
+        raise ValueError(f"{request.command_name} has no response")
+    return cls(sequence_number=request.sequence_number, command_status=command_status, **fields)
