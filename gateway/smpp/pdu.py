@@ -350,6 +350,7 @@ class Pdu(msgspec.Struct, kw_only=True, gc=False):
     command_id: ClassVar[int]
     command_name: ClassVar[str]
     is_response: ClassVar[bool]
+    body_fields: ClassVar[tuple[str, ...]]
     sequence_number: int = 0
     command_status: int = 0
     tlvs: list[Tlv] = []
@@ -595,6 +596,7 @@ def _build() -> None:
         cls.command_id = command_id
         cls.command_name = CommandId(command_id).name.lower()
         cls.is_response = is_resp
+        cls.body_fields = tuple(row[0] for row in layout)
         _namespace[cls_name] = cls
         exec(_gen_decoder(cls_name, layout, is_resp), _namespace)  # noqa: S102
         exec(_gen_encoder(cls_name, layout, is_resp, command_id), _namespace)  # noqa: S102
@@ -686,6 +688,17 @@ def response_class(command_id: int) -> type[Pdu] | None:
     if command_id & RESPONSE_BIT:
         return None
     return PDU_CLASSES.get(command_id | RESPONSE_BIT)
+
+
+def error_response(command_id: int, sequence_number: int, command_status: int) -> Pdu:
+    """The refusal of request `command_id`: its *_resp without a body (SMPP 3.4 omits the
+    body of a response with a non-zero status), or generic_nack when the command has no
+    response or is unknown."""
+    cls = response_class(command_id)
+    if cls is None:
+        return GenericNack(sequence_number=sequence_number, command_status=command_status)
+    fields = {cls.body_fields[0]: None} if cls.body_fields else {}
+    return cls(sequence_number=sequence_number, command_status=command_status, **fields)
 
 
 def make_response(request: Pdu, command_status: int = 0, **fields: Any) -> Pdu:

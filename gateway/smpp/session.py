@@ -1,0 +1,429 @@
+"""Sans-IO SMPP 3.4 session: one state machine for both ends of a bind.
+
+Theory of operation
+-------------------
+A `Session` is fed the bytes that arrived (`receive_data`) and returns what they mean
+(`next_events`); what the application wants to send goes through `send`, and everything to
+be written to the socket, ours and automatic answers alike, is collected until the driver
+takes it with `data_to_send` (one write for everything ready: that batching is worth 2x in
+throughput). It never touches a socket or a clock: times are passed in as plain floats.
+
+The same class serves the ESME (our gateway) and the SMSC (our simulator); it is told its
+`role` and reads the one table below, `_LEGAL`, to know which requests each side may send in
+each bind state. Rules it enforces on its own, because every SMPP peer needs them:
+
+- sequence numbers: 1..0x7FFFFFFF, wrapping to 1, never reusing one still outstanding;
+- responses are matched to outstanding requests by sequence number (any order); a response
+  nobody asked for is reported, not crashed on; `generic_nack` completes the request with
+  its sequence number (status says why);
+- every request carries a deadline (`now + response_timeout`); `expire(now)` reports the
+  overdue ones and forgets them, so no request is ever left without an outcome;
+- `window`: at most that many outstanding "windowed" requests (message traffic); `send`
+  refuses beyond it, drivers wait for `window_free` first;
+- the peer's `enquire_link` and `unbind` are answered here, automatically;
+- a request that is illegal in the current state is answered with ESME_RINVBNDSTS (its
+  *_resp, or generic_nack when it has none); a PDU that fails to decode is answered with
+  generic_nack or its *_resp carrying the PduError's status; a broken frame (command_length
+  under 16 or over the maximum) cannot be resynchronised: the session answers generic_nack
+  and moves to CLOSED, and the driver drops the connection.
+
+Bind states follow SMPP 3.4 section 2.2: OPEN -> (bind) -> BOUND_TX/RX/TRX -> (unbind) ->
+CLOSED. BINDING and UNBINDING are the moments between a request and its response.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Any
+
+import msgspec
+
+from gateway.smpp import pdu as P
+from gateway.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus
+from gateway.smpp.errors import PduError, ProtocolError
+
+C = CommandId
+
+
+class Role(enum.Enum):
+    ESME = "esme"
+    SMSC = "smsc"
+
+
+class State(enum.Enum):
+    OPEN = "open"  # connected, not bound
+    BINDING = "binding"  # bind request sent / received, response pending
+    BOUND_TX = "bound_tx"
+    BOUND_RX = "bound_rx"
+    BOUND_TRX = "bound_trx"
+    UNBINDING = "unbinding"  # we sent unbind, waiting for unbind_resp
+    CLOSED = "closed"  # unbound or broken: nothing more may be sent
+
+
+_BOUND_STATE_OF_BIND = {
+    C.BIND_TRANSMITTER: State.BOUND_TX,
+    C.BIND_RECEIVER: State.BOUND_RX,
+    C.BIND_TRANSCEIVER: State.BOUND_TRX,
+}
+
+# Requests each side may SEND in each state (SMPP 3.4 sections 2.2-2.3 and 4). Whatever one
+# side may send is what the other side may receive, so this one table serves both.
+_ESME_TX = {C.SUBMIT_SM, C.SUBMIT_MULTI, C.DATA_SM, C.QUERY_SM, C.CANCEL_SM, C.REPLACE_SM}
+_SMSC_RX = {C.DELIVER_SM, C.DATA_SM, C.ALERT_NOTIFICATION}
+_LINK = {C.ENQUIRE_LINK, C.UNBIND}
+_LEGAL: dict[tuple[State, Role], frozenset[int]] = {
+    (State.OPEN, Role.ESME): frozenset({*_BOUND_STATE_OF_BIND, C.ENQUIRE_LINK}),
+    (State.OPEN, Role.SMSC): frozenset({C.OUTBIND, C.ENQUIRE_LINK}),
+    (State.BINDING, Role.ESME): frozenset({C.ENQUIRE_LINK}),
+    (State.BINDING, Role.SMSC): frozenset({C.ENQUIRE_LINK}),
+    (State.BOUND_TX, Role.ESME): frozenset(_ESME_TX | _LINK),
+    (State.BOUND_TX, Role.SMSC): frozenset(_LINK),
+    (State.BOUND_RX, Role.ESME): frozenset(_LINK),
+    (State.BOUND_RX, Role.SMSC): frozenset(_SMSC_RX | _LINK),
+    (State.BOUND_TRX, Role.ESME): frozenset(_ESME_TX | _LINK),
+    (State.BOUND_TRX, Role.SMSC): frozenset(_SMSC_RX | _LINK),
+    (State.UNBINDING, Role.ESME): frozenset(),
+    (State.UNBINDING, Role.SMSC): frozenset(),
+    (State.CLOSED, Role.ESME): frozenset(),
+    (State.CLOSED, Role.SMSC): frozenset(),
+}
+
+# Requests that occupy a window slot: message traffic, not link management.
+WINDOWED = frozenset(_ESME_TX | _SMSC_RX)
+# Requests that have no response.
+_NO_RESPONSE = frozenset({C.OUTBIND, C.ALERT_NOTIFICATION})
+_BOUND = frozenset({State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX})
+
+
+# ---------------------------------------------------------------------------------------
+# Events
+
+
+class RequestReceived(msgspec.Struct, gc=False):
+    """A peer request for the application (submit_sm, deliver_sm, bind_*, query_sm...).
+
+    The application answers with `session.send(make_response(pdu, ...))`.
+    """
+
+    pdu: P.Pdu
+
+
+class ResponseReceived(msgspec.Struct, gc=False):
+    """The answer to one of our requests. `pdu` may be a generic_nack."""
+
+    pdu: P.Pdu
+    request: P.Pdu
+
+
+class RequestTimedOut(msgspec.Struct, gc=False):
+    request: P.Pdu
+
+
+class OutbindReceived(msgspec.Struct, gc=False):
+    pdu: P.Pdu
+
+
+class Unbound(msgspec.Struct, gc=False):
+    """The bind ended: the peer unbound (we answered) or our unbind was answered."""
+
+    by_peer: bool
+
+
+class LinkChecked(msgspec.Struct, gc=False):
+    """The peer sent enquire_link; it was answered already."""
+
+
+class InvalidPdu(msgspec.Struct, gc=False):
+    """Bytes that did not decode or a request not allowed now. Already answered if possible."""
+
+    error: Exception
+    fatal: bool = False  # the stream cannot be resynchronised; close the connection
+
+
+class UnexpectedResponse(msgspec.Struct, gc=False):
+    """A response whose sequence number matches nothing outstanding."""
+
+    pdu: P.Pdu
+
+
+class _Outstanding(msgspec.Struct, gc=False):
+    pdu: P.Pdu
+    deadline: float
+
+
+_LEN = struct.Struct(">I")
+_HEADER = P.HEADER
+
+
+class Session:
+    def __init__(
+        self,
+        role: Role,
+        *,
+        window: int = 10,
+        response_timeout: float = 10.0,
+        max_pdu_length: int = P.DEFAULT_MAX_PDU_LENGTH,
+    ) -> None:
+        self.role = role
+        self.peer_role = Role.SMSC if role is Role.ESME else Role.ESME
+        self.state = State.OPEN
+        self.window = window
+        self.response_timeout = response_timeout
+        self.max_pdu_length = max_pdu_length
+        self._seq = 0
+        self._outstanding: dict[int, _Outstanding] = {}
+        self._windowed = 0
+        self._inbox = bytearray()
+        self._outbox: list[bytes] = []
+        self._events: list[Any] = []
+        self._pending_bind: int | None = None  # command_id of the bind in flight
+        self._peer_pending: dict[int, P.Pdu] = {}  # peer requests awaiting our answer (binds)
+
+    # ---- introspection -------------------------------------------------------------
+
+    @property
+    def bound(self) -> bool:
+        return self.state in _BOUND
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._outstanding)
+
+    @property
+    def window_used(self) -> int:
+        return self._windowed
+
+    @property
+    def window_free(self) -> int:
+        return self.window - self._windowed
+
+    def next_deadline(self) -> float | None:
+        if not self._outstanding:
+            return None
+        return min(o.deadline for o in self._outstanding.values())
+
+    def can_send(self, command_id: int) -> bool:
+        return command_id in _LEGAL[(self.state, self.role)]
+
+    # ---- sending -------------------------------------------------------------------
+
+    def _next_sequence(self) -> int:
+        seq = self._seq
+        outstanding = self._outstanding
+        while True:
+            seq = seq + 1 if seq < P.MAX_SEQUENCE else 1
+            if seq not in outstanding:
+                self._seq = seq
+                return seq
+
+    def send(self, pdu: P.Pdu, now: float = 0.0, timeout: float | None = None) -> P.Pdu:
+        """Queue `pdu` for sending. Requests get the next sequence number and a deadline.
+
+        Returns the PDU (with its sequence number filled in for requests). Raises
+        ProtocolError if the command is not allowed in this state or the window is full,
+        PduError if a field cannot be encoded; in both cases nothing is queued.
+        """
+        cid = pdu.command_id
+        if cid & RESPONSE_BIT:
+            self._send_response(pdu)
+            return pdu
+        if cid not in _LEGAL[(self.state, self.role)]:
+            raise ProtocolError(f"{pdu.command_name} not allowed in state {self.state.value}")
+        windowed = cid in WINDOWED
+        if windowed and self._windowed >= self.window:
+            raise ProtocolError("window full", CommandStatus.ESME_RTHROTTLED)
+        pdu.sequence_number = self._next_sequence()
+        data = pdu.encode()
+        self._outbox.append(data)
+        if cid in _NO_RESPONSE:
+            return pdu
+        deadline = now + (self.response_timeout if timeout is None else timeout)
+        self._outstanding[pdu.sequence_number] = _Outstanding(pdu, deadline)
+        if windowed:
+            self._windowed += 1
+        if cid in _BOUND_STATE_OF_BIND:
+            self.state = State.BINDING
+            self._pending_bind = cid
+        elif cid == C.UNBIND:
+            self.state = State.UNBINDING
+        return pdu
+
+    def _send_response(self, pdu: P.Pdu) -> None:
+        if self.state is State.CLOSED:
+            raise ProtocolError("session closed")
+        data = pdu.encode()
+        request = self._peer_pending.pop(pdu.sequence_number, None)
+        self._outbox.append(data)
+        if request is not None and request.command_id in _BOUND_STATE_OF_BIND:
+            # Our answer to the peer's bind decides the state (SMSC role).
+            if pdu.command_status == CommandStatus.ESME_ROK:
+                self.state = _BOUND_STATE_OF_BIND[request.command_id]
+            else:
+                self.state = State.OPEN
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the socket since the last call, as one buffer."""
+        if not self._outbox:
+            return b""
+        data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
+        self._outbox.clear()
+        return data
+
+    # ---- receiving -----------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the socket. Complete PDUs become events; partial ones wait."""
+        if self.state is State.CLOSED and not self._outstanding:
+            return
+        inbox = self._inbox
+        inbox += data
+        pos = 0
+        end = len(inbox)
+        max_len = self.max_pdu_length
+        while end - pos >= 16:
+            (length,) = _LEN.unpack_from(inbox, pos)
+            if length < 16 or length > max_len:
+                _, cid, _, seq = _HEADER.unpack_from(inbox, pos)
+                self._fatal(
+                    PduError(
+                        f"command_length {length} outside 16..{max_len}",
+                        CommandStatus.ESME_RINVCMDLEN,
+                        command_id=cid,
+                        sequence_number=seq,
+                    )
+                )
+                inbox.clear()
+                return
+            if end - pos < length:
+                break
+            raw = bytes(inbox[pos : pos + length])
+            pos += length
+            self._handle_frame(raw)
+        if pos:
+            del inbox[:pos]
+
+    def next_events(self) -> list[Any]:
+        events = self._events
+        self._events = []
+        return events
+
+    def expire(self, now: float) -> list[RequestTimedOut]:
+        """Forget and report requests whose deadline has passed."""
+        late = [seq for seq, o in self._outstanding.items() if o.deadline <= now]
+        out = []
+        for seq in late:
+            o = self._outstanding.pop(seq)
+            self._release(o.pdu)
+            out.append(RequestTimedOut(o.pdu))
+        return out
+
+    def abandon_all(self) -> list[P.Pdu]:
+        """The connection is gone: every outstanding request ends without a response."""
+        pending = [o.pdu for o in self._outstanding.values()]
+        self._outstanding.clear()
+        self._windowed = 0
+        self.state = State.CLOSED
+        return pending
+
+    def _release(self, request: P.Pdu) -> None:
+        if request.command_id in WINDOWED:
+            self._windowed -= 1
+
+    def _fatal(self, error: PduError) -> None:
+        self._outbox.append(
+            P.GenericNack(
+                sequence_number=error.sequence_number or 0, command_status=error.command_status
+            ).encode()
+        )
+        self.state = State.CLOSED
+        self._events.append(InvalidPdu(error, fatal=True))
+
+    def _handle_frame(self, raw: bytes) -> None:
+        try:
+            pdu = P.decode(raw, self.max_pdu_length)
+        except PduError as e:
+            self._answer_invalid(e)
+            return
+        cid = pdu.command_id
+        if cid & RESPONSE_BIT:
+            self._handle_response(pdu)
+            return
+        if cid not in _LEGAL[(self.state, self.peer_role)]:
+            status = (
+                CommandStatus.ESME_RALYBND
+                if cid in _BOUND_STATE_OF_BIND and self.state in _BOUND
+                else CommandStatus.ESME_RINVBNDSTS
+            )
+            err = ProtocolError(
+                f"{pdu.command_name} not allowed in state {self.state.value}", status
+            )
+            if self.state is not State.CLOSED:
+                self._outbox.append(P.error_response(cid, pdu.sequence_number, status).encode())
+            self._events.append(InvalidPdu(err))
+            return
+        if cid == C.ENQUIRE_LINK:
+            self._outbox.append(P.EnquireLinkResp(sequence_number=pdu.sequence_number).encode())
+            self._events.append(LinkChecked())
+        elif cid == C.UNBIND:
+            self._outbox.append(P.UnbindResp(sequence_number=pdu.sequence_number).encode())
+            self.state = State.CLOSED
+            self._events.append(Unbound(by_peer=True))
+        elif cid == C.OUTBIND:
+            self._events.append(OutbindReceived(pdu))
+        else:
+            if cid in _BOUND_STATE_OF_BIND:
+                self.state = State.BINDING
+                self._peer_pending[pdu.sequence_number] = pdu
+            self._events.append(RequestReceived(pdu))
+
+    def _handle_response(self, pdu: P.Pdu) -> None:
+        o = self._outstanding.get(pdu.sequence_number)
+        if o is None or not (
+            pdu.command_id == C.GENERIC_NACK or pdu.command_id == o.pdu.command_id | RESPONSE_BIT
+        ):
+            self._events.append(UnexpectedResponse(pdu))
+            return
+        del self._outstanding[pdu.sequence_number]
+        request = o.pdu
+        self._release(request)
+        rcid = request.command_id
+        if rcid in _BOUND_STATE_OF_BIND:
+            self.state = (
+                _BOUND_STATE_OF_BIND[rcid]
+                if pdu.command_status == CommandStatus.ESME_ROK and pdu.command_id != C.GENERIC_NACK
+                else State.OPEN
+            )
+            self._pending_bind = None
+        elif rcid == C.UNBIND:
+            self.state = State.CLOSED
+            self._events.append(ResponseReceived(pdu, request))
+            self._events.append(Unbound(by_peer=False))
+            return
+        self._events.append(ResponseReceived(pdu, request))
+
+    def _answer_invalid(self, e: PduError) -> None:
+        cid, seq = e.command_id, e.sequence_number or 0
+        if cid is not None and cid & RESPONSE_BIT:
+            # A response we cannot read still completes the request it answers, with the
+            # decode error as its status, so nothing waits for it forever.
+            o = self._outstanding.get(seq)
+            if o is not None and cid in (C.GENERIC_NACK, o.pdu.command_id | RESPONSE_BIT):
+                del self._outstanding[seq]
+                self._release(o.pdu)
+                nack = P.GenericNack(sequence_number=seq, command_status=e.command_status)
+                self._events.append(ResponseReceived(nack, o.pdu))
+            self._events.append(InvalidPdu(e))
+            return
+        # Framing and unknown commands get generic_nack (SMPP 3.4 section 4.3); a known
+        # request with a bad field gets its own *_resp carrying the reason.
+        if cid is None or e.command_status in (
+            CommandStatus.ESME_RINVCMDLEN,
+            CommandStatus.ESME_RINVCMDID,
+        ):
+            answer = P.GenericNack(sequence_number=seq, command_status=e.command_status)
+        else:
+            answer = P.error_response(cid, seq, e.command_status)
+        if self.state is not State.CLOSED:
+            self._outbox.append(answer.encode())
+        self._events.append(InvalidPdu(e))
