@@ -198,6 +198,9 @@ class Session:
     def window_free(self) -> int:
         return self.window - self._windowed
 
+    def is_outstanding(self, sequence_number: int) -> bool:
+        return sequence_number in self._outstanding
+
     def next_deadline(self) -> float | None:
         if not self._outstanding:
             return None

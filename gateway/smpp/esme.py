@@ -1,0 +1,536 @@
+"""Trio ESME driver: keeps one bind to an SMSC up and moves requests through it.
+
+A thin I/O shell around the sans-IO `Session`. One `EsmeClient` owns one bind; a channel
+owning N binds runs N clients. `run()` is the client's whole life: connect (TCP_NODELAY,
+optional TLS), bind, then four tasks in a nursery owned by the connection:
+
+- reader: socket bytes -> session -> events (responses wake their waiters, deliver_sm and
+  data_sm go to the deliver workers, the peer's unbind ends the connection);
+- writer: sends everything the session has queued in one `send_all` per wake-up, so a burst
+  of submits and deliver_sm_resps costs one system call;
+- ticker: expires overdue requests and keeps enquire_link going when the link is idle;
+- deliver workers: call the application's handler and answer deliver_sm only after it
+  returned a status (so a receipt is acknowledged only once the gateway has taken it).
+
+When the connection ends, every request still outstanding completes with DISCONNECTED
+(outcome unknown: the SMSC may have accepted it), and the client reconnects with exponential
+back-off and jitter. A bind refused for credentials waits `bind_failure_backoff` seconds,
+never a tight loop. `submit()` never raises for SMSC-side conditions: throttling,
+generic_nack, queue full, timeouts and disconnects come back as a `SubmitResult` whose
+`outcome` says whether to retry.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import msgspec
+import structlog
+import trio
+
+from gateway.smpp import pdu as P
+from gateway.smpp import session as S
+from gateway.smpp.constants import (
+    INTERFACE_VERSION_34,
+    THROTTLING_STATUSES,
+    CommandId,
+    CommandStatus,
+    is_retryable,
+    status_name,
+)
+from gateway.smpp.errors import ProtocolError
+from gateway.smpp.transport import RECEIVE_SIZE, connect
+
+log = structlog.get_logger("gateway.smpp.esme")
+
+BindMode = Literal["transceiver", "transmitter", "receiver"]
+_BIND_CLASS = {
+    "transceiver": P.BindTransceiver,
+    "transmitter": P.BindTransmitter,
+    "receiver": P.BindReceiver,
+}
+# Bind refusals that will not fix themselves by retrying soon: wrong credentials/config.
+_CREDENTIAL_FAILURES = frozenset(
+    {
+        CommandStatus.ESME_RINVPASWD,
+        CommandStatus.ESME_RINVSYSID,
+        CommandStatus.ESME_RBINDFAIL,
+        CommandStatus.ESME_RINVSYSTYP,
+    }
+)
+
+
+class EsmeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How to reach and bind one SMSC account. Times in seconds."""
+
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str
+    password: str
+    system_type: str = ""
+    bind_mode: BindMode = "transceiver"
+    addr_ton: int = 0
+    addr_npi: int = 0
+    address_range: str = ""
+    window: int = 64
+    response_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    enquire_link_interval: float = 30.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    bind_failure_backoff: float = 60.0
+    unbind_timeout: float = 2.0
+    deliver_workers: int = 32
+    tls: bool = False
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"  # ESME_ROK: the SMSC took it
+    RETRY = "retry"  # throttled / queue full / generic_nack / transient: send again later
+    REJECTED = "rejected"  # final refusal (invalid destination, ...)
+    TIMEOUT = "timeout"  # no response in time: outcome unknown
+    DISCONNECTED = "disconnected"  # connection lost while outstanding: outcome unknown
+    NOT_SENT = "not_sent"  # never left this process (client closing): safe to resend
+
+
+class SubmitResult(msgspec.Struct, frozen=True, gc=False):
+    outcome: Outcome
+    status: int = 0
+    message_id: str | None = None
+    response: P.Pdu | None = None
+    throttled: bool = False  # the SMSC asked us to slow down
+
+    @property
+    def reason(self) -> str:
+        if self.outcome in (Outcome.ACCEPTED, Outcome.RETRY, Outcome.REJECTED):
+            if self.response is not None and self.response.command_id == CommandId.GENERIC_NACK:
+                return f"generic_nack:{status_name(self.status)}"
+            return status_name(self.status)
+        return self.outcome.value
+
+
+def classify(response: P.Pdu) -> SubmitResult:
+    """Map an SMSC response to an outcome. generic_nack is always retryable: it says the
+    PDU could not be handled, not that the message is bad."""
+    status = response.command_status
+    message_id = getattr(response, "message_id", None)
+    if response.command_id == CommandId.GENERIC_NACK:
+        return SubmitResult(
+            Outcome.RETRY, status, None, response, throttled=status in THROTTLING_STATUSES
+        )
+    if status == CommandStatus.ESME_ROK:
+        return SubmitResult(Outcome.ACCEPTED, status, message_id, response)
+    if is_retryable(status):
+        return SubmitResult(
+            Outcome.RETRY, status, message_id, response, throttled=status in THROTTLING_STATUSES
+        )
+    return SubmitResult(Outcome.REJECTED, status, message_id, response)
+
+
+class _Waiter:
+    __slots__ = ("event", "result")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: SubmitResult | None = None
+
+    def set(self, result: SubmitResult) -> None:
+        if self.result is None:
+            self.result = result
+            self.event.set()
+
+
+class ClientClosed(Exception):
+    code = "client_closed"
+
+
+DeliverHandler = Callable[[P.Pdu], Awaitable[int]]
+
+
+async def _accept_all(pdu: P.Pdu) -> int:
+    return CommandStatus.ESME_ROK
+
+
+class EsmeStats(msgspec.Struct, kw_only=True):
+    connects: int = 0
+    binds: int = 0
+    bind_failures: int = 0
+    disconnects: int = 0
+    submitted: int = 0
+    accepted: int = 0
+    retry: int = 0
+    rejected: int = 0
+    timeouts: int = 0
+    lost_on_disconnect: int = 0
+    delivered_in: int = 0
+    invalid_pdus: int = 0
+
+
+class EsmeClient:
+    """One bind to one SMSC account, kept alive until `close()` or cancellation."""
+
+    def __init__(
+        self,
+        settings: EsmeSettings,
+        *,
+        on_deliver: DeliverHandler = _accept_all,
+        name: str = "esme",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.on_deliver = on_deliver
+        self.name = name
+        self.stats = EsmeStats()
+        self.log = log.bind(channel=name, smsc=f"{settings.host}:{settings.port}")
+        self._rng = rng or random.Random()
+        self._session: S.Session | None = None
+        self._stream: trio.abc.Stream | None = None
+        self._waiters: dict[int, _Waiter] = {}
+        self._bound = trio.Event()
+        self._closing = False
+        self._closed = trio.Event()
+        self._wake_writer = trio.Event()
+        self._window_lot = trio.lowlevel.ParkingLot()
+        self._conn_scope: trio.CancelScope | None = None
+        self._last_rx = 0.0
+        self.last_error: str | None = None
+
+    # ---- public API ------------------------------------------------------------------
+
+    @property
+    def bound(self) -> bool:
+        return self._session is not None and self._session.bound
+
+    @property
+    def can_submit(self) -> bool:
+        return self.bound and self.settings.bind_mode != "receiver" and not self._closing
+
+    def set_window(self, window: int) -> None:
+        """Retune the window in place (no reconnect); waiters re-check at once."""
+        self.settings = msgspec.structs.replace(self.settings, window=window)
+        if self._session is not None:
+            self._session.window = window
+        self._window_lot.unpark_all()
+
+    async def wait_bound(self) -> None:
+        while not self.bound:
+            if self._closing:
+                raise ClientClosed(self.name)
+            await self._bound.wait()
+
+    async def submit(self, request: P.Pdu, timeout: float | None = None) -> SubmitResult:
+        """Send a request (submit_sm, data_sm, query_sm...) and wait for its outcome.
+
+        Waits for a bind and a free window slot first. Never raises for SMSC behaviour.
+        """
+        while True:
+            if self._closing:
+                return SubmitResult(Outcome.NOT_SENT)
+            session = self._session
+            if session is None or not session.bound:
+                await self._bound.wait()
+                continue
+            if session.window_free <= 0:
+                await self._window_lot.park()
+                continue
+            break
+        try:
+            session.send(request, trio.current_time(), timeout)
+        except ProtocolError:
+            # Bind state changed under us (peer unbinding): not sent, safe to resend.
+            return SubmitResult(Outcome.NOT_SENT)
+        waiter = _Waiter()
+        self._waiters[request.sequence_number] = waiter
+        self.stats.submitted += 1
+        self._wake_writer.set()
+        await waiter.event.wait()
+        result = waiter.result
+        assert result is not None
+        return result
+
+    async def close(self) -> None:
+        """Stop taking requests, let outstanding ones finish (bounded), unbind, disconnect."""
+        self._closing = True
+        self._bound.set()  # wake anyone waiting for a bind: they get NOT_SENT
+        self._window_lot.unpark_all()
+        session = self._session
+        if session is not None and session.bound and self._stream is not None:
+            with trio.move_on_after(self.settings.response_timeout):
+                while session.outstanding:
+                    await trio.sleep(0.01)
+            if session.bound:
+                try:
+                    session.send(P.Unbind(), trio.current_time(), self.settings.unbind_timeout)
+                    self._wake_writer.set()
+                except ProtocolError:
+                    pass
+                with trio.move_on_after(self.settings.unbind_timeout):
+                    while session.state is S.State.UNBINDING:
+                        await trio.sleep(0.01)
+        if self._conn_scope is not None:
+            self._conn_scope.cancel()
+        with trio.move_on_after(self.settings.unbind_timeout + 1):
+            await self._closed.wait()
+
+    # ---- connection loop -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, bind, serve; reconnect with back-off until closed or cancelled."""
+        task_status.started()
+        attempt = 0
+        try:
+            while not self._closing:
+                delay: float | None = None
+                try:
+                    bound = await self._connect_and_serve()
+                except _BindRefused as e:
+                    self.stats.bind_failures += 1
+                    self.last_error = e.reason
+                    if e.status in _CREDENTIAL_FAILURES:
+                        delay = self.settings.bind_failure_backoff
+                    bound = False
+                    self.log.warning("bind_refused", status=status_name(e.status), retry_in=delay)
+                except (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as e:
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    self.log.warning("connection_failed", error=self.last_error)
+                    bound = False
+                if self._closing:
+                    break
+                attempt = 0 if bound else attempt + 1
+                if delay is None:
+                    delay = self._backoff(attempt)
+                await trio.sleep(delay)
+        finally:
+            self._closed.set()
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.settings.reconnect_max, self.settings.reconnect_min * (2 ** max(attempt - 1, 0)))
+        return base * (0.5 + self._rng.random() / 2)  # jitter: 50-100% of the step
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.settings.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=self.settings.tls_ca_file)
+        if not self.settings.tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    async def _connect_and_serve(self) -> bool:
+        """One connection's life. Returns True if it got bound (resets the back-off)."""
+        st = self.settings
+        stream = await connect(
+            st.host, st.port, tls=self._tls_context(), timeout=st.connect_timeout
+        )
+        self.stats.connects += 1
+        session = S.Session(S.Role.ESME, window=st.window, response_timeout=st.response_timeout)
+        self._stream, self._session = stream, session
+        self._wake_writer = trio.Event()
+        was_bound = False
+        try:
+            async with stream:
+                await self._bind(stream, session)
+                was_bound = True
+                self.stats.binds += 1
+                self._bound.set()
+                self._window_lot.unpark_all()
+                self.log.info("bound", mode=st.bind_mode)
+                send_deliver, recv_deliver = trio.open_memory_channel[P.Pdu](st.window * 4)
+                with trio.CancelScope() as scope:
+                    self._conn_scope = scope
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._writer, stream, session)
+                        nursery.start_soon(self._ticker, session, nursery.cancel_scope)
+                        for _ in range(max(1, st.deliver_workers)):
+                            nursery.start_soon(self._deliver_worker, session, recv_deliver.clone())
+                        recv_deliver.close()
+                        await self._reader(stream, session, send_deliver)
+                        nursery.cancel_scope.cancel()
+        finally:
+            self._conn_scope = None
+            self._bound = trio.Event()
+            lost = session.abandon_all()
+            for request in lost:
+                self._finish(request.sequence_number, SubmitResult(Outcome.DISCONNECTED))
+            self.stats.lost_on_disconnect += len(lost)
+            for seq in list(self._waiters):
+                self._finish(seq, SubmitResult(Outcome.DISCONNECTED))
+            self._window_lot.unpark_all()
+            self._stream = self._session = None
+            if was_bound:
+                self.stats.disconnects += 1
+                self.log.info("disconnected", abandoned=len(lost))
+        return was_bound
+
+    async def _bind(self, stream: trio.abc.Stream, session: S.Session) -> None:
+        st = self.settings
+        bind = _BIND_CLASS[st.bind_mode](
+            system_id=st.system_id,
+            password=st.password,
+            system_type=st.system_type,
+            interface_version=INTERFACE_VERSION_34,
+            addr_ton=st.addr_ton,
+            addr_npi=st.addr_npi,
+            address_range=st.address_range,
+        )
+        session.send(bind, trio.current_time())
+        await stream.send_all(session.data_to_send())
+        with trio.fail_after(st.response_timeout):
+            while True:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    raise trio.BrokenResourceError("connection closed during bind")
+                session.receive_data(data)
+                for ev in session.next_events():
+                    if isinstance(ev, S.ResponseReceived) and ev.request is bind:
+                        if session.bound:
+                            self._last_rx = trio.current_time()
+                            return
+                        raise _BindRefused(ev.pdu.command_status)
+                    if isinstance(ev, S.InvalidPdu) and ev.fatal:
+                        raise trio.BrokenResourceError(str(ev.error))
+                    if isinstance(ev, S.Unbound):
+                        raise trio.BrokenResourceError("unbound during bind")
+                out = session.data_to_send()
+                if out:
+                    await stream.send_all(out)
+
+    async def _reader(
+        self,
+        stream: trio.abc.Stream,
+        session: S.Session,
+        deliver: trio.MemorySendChannel[P.Pdu],
+    ) -> None:
+        async with deliver:
+            while True:
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    return
+                if not data:
+                    self.last_error = "connection closed by SMSC"
+                    return
+                self._last_rx = trio.current_time()
+                session.receive_data(data)
+                end = False
+                for ev in session.next_events():
+                    t = type(ev)
+                    if t is S.ResponseReceived:
+                        self._on_response(ev.pdu, ev.request)
+                    elif t is S.RequestReceived:
+                        self.stats.delivered_in += 1
+                        await deliver.send(ev.pdu)
+                    elif t is S.Unbound:
+                        self.log.info("unbound", by_peer=ev.by_peer)
+                        end = True
+                    elif t is S.InvalidPdu:
+                        self.stats.invalid_pdus += 1
+                        self.log.warning("invalid_pdu", error=str(ev.error), fatal=ev.fatal)
+                        end = end or ev.fatal
+                    elif t is S.UnexpectedResponse:
+                        self.log.warning(
+                            "unexpected_response",
+                            command=ev.pdu.command_name,
+                            seq=ev.pdu.sequence_number,
+                        )
+                self._wake_writer.set()
+                if end:
+                    # Let the writer flush our unbind_resp / generic_nack before closing.
+                    out = session.data_to_send()
+                    if out:
+                        with trio.move_on_after(1):
+                            await stream.send_all(out)
+                    return
+
+    def _on_response(self, response: P.Pdu, request: P.Pdu) -> None:
+        if request.command_id == CommandId.ENQUIRE_LINK:
+            return
+        result = classify(response)
+        self._count(result)
+        self._finish(request.sequence_number, result)
+        self._window_lot.unpark()
+
+    def _count(self, result: SubmitResult) -> None:
+        o = result.outcome
+        if o is Outcome.ACCEPTED:
+            self.stats.accepted += 1
+        elif o is Outcome.RETRY:
+            self.stats.retry += 1
+        elif o is Outcome.REJECTED:
+            self.stats.rejected += 1
+        elif o is Outcome.TIMEOUT:
+            self.stats.timeouts += 1
+
+    def _finish(self, seq: int, result: SubmitResult) -> None:
+        waiter = self._waiters.pop(seq, None)
+        if waiter is not None:
+            waiter.set(result)
+
+    async def _writer(self, stream: trio.abc.Stream, session: S.Session) -> None:
+        while True:
+            await self._wake_writer.wait()
+            self._wake_writer = trio.Event()
+            data = session.data_to_send()
+            if data:
+                await stream.send_all(data)
+
+    async def _ticker(self, session: S.Session, conn_scope: trio.CancelScope) -> None:
+        st = self.settings
+        tick = min(0.1, st.response_timeout / 4)
+        link_check: P.Pdu | None = None
+        while True:
+            await trio.sleep(tick)
+            now = trio.current_time()
+            for ev in session.expire(now):
+                if ev.request is link_check:
+                    self.log.warning("enquire_link_timeout")
+                    conn_scope.cancel()
+                    return
+                self._count(SubmitResult(Outcome.TIMEOUT))
+                self._finish(ev.request.sequence_number, SubmitResult(Outcome.TIMEOUT))
+                self._window_lot.unpark()
+            if now - self._last_rx >= st.enquire_link_interval and session.bound:
+                if link_check is None or not session.is_outstanding(link_check.sequence_number):
+                    try:
+                        link_check = session.send(P.EnquireLink(), now)
+                    except ProtocolError:
+                        continue
+                    self._last_rx = now  # do not send another before this one is answered
+                    self._wake_writer.set()
+
+    async def _deliver_worker(
+        self, session: S.Session, inbox: trio.MemoryReceiveChannel[P.Pdu]
+    ) -> None:
+        async with inbox:
+            async for pdu in inbox:
+                try:
+                    status = await self.on_deliver(pdu)
+                except Exception:  # the handler's bug must not kill the bind; SMSC retries
+                    self.log.exception("deliver_handler_failed", command=pdu.command_name)
+                    status = CommandStatus.ESME_RX_T_APPN
+                if P.response_class(pdu.command_id) is None:
+                    continue  # alert_notification: nothing to answer
+                resp = (
+                    P.make_response(pdu, status, message_id="")
+                    if status == CommandStatus.ESME_ROK
+                    else P.error_response(pdu.command_id, pdu.sequence_number, status)
+                )
+                try:
+                    session.send(resp)
+                except ProtocolError:
+                    return  # session closed: the SMSC will redeliver
+                self._wake_writer.set()
+
+
+class _BindRefused(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status_name(status))
+        self.status = status
+        self.reason = f"bind refused: {status_name(status)}"

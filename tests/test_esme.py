@@ -1,0 +1,272 @@
+"""The trio ESME driver against a scripted SMSC on 127.0.0.1."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+
+from gateway.smpp import pdu as P
+from gateway.smpp.constants import CommandStatus, Tag
+from gateway.smpp.esme import EsmeClient, EsmeSettings, Outcome
+from tests.scripted_smsc import ScriptedSmsc
+
+
+def settings(port: int, **kw) -> EsmeSettings:
+    base = dict(
+        port=port,
+        system_id="gw",
+        password="secret",
+        window=8,
+        response_timeout=1.0,
+        reconnect_min=0.05,
+        reconnect_max=0.2,
+        bind_failure_backoff=30.0,
+        enquire_link_interval=30.0,
+    )
+    base.update(kw)
+    return EsmeSettings(**base)
+
+
+def submit(n: int = 0) -> P.Pdu:
+    return P.SubmitSm(source_addr="Acme", destination_addr=f"49151{n:07d}", short_message=b"hi")
+
+
+@pytest.fixture
+async def smsc(nursery):
+    server = ScriptedSmsc()
+    await nursery.start(server.serve)
+    return server
+
+
+async def test_bind_submit_and_window(smsc, nursery):
+    client = EsmeClient(settings(smsc.port))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        results = []
+
+        async def one(i):
+            results.append(await client.submit(submit(i)))
+
+        async with trio.open_nursery() as n:
+            for i in range(50):
+                n.start_soon(one, i)
+    assert len(results) == 50
+    assert all(r.outcome is Outcome.ACCEPTED for r in results)
+    assert len({r.message_id for r in results}) == 50
+    assert client.stats.accepted == 50
+    # TCP_NODELAY and the window: never more than 8 outstanding at the SMSC
+    await client.close()
+
+
+async def test_retryable_and_final_statuses(smsc, nursery):
+    statuses = iter(
+        [CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL, CommandStatus.ESME_RINVDSTADR]
+    )
+
+    def react(conn, pdu):
+        return [P.error_response(pdu.command_id, pdu.sequence_number, next(statuses))]
+
+    smsc.on_submit = react
+    client = EsmeClient(settings(smsc.port))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        r1 = await client.submit(submit())
+        r2 = await client.submit(submit())
+        r3 = await client.submit(submit())
+    assert (r1.outcome, r1.throttled) == (Outcome.RETRY, True)
+    assert (r2.outcome, r2.throttled) == (Outcome.RETRY, True)
+    assert r3.outcome is Outcome.REJECTED and r3.reason == "ESME_RINVDSTADR"
+    assert client.bound  # nothing above killed the session
+    await client.close()
+
+
+async def test_generic_nack_is_retryable(smsc, nursery):
+    smsc.on_submit = lambda conn, pdu: [
+        P.GenericNack(sequence_number=pdu.sequence_number, command_status=CommandStatus.ESME_RSYSERR)
+    ]
+    client = EsmeClient(settings(smsc.port))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        r = await client.submit(submit())
+    assert r.outcome is Outcome.RETRY
+    assert r.reason.startswith("generic_nack")
+    await client.close()
+
+
+async def test_response_timeout_frees_the_window(smsc, nursery):
+    smsc.on_submit = lambda conn, pdu: None  # never answer
+    client = EsmeClient(settings(smsc.port, window=2, response_timeout=0.3))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        results = []
+
+        async def one(i):
+            results.append(await client.submit(submit(i)))
+
+        async with trio.open_nursery() as n:
+            for i in range(4):  # twice the window: the second pair needs freed slots
+                n.start_soon(one, i)
+    assert [r.outcome for r in results] == [Outcome.TIMEOUT] * 4
+    assert client.stats.timeouts == 4
+    await client.close()
+
+
+async def test_disconnect_completes_outstanding_and_reconnects(smsc, nursery):
+    answered = []
+
+    def react(conn, pdu):
+        if len(answered) == 0:
+            answered.append(pdu)
+            # Close the connection instead of answering.
+            conn.server.to_close = conn
+            return None
+        return [P.make_response(pdu, message_id="ok")]
+
+    smsc.on_submit = react
+    client = EsmeClient(settings(smsc.port, response_timeout=5))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+
+        async def closer():
+            while not hasattr(smsc, "to_close"):
+                await trio.sleep(0.01)
+            await smsc.to_close.stream.aclose()
+
+        nursery.start_soon(closer)
+        r = await client.submit(submit())
+        assert r.outcome is Outcome.DISCONNECTED
+        r2 = await client.submit(submit())  # waits for the reconnect
+    assert r2.outcome is Outcome.ACCEPTED
+    assert client.stats.binds == 2 and smsc.binds == 2
+    await client.close()
+
+
+async def test_bad_credentials_back_off_long(smsc, nursery, mock_clock):
+    # Jump virtual time only after 50 ms of real idleness, so loopback I/O completes first.
+    mock_clock.autojump_threshold = 0.05
+    client = EsmeClient(settings(smsc.port, password="wrong", bind_failure_backoff=60.0))
+    nursery.start_soon(client.run)
+    await trio.sleep(200)  # virtual time: at most ceil(200/60)+1 attempts, not a tight loop
+    assert 2 <= smsc.bind_attempts <= 5
+    assert client.stats.bind_failures == smsc.bind_attempts
+    assert "ESME_RINVPASWD" in client.last_error
+    await client.close()
+
+
+async def test_reconnect_backoff_grows_with_jitter():
+    client = EsmeClient(settings(1, reconnect_min=1.0, reconnect_max=16.0), rng=random.Random(7))
+    delays = [client._backoff(a) for a in range(1, 8)]
+    for attempt, d in enumerate(delays, start=1):
+        step = min(16.0, 2 ** (attempt - 1))
+        assert step / 2 <= d <= step
+    assert delays[-1] <= 16.0
+
+
+async def test_deliver_sm_acknowledged_after_handler(smsc, nursery):
+    got = []
+    release = trio.Event()
+
+    async def handler(pdu):
+        await release.wait()
+        got.append(pdu)
+        return CommandStatus.ESME_ROK
+
+    client = EsmeClient(settings(smsc.port), on_deliver=handler)
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        conn = smsc.connections[-1]
+        receipt = P.DeliverSm(
+            esm_class=0x04,
+            short_message=b"id:1 sub:001 dlvrd:001 submit date:2611260101 done date:2611260101 stat:DELIVRD err:000 text:",
+            tlvs=[P.Tlv(Tag.RECEIPTED_MESSAGE_ID, "1"), P.Tlv(Tag.MESSAGE_STATE, 2)],
+        )
+        await conn.push(receipt)
+        await trio.sleep(0.2)
+        assert not conn.session.outstanding == 0  # not answered while the handler holds it
+        release.set()
+        while conn.session.outstanding:
+            await trio.sleep(0.01)
+    assert got[0].tlv(Tag.RECEIPTED_MESSAGE_ID) == "1"
+    await client.close()
+
+
+async def test_handler_failure_answers_temporary_error(smsc, nursery):
+    async def handler(pdu):
+        raise RuntimeError("store down")
+
+    client = EsmeClient(settings(smsc.port), on_deliver=handler)
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        conn = smsc.connections[-1]
+        sent = P.DeliverSm(short_message=b"MO")
+        await conn.push(sent)
+        while conn.session.outstanding:
+            await trio.sleep(0.01)
+    assert client.bound
+
+
+async def test_peer_unbind_reconnects(smsc, nursery):
+    client = EsmeClient(settings(smsc.port))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        await smsc.connections[-1].push(P.Unbind())
+        while smsc.binds < 2:
+            await trio.sleep(0.01)
+        r = await client.submit(submit())
+    assert r.outcome is Outcome.ACCEPTED
+    await client.close()
+
+
+async def test_enquire_link_when_idle(smsc, nursery):
+    client = EsmeClient(settings(smsc.port, enquire_link_interval=0.2))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        await trio.sleep(0.7)
+    assert smsc.link_checks >= 2
+    assert client.bound
+    await client.close()
+
+
+async def test_graceful_close_unbinds(smsc, nursery):
+    client = EsmeClient(settings(smsc.port))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        await client.close()
+    assert smsc.unbinds == 1
+    assert (await client.submit(submit())).outcome is Outcome.NOT_SENT
+
+
+async def test_set_window_applies_without_reconnect(smsc, nursery):
+    client = EsmeClient(settings(smsc.port, window=1))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        client.set_window(16)
+        async with trio.open_nursery() as n:
+            for i in range(32):
+                n.start_soon(client.submit, submit(i))
+    assert client.stats.connects == 1 and client.stats.accepted == 32
+    await client.close()
+
+
+async def test_unanswered_enquire_link_drops_and_reconnects(smsc, nursery):
+    client = EsmeClient(settings(smsc.port, enquire_link_interval=0.2, response_timeout=0.3))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        smsc.mute = True  # the link hangs: enquire_link goes unanswered
+        while client.stats.disconnects < 1:
+            await trio.sleep(0.01)
+        smsc.mute = False
+        while smsc.binds < 2:
+            await trio.sleep(0.01)
+    await client.close()
