@@ -191,7 +191,7 @@ class EsmeClient:
         self._rng = rng or random.Random()
         self._session: S.Session | None = None
         self._stream: trio.abc.Stream | None = None
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[int, Callable[[SubmitResult], None]] = {}
         self._bound = trio.Event()
         self._closing = False
         self._closed = trio.Event()
@@ -224,31 +224,58 @@ class EsmeClient:
                 raise ClientClosed(self.name)
             await self._bound.wait()
 
+    async def acquire_slot(self) -> bool:
+        """Wait until bound with a free window slot. False when the client is closing.
+
+        Returns without yielding when a slot is free already, so a sender that keeps the
+        window full costs no task switch per message.
+        """
+        while True:
+            if self._closing:
+                return False
+            session = self._session
+            if session is None or not session.bound:
+                await self._bound.wait()
+            elif session.window_free <= 0:
+                await self._window_lot.park()
+            else:
+                return True
+
+    def submit_nowait(
+        self,
+        request: P.Pdu,
+        on_result: Callable[[SubmitResult], None],
+        timeout: float | None = None,
+    ) -> bool:
+        """Send `request` now; `on_result` is called exactly once with its outcome.
+
+        Call after `acquire_slot()` returned True (and without awaiting in between). Returns
+        False, without calling `on_result`, when the request could not be queued (no bind,
+        window full, closing): it was not sent and may be resent.
+        """
+        session = self._session
+        if self._closing or session is None:
+            return False
+        try:
+            session.send(request, trio.current_time(), timeout)
+        except ProtocolError:
+            return False
+        self._waiters[request.sequence_number] = on_result
+        self.stats.submitted += 1
+        self._wake_writer.set()
+        return True
+
     async def submit(self, request: P.Pdu, timeout: float | None = None) -> SubmitResult:
         """Send a request (submit_sm, data_sm, query_sm...) and wait for its outcome.
 
         Waits for a bind and a free window slot first. Never raises for SMSC behaviour.
         """
         while True:
-            if self._closing:
+            if not await self.acquire_slot():
                 return SubmitResult(Outcome.NOT_SENT)
-            session = self._session
-            if session is None or not session.bound:
-                await self._bound.wait()
-                continue
-            if session.window_free <= 0:
-                await self._window_lot.park()
-                continue
-            break
-        try:
-            session.send(request, trio.current_time(), timeout)
-        except ProtocolError:
-            # Bind state changed under us (peer unbinding): not sent, safe to resend.
-            return SubmitResult(Outcome.NOT_SENT)
-        waiter = _Waiter()
-        self._waiters[request.sequence_number] = waiter
-        self.stats.submitted += 1
-        self._wake_writer.set()
+            waiter = _Waiter()
+            if self.submit_nowait(request, waiter.set, timeout):
+                break
         await waiter.event.wait()
         result = waiter.result
         assert result is not None
@@ -469,9 +496,12 @@ class EsmeClient:
             self.stats.timeouts += 1
 
     def _finish(self, seq: int, result: SubmitResult) -> None:
-        waiter = self._waiters.pop(seq, None)
-        if waiter is not None:
-            waiter.set(result)
+        on_result = self._waiters.pop(seq, None)
+        if on_result is not None:
+            try:
+                on_result(result)
+            except Exception:  # a caller's callback bug must not break the reader
+                self.log.exception("result_callback_failed")
 
     async def _writer(self, stream: trio.abc.Stream, session: S.Session) -> None:
         while True:
