@@ -1,0 +1,96 @@
+"""The store interface: exactly the operations the pipeline needs, no SQL outside the backend.
+
+A PostgreSQL backend for several gateway nodes implements this same class; nothing above it
+changes. Every write method returns only once the write is durable (committed), unless it is
+named `*_nowait`, which queues it for the next group commit and returns at once (used for
+progress the recovery can redo: a crash before that commit is covered by the documented
+recovery policy).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from gateway.states import State
+from gateway.store.records import (
+    MessageRecord,
+    MessageView,
+    ReceiptRecord,
+    SegmentRecord,
+)
+
+
+class InsertResult:
+    """Outcome of inserting one message: the stored record and whether it already existed
+    (same tenant + client_ref: the first result is returned, nothing new is stored)."""
+
+    __slots__ = ("record", "existing")
+
+    def __init__(self, record: MessageRecord, existing: bool) -> None:
+        self.record = record
+        self.existing = existing
+
+
+class Store(abc.ABC):
+    # ---- life cycle ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def run(self, *, task_status=None) -> None:
+        """Open, migrate, serve writes until cancelled; then flush and close."""
+
+    # ---- intake (durable before the API answers) -------------------------------------
+    @abc.abstractmethod
+    async def insert_messages(
+        self, messages: Sequence[tuple[MessageRecord, Sequence[SegmentRecord]]]
+    ) -> list[InsertResult]:
+        """Insert messages with their segments in one transaction, idempotent on
+        (tenant, client_ref)."""
+
+    # ---- pipeline progress -------------------------------------------------------------
+    @abc.abstractmethod
+    def set_state_nowait(
+        self,
+        message_id: str,
+        new: State,
+        *,
+        now: float,
+        channel: str | None = None,
+        attempts: int | None = None,
+        error_code: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Queue a state change. Applied only if the stored state may move to `new`
+        (gateway.states.TRANSITIONS); refused moves are counted, never applied."""
+
+    @abc.abstractmethod
+    def update_segment_nowait(self, segment: SegmentRecord) -> None:
+        """Queue the new version of one segment (submit result or receipt)."""
+
+    @abc.abstractmethod
+    async def record_receipt(self, receipt: ReceiptRecord) -> None:
+        """Store a receipt durably (matched or not). Awaited before deliver_sm_resp."""
+
+    @abc.abstractmethod
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+
+    # ---- reads -----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_message(self, tenant: str, message_id: str) -> MessageView | None: ...
+
+    @abc.abstractmethod
+    async def find_by_client_ref(self, tenant: str, client_ref: str) -> MessageView | None: ...
+
+    @abc.abstractmethod
+    async def find_segment(self, channel: str, id_key: str) -> SegmentRecord | None:
+        """The segment a receipt names (by the channel's normalised SMSC message id)."""
+
+    @abc.abstractmethod
+    async def unfinished(self) -> list[MessageView]:
+        """Messages not in a final state, oldest first (recovery after a restart)."""
+
+    @abc.abstractmethod
+    async def unmatched_receipts(self, channel: str | None = None) -> list[ReceiptRecord]: ...
+
+    @abc.abstractmethod
+    async def count_by_state(self) -> dict[str, int]: ...
