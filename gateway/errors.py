@@ -110,3 +110,8 @@ class InvalidTransition(GatewayError):
 
     code = "invalid_transition"
     http_status = 500
+
+
+class MethodNotAllowed(GatewayError):
+    code = "method_not_allowed"
+    http_status = 405

@@ -1,0 +1,138 @@
+"""Pure helpers of the submit path: PDUs from a message, receipt states, lanes."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from gateway.config import ChannelConfig
+from gateway.lanes import Lanes
+from gateway.smpp import pdu as P
+from gateway.smpp import text as T
+from gateway.smpp.constants import Tag
+from gateway.states import State
+from gateway.store.records import MessageRecord, SegmentState
+from gateway.submission import (
+    build_pdus,
+    message_state_from_segments,
+    relative_validity,
+    source_ton_npi,
+)
+
+
+def channel(**kw) -> ChannelConfig:
+    return ChannelConfig(name="c", system_id="s", password="p", **kw)
+
+
+def message(text: str, **kw) -> MessageRecord:
+    base = dict(
+        id="m1",
+        tenant="t",
+        source_addr="Acme",
+        destination="4915112345678",
+        text=text,
+        category="otp",
+        priority=0,
+        data_coding=0,
+        segment_count=1,
+        created_at=0.0,
+        updated_at=0.0,
+        expires_at=3600.0,
+    )
+    base.update(kw)
+    return MessageRecord(**base)
+
+
+@pytest.mark.parametrize(
+    "source,expected",
+    [("Acme", (5, 0)), ("4915112345678", (1, 1)), ("+4915112345678", (1, 1)), ("12345", (0, 1))],
+)
+def test_source_ton_npi_auto(source, expected):
+    assert source_ton_npi(source, channel()) == expected
+
+
+def test_source_ton_npi_configured_wins():
+    assert source_ton_npi("Acme", channel(source_addr_ton=2, source_addr_npi=9)) == (2, 9)
+
+
+def test_relative_validity_format():
+    assert relative_validity(3600) == "000000010000000R"
+    assert relative_validity(86400 + 61) == "000001000101000R"
+    assert relative_validity(10) == "000000000100000R"  # at least one minute
+    assert len(relative_validity(10**9)) == 16
+
+
+def test_single_gsm_message_pdu():
+    (pdu,) = build_pdus(message("hello"), channel(), reference=7, now=0.0)
+    assert pdu.short_message == b"hello" and pdu.data_coding == 0
+    assert pdu.registered_delivery == 1 and pdu.esm_class == 0
+    assert (pdu.source_addr_ton, pdu.dest_addr_ton) == (5, 1)
+    assert P.decode(pdu.encode()) == pdu
+
+
+def test_long_ucs2_message_udh_and_sar():
+    text = "【Acme】您的验证码是123456，五分钟内有效。" * 4
+    n = T.segment_count(text)
+    pdus = build_pdus(message(text), channel(), reference=300, now=0.0)
+    assert len(pdus) == n > 1
+    assert all(p.data_coding == 8 and p.esm_class & 0x40 for p in pdus)
+    assert [p.short_message[5] for p in pdus] == list(range(1, n + 1))
+    assert {p.short_message[3] for p in pdus} == {300 & 0xFF}
+    sar = build_pdus(message(text), channel(concatenation="sar"), reference=300, now=0.0)
+    assert [p.tlv(Tag.SAR_SEGMENT_SEQNUM) for p in sar] == list(range(1, len(sar) + 1))
+    assert {p.tlv(Tag.SAR_MSG_REF_NUM) for p in sar} == {300}
+
+
+def test_payload_mode_uses_message_payload():
+    (pdu,) = build_pdus(message("x" * 500), channel(concatenation="payload"), reference=0, now=0.0)
+    assert pdu.short_message == b"" and len(pdu.tlv(Tag.MESSAGE_PAYLOAD)) == 500
+
+
+@pytest.mark.parametrize(
+    "states,expected",
+    [
+        ([SegmentState.DELIVERED] * 3, State.DELIVERED),
+        ([SegmentState.DELIVERED, SegmentState.SUBMITTED], None),
+        ([SegmentState.SUBMITTED, SegmentState.UNDELIVERABLE], State.UNDELIVERABLE),
+        ([SegmentState.EXPIRED, SegmentState.DELIVERED], State.EXPIRED),
+        ([SegmentState.DELETED], State.FAILED),
+        ([], None),
+    ],
+)
+def test_message_state_from_segments(states, expected):
+    assert message_state_from_segments(states) is expected
+
+
+async def test_lanes_serve_by_priority_then_fifo():
+    q: Lanes[str] = Lanes()
+    q.put("m1", 2)
+    q.put("n1", 1)
+    q.put("o1", 0)
+    q.put("o2", 0)
+    q.put("retry", 2, front=True)
+    assert q.lengths() == (2, 1, 2)
+    assert [await q.get() for _ in range(5)] == ["o1", "o2", "n1", "retry", "m1"]
+
+
+async def test_lanes_get_waits_for_put():
+    q: Lanes[str] = Lanes()
+    got = []
+
+    async def getter():
+        got.append(await q.get())
+
+    async with trio.open_nursery() as n:
+        n.start_soon(getter)
+        await trio.sleep(0.01)
+        assert not got
+        q.put("x", 1)
+    assert got == ["x"]
+
+
+def test_lanes_drain_with_filter():
+    q: Lanes[int] = Lanes()
+    for i in range(6):
+        q.put(i, i % 3)
+    taken = q.drain(keep=lambda x: x % 2 == 0)
+    assert sorted(taken) == [1, 3, 5]
+    assert len(q) == 3 and sorted(q) == [0, 2, 4]
