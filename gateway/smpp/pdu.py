@@ -170,7 +170,20 @@ def _encode_tlvs(tlvs: list[Tlv]) -> bytes:
         elif kind == _CSTR:
             if not isinstance(v, str):
                 raise PduError(f"TLV 0x{t.tag:04x} needs a str value", S.ESME_RINVOPTPARAMVAL)
-            raw = v.encode("latin-1") + (b"\0" if t.terminated else b"")
+            try:
+                raw = v.encode("latin-1")
+            except UnicodeEncodeError:
+                raise PduError(
+                    f"TLV 0x{t.tag:04x} has characters outside Latin-1", S.ESME_RINVOPTPARAMVAL
+                ) from None
+            if t.terminated:
+                raw += b"\0"
+            elif raw.endswith(b"\0"):
+                # Would read back as a terminated value: refuse rather than not round-trip.
+                raise PduError(
+                    f"TLV 0x{t.tag:04x}: an unterminated value cannot end with NUL",
+                    S.ESME_RINVOPTPARAMVAL,
+                )
         else:
             if not isinstance(v, int) or not 0 <= v < (1 << (8 * kind)):
                 raise PduError(
@@ -179,6 +192,8 @@ def _encode_tlvs(tlvs: list[Tlv]) -> bytes:
             raw = v.to_bytes(kind, "big")
         if len(raw) > 0xFFFF:
             raise PduError(f"TLV 0x{t.tag:04x} value too long", S.ESME_RINVPARLEN)
+        if not isinstance(t.tag, int) or not 0 <= t.tag <= 0xFFFF:
+            raise PduError(f"TLV tag {t.tag!r} outside 0..0xFFFF", S.ESME_RINVOPTPARSTREAM)
         out.append(_TLV_HEAD.pack(t.tag, len(raw)))
         out.append(raw)
     return b"".join(out)
@@ -383,6 +398,8 @@ def _time_ok(s: str) -> bool:
 
 def _decode_dests(b: bytes, p: int, end: int) -> tuple[list[DestAddress], int]:
     n = b[p]
+    if n > 254:
+        raise PduError(f"number_of_dests {n} exceeds 254", S.ESME_RINVNUMDESTS)
     p += 1
     dests = []
     for _ in range(n):
@@ -405,13 +422,19 @@ def _decode_dests(b: bytes, p: int, end: int) -> tuple[list[DestAddress], int]:
     return dests, p
 
 
+def _u8(v: object, name: str) -> bytes:
+    if v.__class__ is not int or not 0 <= v <= 255:  # type: ignore[operator]
+        raise _bad_int(name)
+    return _B1[v]  # type: ignore[index]
+
+
 def _encode_dests(dests: list[DestAddress]) -> bytes:
     if len(dests) > 254:
         raise PduError("submit_multi takes at most 254 destinations", S.ESME_RINVNUMDESTS)
     out = [bytes((len(dests),))]
     for d in dests:
         if d.dest_flag == 1:
-            out.append(bytes((1, d.ton, d.npi)))
+            out.append(b"\x01" + _u8(d.ton, "dest_address ton") + _u8(d.npi, "dest_address npi"))
             out.append(_cstr(d.address, 21, "dest_address", S.ESME_RINVDSTADR))
         elif d.dest_flag == 2:
             out.append(b"\x02")
@@ -441,15 +464,20 @@ def _encode_unsuccess(smes: list[UnsuccessSme]) -> bytes:
         raise PduError("at most 255 unsuccess_sme entries", S.ESME_RINVNUMDESTS)
     out = [bytes((len(smes),))]
     for u in smes:
-        out.append(bytes((u.ton, u.npi)))
+        out.append(_u8(u.ton, "unsuccess_sme ton") + _u8(u.npi, "unsuccess_sme npi"))
         out.append(_cstr(u.address, 21, "unsuccess_sme address", S.ESME_RINVDSTADR))
-        out.append(_U32.pack(u.error_status_code))
+        code = u.error_status_code
+        if code.__class__ is not int or not 0 <= code <= 0xFFFFFFFF:
+            raise PduError("error_status_code must be a 32-bit unsigned integer", S.ESME_RINVPARLEN)
+        out.append(_U32.pack(code))
     return b"".join(out)
 
 
 def _cstr(s: str, limit: int, name: str, status: int) -> bytes:
     try:
         raw = s.encode("latin-1")
+    except AttributeError:
+        raise PduError(f"{name} must be a str", status) from None
     except UnicodeEncodeError:
         raise PduError(f"{name} has characters outside Latin-1", status) from None
     if len(raw) >= limit or 0 in raw:
@@ -529,6 +557,9 @@ def _gen_encoder(cls_name: str, layout: list[tuple], is_resp: bool, command_id: 
             body_lines.append(
                 f"if len(sm) > 255: raise PduError('short_message longer than 255 octets; use message_payload', {int(S.ESME_RINVMSGLEN)})"
             )
+            body_lines.append(
+                f"if sm.__class__ is not bytes: raise PduError('{name} must be bytes', {int(S.ESME_RINVPARLEN)})"
+            )
             body_lines.append("a(_B1[len(sm)]); a(sm)")
         elif kind == "DESTS":
             body_lines.append(f"a(_encode_dests(self.{name}))")
@@ -537,12 +568,21 @@ def _gen_encoder(cls_name: str, layout: list[tuple], is_resp: bool, command_id: 
     if is_resp and layout:
         lines.append(f"    if self.{layout[0][0]} is not None:")
         lines.extend("        " + bl for bl in body_lines)
+        lines.append("    elif self.tlvs:")
+        lines.append(
+            f"        raise PduError('a response without a body cannot carry TLVs', {int(S.ESME_RINVOPTPARSTREAM)})"
+        )
     else:
         lines.extend("    " + bl for bl in body_lines)
     lines.append("    if self.tlvs: a(_encode_tlvs(self.tlvs))")
     lines.append("    body = b''.join(parts)")
+    lines.append("    try:")
     lines.append(
-        f"    return _HEADER_PACK(16 + len(body), {command_id}, self.command_status, self.sequence_number) + body"
+        f"        return _HEADER_PACK(16 + len(body), {command_id}, self.command_status, self.sequence_number) + body"
+    )
+    lines.append("    except (struct.error, TypeError):")
+    lines.append(
+        f"        raise PduError('command_status and sequence_number must be 32-bit unsigned integers', {int(S.ESME_RINVPARLEN)}) from None"
     )
     return "\n".join(lines)
 
@@ -570,6 +610,7 @@ _namespace: dict[str, Any] = {
     "_U32": _U32,
     "_B1": _B1,
     "_HEADER_PACK": HEADER.pack,
+    "struct": struct,
 }
 
 
