@@ -359,7 +359,7 @@ _BODIES: dict[int, tuple[str, list[tuple]]] = {
 }
 
 
-class Pdu(msgspec.Struct, kw_only=True, gc=False):
+class Pdu(msgspec.Struct, gc=False):
     """Base of all PDU types. Subclasses are generated from `_BODIES`."""
 
     command_id: ClassVar[int]
@@ -493,26 +493,44 @@ def _bad_int(name: str) -> PduError:
 # Code generation: one decoder and one encoder per PDU type.
 
 
+def _groups(layout: list[tuple]) -> list[list[tuple]]:
+    """Split a layout into runs of consecutive U8 fields and single other fields."""
+    out: list[list[tuple]] = []
+    for row in layout:
+        if row[1] == "U8" and out and out[-1][0][1] == "U8":
+            out[-1].append(row)
+        else:
+            out.append([row])
+    return out
+
+
 def _gen_decoder(cls_name: str, layout: list[tuple], is_resp: bool) -> str:
+    """Straight-line decoder. Out-of-range indexing (a body that ends early) raises
+    IndexError, which decode() turns into ESME_RINVCMDLEN: no bounds test per field."""
     lines = [f"def _decode_{cls_name}(b, p, end, status, seq):"]
     names = [row[0] for row in layout]
     if is_resp and layout:
         # Body-less response: first field None, the rest at their defaults.
         lines.append("    if p == end:")
-        lines.append(f"        return {cls_name}(sequence_number=seq, command_status=status, {names[0]}=None)")
-    for row in layout:
-        name, kind = row[0], row[1]
-        if kind in ("C", "T"):
-            limit, status = row[2], int(row[3])
-            lines.append(f"    i = b.find(0, p, p + {limit} if p + {limit} < end else end)")
-            lines.append(f"    if i < 0: raise _bad_cstr(b, p, end, {limit}, {name!r}, {status})")
-            lines.append(f"    {name} = b[p:i].decode('latin-1'); p = i + 1")
+        lines.append(f"        return {cls_name}(seq, status, [], None)")
+    for group in _groups(layout):
+        name, kind = group[0][0], group[0][1]
+        if kind == "U8":
+            targets = ", ".join(r[0] for r in group)
+            values = ", ".join(f"b[p + {k}]" if k else "b[p]" for k in range(len(group)))
+            lines.append(f"    {targets}{',' if len(group) == 1 else ''} = {values}; p += {len(group)}")
+        elif kind in ("C", "T"):
+            limit, status = group[0][2], int(group[0][3])
+            # Empty strings are the common case (service_type, times): one index test.
+            lines.append(f"    if b[p] == 0: {name} = ''; p += 1")
+            lines.append("    else:")
+            lines.append(f"        i = b.find(0, p, p + {limit} if p + {limit} < end else end)")
+            lines.append(f"        if i < 0: raise _bad_cstr(b, p, end, {limit}, {name!r}, {status})")
+            lines.append(f"        {name} = b[p:i].decode('latin-1'); p = i + 1")
             if kind == "T":
                 lines.append(
-                    f"    if not _time_ok({name}): raise PduError('{name} must be empty or 16 characters', {status})"
+                    f"        if len({name}) != 16: raise PduError('{name} must be empty or 16 characters', {status})"
                 )
-        elif kind == "U8":
-            lines.append(f"    {name} = b[p]; p += 1")
         elif kind == "U32":
             lines.append(f"    ({name},) = _U32.unpack_from(b, p); p += 4")
         elif kind == "SM":
@@ -527,64 +545,103 @@ def _gen_decoder(cls_name: str, layout: list[tuple], is_resp: bool) -> str:
             raise AssertionError(kind)
     lines.append("    if p > end: raise IndexError")
     lines.append("    tlvs = _decode_tlvs(b, p, end) if p < end else []")
-    args = ", ".join(f"{n}={n}" for n in names)
-    sep = ", " if args else ""
-    lines.append(f"    return {cls_name}(sequence_number=seq, command_status=status, tlvs=tlvs{sep}{args})")
+    args = ", ".join(names)
+    lines.append(f"    return {cls_name}(seq, status, tlvs{', ' if args else ''}{args})")
     return "\n".join(lines)
 
 
 def _gen_encoder(cls_name: str, layout: list[tuple], is_resp: bool, command_id: int) -> str:
+    """Straight-line encoder. The fast path lets Python raise (AttributeError for a non-str,
+    UnicodeEncodeError, struct.error for an out-of-range integer); the except clause then
+    runs `_diagnose`, which walks the same layout slowly to name the bad field."""
+    body: list[str] = []
+    for k, group in enumerate(_groups(layout)):
+        name, kind = group[0][0], group[0][1]
+        if kind == "U8":
+            fmt = "B" * len(group)
+            _namespace[f"_P_{cls_name}_{k}"] = struct.Struct(fmt).pack
+            args = ", ".join(f"self.{r[0]}" for r in group)
+            body.append(f"a(_P_{cls_name}_{k}({args}))")
+        elif kind in ("C", "T"):
+            limit, status = group[0][2], int(group[0][3])
+            body.append(f"v = self.{name}")
+            body.append("if v == '': a(_NUL)")
+            body.append("else:")
+            body.append("    r = v.encode('latin-1')")
+            cond = f"len(r) >= {limit} or 0 in r"
+            if kind == "T":
+                cond = f"len(r) != 16 or 0 in r"
+            body.append(f"    if {cond}: raise _Bad")
+            body.append("    a(r); a(_NUL)")
+        elif kind == "U32":
+            body.append(f"a(_U32.pack(self.{name}))")
+        elif kind == "SM":
+            body.append(f"sm = self.{name}")
+            body.append("if sm.__class__ is not bytes or len(sm) > 255: raise _Bad")
+            body.append("a(_B1[len(sm)]); a(sm)")
+        elif kind == "DESTS":
+            body.append(f"a(_encode_dests(self.{name}))")
+        elif kind == "UNSUC":
+            body.append(f"a(_encode_unsuccess(self.{name}))")
     lines = [f"def _encode_{cls_name}(self):"]
     lines.append("    parts = []; a = parts.append")
-    body_lines = []
-    for row in layout:
-        name, kind = row[0], row[1]
-        if kind in ("C", "T"):
-            limit, status = row[2], int(row[3])
-            if kind == "T":
-                body_lines.append(
-                    f"if not _time_ok(self.{name}): raise PduError('{name} must be empty or 16 characters', {status})"
-                )
-            body_lines.append(f"a(_cstr(self.{name}, {limit}, {name!r}, {status}))")
-        elif kind == "U8":
-            body_lines.append(f"v = self.{name}")
-            body_lines.append(f"if v.__class__ is not int or not 0 <= v <= 255: raise _bad_int({name!r})")
-            body_lines.append("a(_B1[v])")
-        elif kind == "U32":
-            body_lines.append(f"a(_U32.pack(self.{name}))")
-        elif kind == "SM":
-            body_lines.append(f"sm = self.{name}")
-            body_lines.append(
-                f"if len(sm) > 255: raise PduError('short_message longer than 255 octets; use message_payload', {int(S.ESME_RINVMSGLEN)})"
-            )
-            body_lines.append(
-                f"if sm.__class__ is not bytes: raise PduError('{name} must be bytes', {int(S.ESME_RINVPARLEN)})"
-            )
-            body_lines.append("a(_B1[len(sm)]); a(sm)")
-        elif kind == "DESTS":
-            body_lines.append(f"a(_encode_dests(self.{name}))")
-        elif kind == "UNSUC":
-            body_lines.append(f"a(_encode_unsuccess(self.{name}))")
-    if is_resp and layout:
-        lines.append(f"    if self.{layout[0][0]} is not None:")
-        lines.extend("        " + bl for bl in body_lines)
-        lines.append("    elif self.tlvs:")
-        lines.append(
-            f"        raise PduError('a response without a body cannot carry TLVs', {int(S.ESME_RINVOPTPARSTREAM)})"
-        )
-    else:
-        lines.extend("    " + bl for bl in body_lines)
-    lines.append("    if self.tlvs: a(_encode_tlvs(self.tlvs))")
-    lines.append("    body = b''.join(parts)")
     lines.append("    try:")
+    if is_resp and layout:
+        lines.append(f"        if self.{layout[0][0]} is not None:")
+        lines.extend("            " + bl for bl in body)
+        lines.append("        elif self.tlvs: raise _Bad")
+    else:
+        lines.extend("        " + bl for bl in body)
+    lines.append("        if self.tlvs: a(_encode_tlvs(self.tlvs))")
+    lines.append("        body = b''.join(parts)")
     lines.append(
         f"        return _HEADER_PACK(16 + len(body), {command_id}, self.command_status, self.sequence_number) + body"
     )
-    lines.append("    except (struct.error, TypeError):")
-    lines.append(
-        f"        raise PduError('command_status and sequence_number must be 32-bit unsigned integers', {int(S.ESME_RINVPARLEN)}) from None"
-    )
+    lines.append("    except (_Bad, AttributeError, TypeError, ValueError, struct.error):")
+    lines.append("        raise _diagnose(self) from None")
     return "\n".join(lines)
+
+
+class _Bad(Exception):
+    """Internal: the fast encoder met a bad value; `_diagnose` finds which."""
+
+
+def _diagnose(pdu: Pdu) -> PduError:
+    """The precise PduError for a PDU the fast encoder refused (slow, error path only)."""
+    _, layout = _BODIES[pdu.command_id]
+    if not (pdu.is_response and layout and getattr(pdu, layout[0][0]) is None):
+        for row in layout:
+            name, kind = row[0], row[1]
+            v = getattr(pdu, name)
+            if kind in ("C", "T"):
+                if not isinstance(v, str):
+                    return PduError(f"{name} must be a str", int(row[3]))
+                if kind == "T" and not _time_ok(v):
+                    return PduError(f"{name} must be empty or 16 characters", int(row[3]))
+                try:
+                    _cstr(v, row[2], name, int(row[3]))
+                except PduError as e:
+                    return e
+            elif kind == "U8":
+                if v.__class__ is not int or not 0 <= v <= 255:
+                    return _bad_int(name)
+            elif kind == "U32":
+                if v.__class__ is not int or not 0 <= v <= 0xFFFFFFFF:
+                    return PduError(f"{name} must be a 32-bit unsigned integer", S.ESME_RINVPARLEN)
+            elif kind == "SM":
+                if v.__class__ is not bytes:
+                    return PduError(f"{name} must be bytes", S.ESME_RINVPARLEN)
+                if len(v) > 255:
+                    return PduError(
+                        "short_message longer than 255 octets; use message_payload", S.ESME_RINVMSGLEN
+                    )
+    elif pdu.tlvs:
+        return PduError("a response without a body cannot carry TLVs", S.ESME_RINVOPTPARSTREAM)
+    for field in ("command_status", "sequence_number"):
+        v = getattr(pdu, field)
+        if v.__class__ is not int or not 0 <= v <= 0xFFFFFFFF:
+            return PduError(f"{field} must be a 32-bit unsigned integer", S.ESME_RINVPARLEN)
+    return PduError("PDU cannot be encoded", S.ESME_RSYSERR)
 
 
 _PY_TYPES = {"C": "str", "T": "str", "U8": "int", "U32": "int", "SM": "bytes"}
@@ -611,6 +668,7 @@ _namespace: dict[str, Any] = {
     "_B1": _B1,
     "_HEADER_PACK": HEADER.pack,
     "struct": struct,
+    "_NUL": b"\0",
 }
 
 
@@ -630,7 +688,6 @@ def _build() -> None:
             cls_name,
             [(n, annotations[n], msgspec.field(default=defaults[n])) for n in annotations],
             bases=(Pdu,),
-            kw_only=True,
             gc=False,
             module=__name__,
         )
@@ -639,6 +696,8 @@ def _build() -> None:
         cls.is_response = is_resp
         cls.body_fields = tuple(row[0] for row in layout)
         _namespace[cls_name] = cls
+        _namespace["_Bad"] = _Bad
+        _namespace["_diagnose"] = _diagnose
         exec(_gen_decoder(cls_name, layout, is_resp), _namespace)  # noqa: S102
         exec(_gen_encoder(cls_name, layout, is_resp, command_id), _namespace)  # noqa: S102
         cls.encode = _namespace[f"_encode_{cls_name}"]
