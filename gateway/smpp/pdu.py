@@ -121,6 +121,16 @@ TLV_TYPES: dict[int, int | str] = {
 }
 
 
+_FIXED_TLV: dict[int, tuple[bytes, int]] = {
+    tag: (struct.pack(">HH", tag, kind), kind) for tag, kind in TLV_TYPES.items() if kind != _CSTR
+}
+_CSTR_TAGS = frozenset(tag for tag, kind in TLV_TYPES.items() if kind == _CSTR)
+
+
+class _Bad(Exception):
+    """Internal: a fast encoder met a bad value; the checked path says which."""
+
+
 def _decode_tlvs(b: bytes, p: int, end: int) -> list[Tlv]:
     tlvs: list[Tlv] = []
     types = TLV_TYPES
@@ -158,6 +168,39 @@ def _decode_tlvs(b: bytes, p: int, end: int) -> list[Tlv]:
 
 
 def _encode_tlvs(tlvs: list[Tlv]) -> bytes:
+    """Fast path: precomputed headers for fixed-size tags, no per-TLV validation calls; any
+    bad value makes Python raise, and the checked path then names the problem."""
+    out: list[bytes] = []
+    a = out.append
+    fixed = _FIXED_TLV
+    try:
+        for t in tlvs:
+            tag, v = t.tag, t.value
+            spec = fixed.get(tag)
+            if spec is not None:
+                if v.__class__ is not int:
+                    raise _Bad
+                a(spec[0])
+                a(v.to_bytes(spec[1], "big"))
+            elif tag in _CSTR_TAGS:
+                raw = v.encode("latin-1")
+                if t.terminated:
+                    raw += b"\0"
+                elif raw[-1:] == b"\0":
+                    raise _Bad
+                a(_TLV_HEAD.pack(tag, len(raw)))
+                a(raw)
+            else:
+                if v.__class__ is not bytes:
+                    raise _Bad
+                a(_TLV_HEAD.pack(tag, len(v)))
+                a(v)
+    except (_Bad, AttributeError, TypeError, ValueError, OverflowError, struct.error):
+        return _encode_tlvs_checked(tlvs)
+    return b"".join(out)
+
+
+def _encode_tlvs_checked(tlvs: list[Tlv]) -> bytes:
     out = []
     types = TLV_TYPES
     for t in tlvs:
@@ -551,59 +594,59 @@ def _gen_decoder(cls_name: str, layout: list[tuple], is_resp: bool) -> str:
 
 
 def _gen_encoder(cls_name: str, layout: list[tuple], is_resp: bool, command_id: int) -> str:
-    """Straight-line encoder. The fast path lets Python raise (AttributeError for a non-str,
-    UnicodeEncodeError, struct.error for an out-of-range integer); the except clause then
-    runs `_diagnose`, which walks the same layout slowly to name the bad field."""
-    body: list[str] = []
-    for k, group in enumerate(_groups(layout)):
-        name, kind = group[0][0], group[0][1]
+    """Straight-line encoder: the body is ONE `bytes % tuple` formatting of a template made
+    from the layout (`%c` per octet, `%b\\0` per C-string, `%c%b` for sm_length +
+    short_message), so a submit_sm costs one C call plus the string encodes. The fast path
+    lets Python raise on a bad value (`%c` refuses > 255, `.encode` a non-str); the except
+    clause then runs `_diagnose`, which walks the same layout slowly to name the field."""
+    template = b""
+    args: list[str] = []
+    checks: list[str] = []
+    for k, row in enumerate(layout):
+        name, kind = row[0], row[1]
         if kind == "U8":
-            fmt = "B" * len(group)
-            _namespace[f"_P_{cls_name}_{k}"] = struct.Struct(fmt).pack
-            args = ", ".join(f"self.{r[0]}" for r in group)
-            body.append(f"a(_P_{cls_name}_{k}({args}))")
+            template += b"%c"
+            args.append(f"self.{name}")
         elif kind in ("C", "T"):
-            limit, status = group[0][2], int(group[0][3])
-            body.append(f"v = self.{name}")
-            body.append("if v == '': a(_NUL)")
-            body.append("else:")
-            body.append("    r = v.encode('latin-1')")
-            cond = f"len(r) >= {limit} or 0 in r"
-            if kind == "T":
-                cond = f"len(r) != 16 or 0 in r"
-            body.append(f"    if {cond}: raise _Bad")
-            body.append("    a(r); a(_NUL)")
+            limit = row[2]
+            template += b"%b\0"
+            checks.append(f"r{k} = self.{name}.encode('latin-1')")
+            bad = f"len(r{k}) not in (0, 16)" if kind == "T" else f"len(r{k}) >= {limit}"
+            checks.append(f"if {bad} or 0 in r{k}: raise _Bad")
+            args.append(f"r{k}")
         elif kind == "U32":
-            body.append(f"a(_U32.pack(self.{name}))")
+            template += b"%b"
+            args.append(f"_U32.pack(self.{name})")
         elif kind == "SM":
-            body.append(f"sm = self.{name}")
-            body.append("if sm.__class__ is not bytes or len(sm) > 255: raise _Bad")
-            body.append("a(_B1[len(sm)]); a(sm)")
+            template += b"%c%b"
+            checks.append(f"sm = self.{name}")
+            checks.append("if sm.__class__ is not bytes or len(sm) > 255: raise _Bad")
+            args += ["len(sm)", "sm"]
         elif kind == "DESTS":
-            body.append(f"a(_encode_dests(self.{name}))")
+            template += b"%b"
+            args.append(f"_encode_dests(self.{name})")
         elif kind == "UNSUC":
-            body.append(f"a(_encode_unsuccess(self.{name}))")
-    lines = [f"def _encode_{cls_name}(self):"]
-    lines.append("    parts = []; a = parts.append")
-    lines.append("    try:")
+            template += b"%b"
+            args.append(f"_encode_unsuccess(self.{name})")
+    _namespace[f"_T_{cls_name}"] = template
+    body_expr = f"_T_{cls_name} % ({', '.join(args)},)" if args else "b''"
+    lines = [f"def _encode_{cls_name}(self):", "    try:"]
+    indent = "        "
     if is_resp and layout:
-        lines.append(f"        if self.{layout[0][0]} is not None:")
-        lines.extend("            " + bl for bl in body)
-        lines.append("        elif self.tlvs: raise _Bad")
-    else:
-        lines.extend("        " + bl for bl in body)
-    lines.append("        if self.tlvs: a(_encode_tlvs(self.tlvs))")
-    lines.append("        body = b''.join(parts)")
+        lines.append(f"        if self.{layout[0][0]} is None:")
+        lines.append("            if self.tlvs: raise _Bad")
+        lines.append("            body = b''")
+        lines.append("        else:")
+        indent = "            "
+    lines.extend(indent + c for c in checks)
+    lines.append(f"{indent}body = {body_expr}")
+    lines.append("        if self.tlvs: body += _encode_tlvs(self.tlvs)")
     lines.append(
         f"        return _HEADER_PACK(16 + len(body), {command_id}, self.command_status, self.sequence_number) + body"
     )
-    lines.append("    except (_Bad, AttributeError, TypeError, ValueError, struct.error):")
+    lines.append("    except (_Bad, AttributeError, TypeError, ValueError, OverflowError, struct.error):")
     lines.append("        raise _diagnose(self) from None")
     return "\n".join(lines)
-
-
-class _Bad(Exception):
-    """Internal: the fast encoder met a bad value; `_diagnose` finds which."""
 
 
 def _diagnose(pdu: Pdu) -> PduError:

@@ -167,6 +167,7 @@ class Session:
     ) -> None:
         self.role = role
         self.peer_role = Role.SMSC if role is Role.ESME else Role.ESME
+        self._bound_as: State | None = None  # the bound state an UNBINDING session came from
         self.state = State.OPEN
         self.window = window
         self.response_timeout = response_timeout
@@ -180,11 +181,33 @@ class Session:
         self._pending_bind: int | None = None  # command_id of the bind in flight
         self._peer_pending: dict[int, P.Pdu] = {}  # peer requests awaiting our answer (binds)
 
+    # ---- state ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, new: State) -> None:
+        # The legal sets are looked up once per state change, not per PDU (an Enum-keyed
+        # dict lookup costs ~0.8 us, paid on every request otherwise).
+        if new is State.UNBINDING:
+            old = getattr(self, "_state", None)
+            self._bound_as = old if old in _BOUND else None
+        self._state = new
+        self._may_send = _LEGAL[(new, self.role)]
+        if new is State.UNBINDING and self._bound_as is not None:
+            # Until our unbind is answered the peer may still be sending: a receipt in flight
+            # must reach the application, and a crossing unbind is answered ESME_ROK.
+            self._may_receive = _LEGAL[(self._bound_as, self.peer_role)]
+        else:
+            self._may_receive = _LEGAL[(new, self.peer_role)]
+
     # ---- introspection -------------------------------------------------------------
 
     @property
     def bound(self) -> bool:
-        return self.state in _BOUND
+        return self._state in _BOUND
 
     @property
     def outstanding(self) -> int:
@@ -207,7 +230,7 @@ class Session:
         return min(o.deadline for o in self._outstanding.values())
 
     def can_send(self, command_id: int) -> bool:
-        return command_id in _LEGAL[(self.state, self.role)]
+        return command_id in self._may_send
 
     # ---- sending -------------------------------------------------------------------
 
@@ -231,8 +254,8 @@ class Session:
         if cid & RESPONSE_BIT:
             self._send_response(pdu)
             return pdu
-        if cid not in _LEGAL[(self.state, self.role)]:
-            raise ProtocolError(f"{pdu.command_name} not allowed in state {self.state.value}")
+        if cid not in self._may_send:
+            raise ProtocolError(f"{pdu.command_name} not allowed in state {self._state.value}")
         windowed = cid in WINDOWED
         if windowed and self._windowed >= self.window:
             raise ProtocolError("window full", CommandStatus.ESME_RTHROTTLED)
@@ -318,6 +341,12 @@ class Session:
         for seq in late:
             o = self._outstanding.pop(seq)
             self._release(o.pdu)
+            cid = o.pdu.command_id
+            if cid in _BOUND_STATE_OF_BIND and self._state is State.BINDING:
+                self.state = State.OPEN  # the bind may be tried again
+                self._pending_bind = None
+            elif cid == C.UNBIND and self._state is State.UNBINDING:
+                self.state = State.CLOSED
             out.append(RequestTimedOut(o.pdu))
         return out
 
@@ -352,7 +381,7 @@ class Session:
         if cid & RESPONSE_BIT:
             self._handle_response(pdu)
             return
-        if cid not in _LEGAL[(self.state, self.peer_role)]:
+        if cid not in self._may_receive:
             status = (
                 CommandStatus.ESME_RALYBND
                 if cid in _BOUND_STATE_OF_BIND and self.state in _BOUND
@@ -370,8 +399,9 @@ class Session:
             self._events.append(LinkChecked())
         elif cid == C.UNBIND:
             self._outbox.append(P.UnbindResp(sequence_number=pdu.sequence_number).encode())
-            self.state = State.CLOSED
-            self._events.append(Unbound(by_peer=True))
+            if self._state is not State.CLOSED:
+                self.state = State.CLOSED
+                self._events.append(Unbound(by_peer=True))
         elif cid == C.OUTBIND:
             self._events.append(OutbindReceived(pdu))
         else:
@@ -399,9 +429,10 @@ class Session:
             )
             self._pending_bind = None
         elif rcid == C.UNBIND:
-            self.state = State.CLOSED
             self._events.append(ResponseReceived(pdu, request))
-            self._events.append(Unbound(by_peer=False))
+            if self._state is not State.CLOSED:  # a crossing unbind may have closed it
+                self.state = State.CLOSED
+                self._events.append(Unbound(by_peer=False))
             return
         self._events.append(ResponseReceived(pdu, request))
 

@@ -1,0 +1,9 @@
+"""SMPP 3.4 SMSC simulator (docs/simulator.md).
+
+Modules, one job each: config (TOML Structs), server (listener, accounts, messages),
+connection (one ESME: reader/writer/housekeeping around a Session), handlers (answers per
+request), receipts (outcome, delay, receipt PDU), delivery (receiver routing, hold, retry),
+faults (misbehaviours), mo (mobile-originated messages), timers (one heap for every delay),
+store (bounded message ring), ids (message ids), control +
+httpserver (HTTP control API), recorder (--record), stats (counters), logs + masking, cli.
+"""

@@ -1,0 +1,5 @@
+import sys
+
+from simulators.smsc.cli import main
+
+sys.exit(main())

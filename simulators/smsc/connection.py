@@ -1,0 +1,358 @@
+"""One ESME connection: a trio driver around a `Session(Role.SMSC)`.
+
+Three tasks in a nursery owned by the connection:
+
+- reader: receive_some -> session.receive_data -> handle every event of the batch (which
+  queues answers, receipts, ... on the session) -> write everything queued in ONE send_all,
+  itself, at once. Writing from the reader (rather than waking the writer) gets this
+  connection's responses out before the other connections' batches are processed, so the
+  client works on them while the simulator works on the rest (measured: the end-to-end rate
+  is otherwise bounded by a convoy of whole-window batches). Waiting in send_all when the
+  socket is full is the back-pressure: nothing more is read until it drains;
+- writer: for what other tasks queue on this session (receipts routed here from other
+  connections' submits, timers, MOs, shutdown): `kick()` wakes it and it writes everything
+  queued in one send_all. Reader and writer never write concurrently (`_flush`);
+- housekeeping: expires our unanswered requests (deliver_sm, enquire_link) and sends our own
+  enquire_link when the link has been idle for `enquire_link_interval`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from gateway.smpp import pdu as P
+from gateway.smpp.constants import CommandId, CommandStatus
+from gateway.smpp.session import (
+    InvalidPdu,
+    LinkChecked,
+    RequestReceived,
+    RequestTimedOut,
+    ResponseReceived,
+    Role,
+    Session,
+    State,
+    Unbound,
+    UnexpectedResponse,
+)
+from gateway.smpp.transport import RECEIVE_SIZE, set_nodelay
+from simulators.smsc.delivery import RECEIPT, Job
+from simulators.smsc.handlers import HANDLERS
+
+if TYPE_CHECKING:
+    from simulators.smsc.server import AccountRuntime, SmscServer
+
+_DELIVER_SM = int(CommandId.DELIVER_SM)
+_DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
+_ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
+_RECEIVING = (State.BOUND_RX, State.BOUND_TRX)
+_ids = itertools.count(1)
+
+
+class Connection:
+    def __init__(self, server: SmscServer, stream: trio.abc.Stream) -> None:
+        cfg = server.cfg.server
+        self.id = next(_ids)
+        self.server = server
+        self._stats = server.stats
+        self.stream = stream
+        self.session = Session(Role.SMSC, window=cfg.window, response_timeout=cfg.response_timeout)
+        self.account: AccountRuntime | None = None
+        self.bind_type: str | None = None
+        self.submits = 0  # submit_sm received on this connection (fault counters)
+        self.inflight: dict[int, Job] = {}  # our deliver_sm awaiting deliver_sm_resp, by seq
+        self.closing = False
+        self.last_rx = trio.current_time()
+        self._raw: list[bytes] = []
+        self._wake = trio.Event()
+        self._writing = False
+        self._in_reader = False  # the reader is handling a batch and will flush after it
+        self._drained: trio.Event | None = None
+        self._scope: trio.CancelScope | None = None
+        self._receiver = False
+        self.log = server.log.bind(conn=self.id)
+
+    # ---- API for handlers / deliveries -------------------------------------------------
+
+    def kick(self) -> None:
+        """Wake the writer: something is queued on the session (no-op while this
+        connection's reader is handling a batch: it flushes right after)."""
+        if self._in_reader:
+            return
+        w = self._wake
+        if not w.is_set():
+            w.set()
+
+    def can_deliver(self) -> bool:
+        s = self.session
+        return not self.closing and s.state in _RECEIVING and s.window_free > 0
+
+    def send_delivery(self, job: Job, now: float) -> None:
+        self.inflight[self.session.send(job.pdu, now).sequence_number] = job
+        if job.kind is RECEIPT:
+            self._stats.receipts_sent += 1
+        else:
+            self._stats.mo_sent += 1
+        if not self._in_reader:
+            w = self._wake
+            if not w.is_set():
+                w.set()
+
+    def send_late_response(self, resp: P.Pdu, now: float) -> None:
+        """Timer callback for slow_answer: the delayed submit_sm_resp."""
+        if self.closing or self.session.state is State.CLOSED:
+            return
+        self.session.send(resp)
+        self.kick()
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes written after what the session has queued (deliberately malformed PDUs)."""
+        self._raw.append(data)
+        self.kick()
+
+    def close_after_flush(self) -> None:
+        """Write what is queued, then close the connection (no unbind)."""
+        self.closing = True
+        self.kick()
+
+    def became_receiver(self, now: float) -> None:
+        self._receiver = True
+        self.account.deliveries.add_receiver(self, now)  # type: ignore[union-attr]
+
+    def start_unbind(self, now: float) -> None:
+        """Graceful end (server shutdown): unbind if bound, else just close."""
+        if self.closing:
+            return
+        self._stop_receiving()
+        if self.session.bound:
+            self.session.send(P.Unbind(), now, timeout=self.server.cfg.server.shutdown_timeout)
+            self.server.stats.unbinds_sent += 1
+            self.kick()
+        else:
+            self.close_after_flush()
+
+    def _stop_receiving(self) -> None:
+        if self._receiver and self.account is not None:
+            self._receiver = False
+            self.account.deliveries.remove_receiver(self)
+
+    # ---- tasks -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        set_nodelay(self.stream)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._housekeeping)
+                await self._reader()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._cleanup()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    async def _reader(self) -> None:
+        stream = self.stream
+        session = self.session
+        while not self.closing:
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                self.log.debug("peer_closed")
+                return
+            session.receive_data(data)
+            now = trio.current_time()
+            self.last_rx = now
+            self._in_reader = True
+            try:
+                self._handle(session.next_events(), now)
+            finally:
+                self._in_reader = False
+            await self._flush()
+            if self.closing:
+                self.kick()  # the writer closes the connection
+        # closing: the writer flushes and cancels us
+        await trio.sleep_forever()
+
+    async def _flush(self) -> None:
+        """Write everything queued in one send_all; one writer at a time."""
+        while self._writing:
+            if self._drained is None:
+                self._drained = trio.Event()
+            await self._drained.wait()
+        data = self.session.data_to_send()
+        if self._raw:
+            data += b"".join(self._raw)
+            self._raw.clear()
+        if not data:
+            return
+        self._writing = True
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closing = True
+        finally:
+            self._writing = False
+            if self._drained is not None:
+                self._drained.set()
+                self._drained = None
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self._flush()
+            if self.closing:
+                await self._flush()  # anything queued while the last write was blocked
+                self._scope.cancel()  # type: ignore[union-attr]
+                return
+
+    async def _housekeeping(self) -> None:
+        """Expire our unanswered requests; enquire_link when the link is idle.
+
+        Sleeps until the next thing due: the earliest deadline of an outstanding request, the
+        next idle-link check, or one response_timeout from now (a request sent meanwhile has
+        its deadline at least that far away), so an idle bind costs no wake-ups.
+        """
+        cfg = self.server.cfg.server
+        interval = cfg.enquire_link_interval
+        timeout = cfg.response_timeout
+        session = self.session
+        last_enquire = trio.current_time()
+        while True:
+            now = trio.current_time()
+            wake = now + timeout
+            deadline = session.next_deadline()
+            if deadline is not None and deadline < wake:
+                wake = deadline
+            if interval > 0:
+                wake = min(wake, max(self.last_rx, last_enquire) + interval)
+            await trio.sleep_until(max(wake, now + 0.001))
+            now = trio.current_time()
+            expired = session.expire(now)
+            if expired:
+                self._timed_out(expired, now)
+            if (
+                interval > 0
+                and session.bound
+                and not self.closing
+                and now - self.last_rx >= interval
+                and now - last_enquire >= interval
+            ):
+                last_enquire = now
+                session.send(P.EnquireLink(), now)
+                self.server.stats.enquire_links_sent += 1
+                self.kick()
+
+    # ---- events ------------------------------------------------------------------------
+
+    def _handle(self, events: list[Any], now: float) -> None:
+        handlers = HANDLERS
+        for ev in events:
+            if self.closing:
+                return
+            cls = ev.__class__
+            if cls is RequestReceived:
+                pdu = ev.pdu
+                handler = handlers.get(pdu.command_id)
+                try:
+                    if handler is not None:
+                        handler(self, pdu, now)
+                    else:  # legal but not something we serve (cannot happen for an SMSC)
+                        self.session.send(
+                            P.error_response(
+                                pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RINVCMDID
+                            )
+                        )
+                except Exception:
+                    self.log.exception("handler_failed", command=pdu.command_name)
+                    if self.session.state is not State.CLOSED:
+                        self.session.send(
+                            P.error_response(
+                                pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RSYSERR
+                            )
+                        )
+            elif cls is ResponseReceived:
+                self._on_response(ev.pdu, ev.request, now)
+            elif cls is LinkChecked:
+                self.server.stats.enquire_links_received += 1
+            elif cls is Unbound:
+                self._on_unbound(ev.by_peer)
+            elif cls is InvalidPdu:
+                self.server.stats.invalid_pdus += 1
+                self.log.info("invalid_pdu", error=str(ev.error), fatal=ev.fatal)
+                if ev.fatal:
+                    self.close_after_flush()
+            elif cls is UnexpectedResponse:
+                self.server.stats.unexpected_responses += 1
+                self.log.debug(
+                    "unexpected_response",
+                    command=ev.pdu.command_name,
+                    sequence_number=ev.pdu.sequence_number,
+                    status=ev.pdu.command_status,
+                )
+
+    def _on_response(self, resp: P.Pdu, request: P.Pdu, now: float) -> None:
+        if request.command_id == _DELIVER_SM:
+            job = self.inflight.pop(resp.sequence_number, None)
+            if job is not None:
+                deliveries = self.account.deliveries  # type: ignore[union-attr]
+                if (
+                    resp.command_status == 0
+                    and resp.command_id == _DELIVER_SM_RESP
+                    and job.kind is RECEIPT
+                ):
+                    st = self.server.stats
+                    st.receipts_acked += 1
+                    st.deliver_sm_resp_ok += 1
+                else:
+                    deliveries.on_response(job, resp, now)
+                if deliveries.held:
+                    deliveries.pump(now)
+
+    def _timed_out(self, expired: list[RequestTimedOut], now: float) -> None:
+        for ev in expired:
+            req = ev.request
+            if req.command_id == _DELIVER_SM:
+                job = self.inflight.pop(req.sequence_number, None)
+                if job is not None and self.account is not None:
+                    self.account.deliveries.on_timeout(job, now)
+            elif req.command_id == _ENQUIRE_LINK:
+                self.log.warning("enquire_link_timeout")
+                self.close_after_flush()
+            elif req.command_id == CommandId.UNBIND:
+                self.close_after_flush()
+        if self.account is not None:
+            self.account.deliveries.pump(now)
+
+    def _on_unbound(self, by_peer: bool) -> None:
+        self._stop_receiving()
+        if by_peer:
+            self.server.stats.unbinds_received += 1
+            self.log.info("unbound_by_peer")
+        else:
+            self.log.info("unbound")
+        self.close_after_flush()
+
+    def _cleanup(self) -> None:
+        self.closing = True
+        self._stop_receiving()
+        pending = self.session.abandon_all()
+        acct = self.account
+        if acct is not None:
+            jobs = []
+            for pdu in pending:
+                if pdu.command_id == _DELIVER_SM:
+                    job = self.inflight.pop(pdu.sequence_number, None)
+                    if job is not None:
+                        jobs.append(job)
+            if jobs:
+                acct.deliveries.requeue(jobs, trio.current_time())
+            if self.bind_type is not None:
+                acct.binds -= 1
+        self.inflight.clear()

@@ -1,0 +1,230 @@
+"""Delivery receipts: outcome (by destination prefix or weights), delay, and the deliver_sm.
+
+A receipt is a deliver_sm with esm_class 0x04 from the original destination to the original
+source, carrying the SMPP 3.4 Appendix B text
+
+    id:<id> sub:001 dlvrd:<001|000> submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:<STAT>
+    err:<NNN> text:<first 20 characters>
+
+and the TLVs receipted_message_id (the same id string as the submit_sm_resp) and
+message_state (+ network_error_code when enabled). Dates are UTC. The text excerpt is the first
+octets of the original user data (after any UDH) for single-octet alphabets, or the first
+characters of a UCS2 text rendered in GSM 7-bit ('?' for what GSM cannot show).
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from typing import Any
+
+from gateway.smpp import pdu as P
+from gateway.smpp.constants import (
+    DATA_CODING_UCS2,
+    ESM_CLASS_SMSC_RECEIPT,
+    ESM_CLASS_UDHI,
+    CommandStatus,
+    Tag,
+)
+from gateway.smpp.errors import PduError
+from gateway.smpp.text import encode_gsm7, is_gsm7
+from simulators.smsc.config import FixedDelay, Receipts, UniformDelay
+from simulators.smsc.store import STAT_STATE, Record
+
+DEFAULT_ERROR_CODES = {"DELIVRD": 0, "UNDELIV": 1, "EXPIRED": 2, "REJECTD": 3, "DELETED": 4}
+_TAG_RECEIPTED_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+_TAG_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+_TAG_NETWORK_ERROR = int(Tag.NETWORK_ERROR_CODE)
+_TAG_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+_NETWORK_TYPE_GSM = 3
+# Tlv is frozen, so one message_state TLV per stat is shared by every receipt.
+_STATE_TLVS = {stat: P.Tlv(_TAG_MESSAGE_STATE, state) for stat, state in STAT_STATE.items()}
+
+
+class _DateFormatter:
+    """UTC YYMMDDhhmm[ss] of a time.time() value, cached per second (receipts come in bursts)."""
+
+    __slots__ = ("_cache", "_fmt")
+
+    def __init__(self, seconds: bool) -> None:
+        self._fmt = "%y%m%d%H%M%S" if seconds else "%y%m%d%H%M"
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, t: float) -> str:
+        key = int(t)
+        value = self._cache.get(key)
+        if value is None:
+            if len(self._cache) >= 256:
+                self._cache.clear()
+            value = self._cache[key] = time.strftime(self._fmt, time.gmtime(key))
+        return value
+
+
+def smpp_absolute_time(t: float) -> str:
+    """SMPP 3.4 absolute time (16 chars, UTC): YYMMDDhhmmss + tenths + '00+'."""
+    tenths = int((t - int(t)) * 10)
+    return time.strftime("%y%m%d%H%M%S", time.gmtime(int(t))) + f"{tenths}00+"
+
+
+def excerpt(short_message: bytes, data_coding: int, udhi: bool, length: int) -> bytes:
+    """The first `length` characters of the user data, as octets for a data_coding-0 text."""
+    data = short_message
+    if udhi and data and 1 + data[0] <= len(data):
+        data = data[1 + data[0] :]
+    if data_coding != DATA_CODING_UCS2 and not 0xE0 <= data_coding <= 0xEF:
+        return data[:length]
+    text = data[: 2 * length].decode("utf-16-be", "replace")
+    if not is_gsm7(text):
+        text = "".join(c if is_gsm7(c) else "?" for c in text)
+    return encode_gsm7(text)
+
+
+def user_data(pdu: Any, override: bytes | None = None) -> bytes:
+    """short_message, or the message_payload TLV when short_message is empty."""
+    if override is not None:
+        return override
+    sm = getattr(pdu, "short_message", b"")
+    if sm:
+        return sm
+    payload = pdu.tlv(_TAG_PAYLOAD, b"") if pdu.tlvs else b""
+    return payload if isinstance(payload, bytes) else b""
+
+
+class ReceiptPolicy:
+    """One account's receipt rules: which outcome, after how long, in what shape."""
+
+    def __init__(self, cfg: Receipts, rng: random.Random) -> None:
+        self.cfg = cfg
+        self._rng = rng
+        weighted = [(s, w) for s, w in cfg.outcomes.items() if w > 0]
+        self._single = weighted[0][0] if len(weighted) == 1 else None
+        self._stats = [s for s, _ in weighted]
+        self._cum: list[float] = []
+        total = 0.0
+        for _, w in weighted:
+            total += w
+            self._cum.append(total)
+        self._total = total
+        self._prefixes = {p.lstrip("+"): s for p, s in cfg.prefix_outcomes.items()}
+        self._lengths = sorted({len(p) for p in self._prefixes}, reverse=True)
+        d = cfg.delay
+        if isinstance(d, FixedDelay):
+            self._delay_kind, self._a, self._b = 0, d.seconds, 0.0
+        elif isinstance(d, UniformDelay):
+            self._delay_kind, self._a, self._b = 1, d.min, d.max
+        else:
+            self._delay_kind, self._a, self._b = 2, d.mean, 0.0
+        self.immediate = self._delay_kind == 0 and self._a == 0
+        codes = dict(DEFAULT_ERROR_CODES)
+        codes.update(cfg.error_codes)
+        self._err = {s: f"{c:03d}"[-3:] for s, c in codes.items()}
+        self._err_int = codes
+        self._submit_date = _DateFormatter(cfg.date_with_seconds)
+        self._when = cfg.when
+        self._text = cfg.text
+        self._tlvs = cfg.tlvs
+        self._network_error = cfg.network_error_code
+        self._excerpt_len = cfg.text_excerpt_length
+        # Outcome without a draw: one weighted stat and no prefix rules (the benchmark case).
+        self.fixed_outcome = self._single if not self._lengths else None
+
+    # ---- decisions ---------------------------------------------------------------------
+
+    def outcome(self, destination: str) -> str:
+        if self._lengths:
+            d = destination.lstrip("+")
+            prefixes = self._prefixes
+            for n in self._lengths:
+                stat = prefixes.get(d[:n])
+                if stat is not None:
+                    return stat
+        if self._single is not None:
+            return self._single
+        i = bisect.bisect_right(self._cum, self._rng.random() * self._total)
+        return self._stats[min(i, len(self._stats) - 1)]
+
+    def delay(self) -> float:
+        kind = self._delay_kind
+        if kind == 0:
+            return self._a
+        if kind == 1:
+            return self._rng.uniform(self._a, self._b)
+        return self._rng.expovariate(1.0 / self._a) if self._a > 0 else 0.0
+
+    def wanted(self, registered_delivery: int, stat: str) -> bool:
+        """Does this message get a receipt? (SMSC delivery receipt bits 0-1.)"""
+        when = self._when
+        if when == "requested":
+            bits = registered_delivery & 0x03
+            if bits == 2:
+                return stat != "DELIVRD"
+            return bits != 0
+        return when == "always"
+
+    def error_code(self, stat: str) -> int:
+        return self._err_int[stat]
+
+    # ---- the PDU -------------------------------------------------------------------------
+
+    def build(
+        self, rec: Record, dest: tuple[int, int, str] | None = None, stat: str | None = None
+    ) -> P.Pdu:
+        """The receipt deliver_sm for `rec` (final state already set) to one destination.
+
+        `dest` / `stat` override the record's for one submit_multi destination.
+        """
+        pdu = rec.pdu
+        if stat is None:
+            stat = rec.stat
+        mid = rec.id
+        if dest is None:
+            dton, dnpi, daddr = pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr
+        else:
+            dton, dnpi, daddr = dest
+        if len(daddr) > 20 or len(pdu.source_addr) > 20:  # data_sm allows 64
+            raise PduError(
+                "address longer than a deliver_sm can carry (20)", CommandStatus.ESME_RINVSRCADR
+            )
+        if self._text:
+            data = rec.short_message
+            if data is None:
+                data = getattr(pdu, "short_message", b"") or user_data(pdu)
+            dc = pdu.data_coding
+            if pdu.esm_class & ESM_CLASS_UDHI or dc == DATA_CODING_UCS2 or 0xE0 <= dc <= 0xEF:
+                ex = excerpt(data, dc, bool(pdu.esm_class & ESM_CLASS_UDHI), self._excerpt_len)
+            else:
+                ex = data[: self._excerpt_len]
+            fmt = self._submit_date
+            submitted = fmt(rec.submitted)
+            done = submitted if rec.done == rec.submitted else fmt(rec.done)
+            sm = (
+                f"id:{mid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} "
+                f"submit date:{submitted} done date:{done} "
+                f"stat:{stat} err:{self._err[stat]} text:"
+            ).encode("latin-1") + ex
+        else:
+            sm = b""
+        if self._tlvs:
+            tlvs = [P.Tlv(_TAG_RECEIPTED_ID, mid), _STATE_TLVS[stat]]
+            if self._network_error:
+                code = self._err_int[stat] & 0xFFFF
+                tlvs.append(
+                    P.Tlv(_TAG_NETWORK_ERROR, bytes((_NETWORK_TYPE_GSM, code >> 8, code & 0xFF)))
+                )
+        elif self._network_error:
+            code = self._err_int[stat] & 0xFFFF
+            tlvs = [P.Tlv(_TAG_NETWORK_ERROR, bytes((_NETWORK_TYPE_GSM, code >> 8, code & 0xFF)))]
+        else:
+            tlvs = []
+        return P.DeliverSm(
+            source_addr_ton=dton,
+            source_addr_npi=dnpi,
+            source_addr=daddr,
+            dest_addr_ton=pdu.source_addr_ton,
+            dest_addr_npi=pdu.source_addr_npi,
+            destination_addr=pdu.source_addr,
+            esm_class=ESM_CLASS_SMSC_RECEIPT,
+            short_message=sm,
+            tlvs=tlvs,
+        )
