@@ -318,8 +318,9 @@ class ConfigDiff(msgspec.Struct, frozen=True):
 
 
 def diff(old: Config, new: Config) -> ConfigDiff:
-    old_ch = {c.name: c for c in old.channels}
-    new_ch = {c.name: c for c in new.channels}
+    # A disabled channel is as good as absent: `enabled = false` + reload stops it.
+    old_ch = {c.name: c for c in old.channels if c.enabled}
+    new_ch = {c.name: c for c in new.channels if c.enabled}
     added = tuple(n for n in new_ch if n not in old_ch)
     removed = tuple(n for n in old_ch if n not in new_ch)
     reconnect, retuned = [], []

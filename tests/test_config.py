@@ -85,3 +85,10 @@ def test_api_keys_hash_and_compare():
     h = C.hash_api_key(key)
     assert C.is_key_hash(h) and C.key_matches(key, h)
     assert not C.key_matches(key + "x", h)
+
+
+def test_disabling_a_channel_removes_it():
+    old = C.parse(CHANNEL)
+    new = C.parse(CHANNEL + "enabled = false\n")
+    assert C.diff(old, new).removed == ("a",)
+    assert C.diff(new, old).added == ("a",)

@@ -79,6 +79,10 @@ class Store(abc.ABC):
     async def get_message(self, tenant: str, message_id: str) -> MessageView | None: ...
 
     @abc.abstractmethod
+    async def get_view(self, message_id: str) -> MessageView | None:
+        """Any tenant's message by id (internal use: receipts, recovery; never the API)."""
+
+    @abc.abstractmethod
     async def find_by_client_ref(self, tenant: str, client_ref: str) -> MessageView | None: ...
 
     @abc.abstractmethod

@@ -1,0 +1,53 @@
+"""Admin API (plain ASGI, loopback by default): stats and reload for the operations team.
+
+    GET  /admin/stats    channels (binds, queues, rates), messages by state, store counters
+    POST /admin/reload   re-read the config file; 200 with the applied diff, or 400 with the
+                         config error and its path (the running config is left untouched)
+    GET  /healthz        liveness;  GET /readyz  200 once recovery is done and a channel is up
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from gateway.api.asgi import Receive, Scope, Send, lifespan, respond, respond_error
+from gateway.config import ConfigDiff
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound
+from gateway.service import Gateway
+
+Reload = Callable[[], Awaitable[ConfigDiff]]
+
+
+class AdminApp:
+    def __init__(self, gateway: Gateway, reload: Reload) -> None:
+        self.gw = gateway
+        self.reload = reload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        try:
+            if path == "/admin/stats":
+                if method != "GET":
+                    raise MethodNotAllowed(f"{method} not allowed on {path}")
+                await respond(send, 200, await self.gw.snapshot())
+            elif path == "/admin/reload":
+                if method != "POST":
+                    raise MethodNotAllowed(f"{method} not allowed on {path}")
+                d = await self.reload()
+                await respond(send, 200, {"applied": msgspec.to_builtins(d)})
+            elif path == "/healthz":
+                await respond(send, 200, {"ok": True})
+            elif path == "/readyz":
+                ready = self.gw.started.is_set() and any(c.up for c in self.gw.channels.values())
+                await respond(send, 200 if ready else 503, {"ready": ready})
+            else:
+                raise NotFound(f"no endpoint {path}")
+        except GatewayError as e:
+            await respond_error(send, e)

@@ -1,0 +1,523 @@
+"""A channel: N binds to one SMSC account, its priority queue, its rate, its receipts.
+
+Flow inside a channel (all tasks in the nursery the channel owns):
+
+    queue (3 lanes) --dispatcher per bind--> rate bucket --> window slot --> submit_sm
+    submit_sm_resp --(callback in the reader task)--> segment outcome --> store (nowait)
+        all segments accepted -> SUBMITTED, wait for receipts
+        retryable (throttled, nack, timeout, lost bind) -> retry heap -> back into the queue
+        final refusal -> REJECTED;  attempts exhausted -> FAILED
+    deliver_sm receipt --deliver worker--> match (memory, else store, else wait briefly for
+        the resp that is still in flight) --> receipt stored durably --> deliver_sm_resp
+
+Nothing here awaits per message on the submit path: dispatchers hand PDUs to the ESME with
+`submit_nowait` and a callback, so a window of 64 stays full with no task switch per PDU.
+Store writes on that path are `*_nowait` (group-committed by the store's writer); the
+durable points are intake (before the API answers) and receipts (before deliver_sm_resp).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Callable
+from functools import partial
+
+import msgspec
+import structlog
+import trio
+
+from gateway.config import ChannelConfig
+from gateway.lanes import Lanes
+from gateway.smpp import pdu as P
+from gateway.smpp import text as T
+from gateway.smpp.constants import CommandStatus, Tag, status_name
+from gateway.smpp.esme import EsmeClient, Outcome, SubmitResult
+from gateway.smpp.receipt import Receipt, receipt_from_pdu, receipt_id_key
+from gateway.states import State
+from gateway.store.base import Store
+from gateway.store.records import MessageRecord, ReceiptRecord, SegmentRecord, SegmentState
+from gateway.submission import (
+    RECEIPT_SEGMENT_STATE,
+    SEGMENT_FINAL,
+    build_pdus,
+    message_state_from_segments,
+)
+from gateway.throttle import AdaptiveRate, TokenBucket
+
+log = structlog.get_logger("gateway.channels")
+
+RETRY_BASE = 0.5  # seconds before the first retry of a retryable outcome
+RETRY_MAX = 60.0
+EARLY_RECEIPT_WAIT = 2.0  # how long a receipt waits for its submit_sm_resp still in flight
+AWAITING_RECEIPTS_MAX = 500_000  # submitted messages kept in memory for receipt matching
+
+
+class Job:
+    """One message moving through the channel (memory only; the store has the truth)."""
+
+    __slots__ = ("record", "segments", "pdus", "pending", "outcomes")
+
+    def __init__(self, record: MessageRecord, segments: list[SegmentRecord]) -> None:
+        self.record = record
+        self.segments = segments
+        self.pdus: list[P.Pdu] | None = None
+        self.pending = 0
+        self.outcomes: dict[int, SubmitResult] = {}
+
+
+class ChannelStats(msgspec.Struct, kw_only=True):
+    queued: int = 0
+    dispatched: int = 0
+    segments_sent: int = 0
+    segments_accepted: int = 0
+    retries: int = 0
+    throttled: int = 0
+    rejected: int = 0
+    failed: int = 0
+    expired: int = 0
+    submitted_messages: int = 0
+    receipts: int = 0
+    receipts_matched: int = 0
+    receipts_unmatched: int = 0
+    receipts_duplicate: int = 0
+    receipts_early: int = 0
+    mo: int = 0
+
+
+OnFinal = Callable[[MessageRecord], None]
+
+
+class Channel:
+    def __init__(
+        self,
+        cfg: ChannelConfig,
+        store: Store,
+        *,
+        on_state: OnFinal | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.store = store
+        self.queue: Lanes[Job] = Lanes()
+        self.stats = ChannelStats()
+        self.log = log.bind(channel=cfg.name)
+        self._on_state = on_state
+        self._wall = clock or _wall_clock
+        self._rng = rng or random.Random()
+        now = trio.current_time()
+        self.rate = AdaptiveRate(TokenBucket(cfg.tps, cfg.bucket_depth, now), now)
+        self.refs = T.ReferenceCounter()
+        self.clients: list[EsmeClient] = []
+        self._client_scopes: dict[EsmeClient, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+        self._retry_heap: list[tuple[float, int, Job]] = []
+        self._retry_wake = trio.Event()
+        self._tiebreak = itertools.count()
+        # receipt matching: id_key -> (job, segment index), for submitted segments
+        self._by_key: dict[str, tuple[Job, int]] = {}
+        self._awaiting: dict[str, Job] = {}  # message id -> job waiting for receipts
+        self._key_waiters: dict[str, trio.Event] = {}
+        self._inflight = 0  # segments sent, response pending
+        self._draining = False
+        self._stopped = trio.Event()
+        self.down_since: float | None = trio.current_time()
+
+    # ---- status ------------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return any(c.can_submit for c in self.clients)
+
+    def snapshot(self) -> dict:
+        return {
+            "name": self.name,
+            "up": self.up,
+            "binds": [
+                {"bound": c.bound, "last_error": c.last_error, **msgspec.structs.asdict(c.stats)}
+                for c in self.clients
+            ],
+            "queue": dict(zip(("otp", "notification", "marketing"), self.queue.lengths())),
+            "inflight_segments": self._inflight,
+            "awaiting_receipts": len(self._awaiting),
+            "retry_scheduled": len(self._retry_heap),
+            "rate": {"configured": self.cfg.tps, "effective": self.rate.effective_rate},
+            **msgspec.structs.asdict(self.stats),
+        }
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for _ in range(self.cfg.binds):
+                self._start_client()
+            nursery.start_soon(self._retry_loop)
+            nursery.start_soon(self._housekeeping)
+            task_status.started()
+            await self._stopped.wait()
+            nursery.cancel_scope.cancel()
+
+    def _start_client(self) -> None:
+        assert self._nursery is not None
+        idx = len(self.clients)
+        client = EsmeClient(
+            self.cfg.esme_settings(), on_deliver=self._on_deliver, name=f"{self.name}#{idx}"
+        )
+        self.clients.append(client)
+        self._nursery.start_soon(self._client_life, client)
+
+    async def _client_life(self, client: EsmeClient) -> None:
+        with trio.CancelScope() as scope:
+            self._client_scopes[client] = scope
+            async with trio.open_nursery() as n:
+                n.start_soon(client.run)
+                n.start_soon(self._dispatch, client)
+        self._client_scopes.pop(client, None)
+
+    async def _stop_client(self, client: EsmeClient) -> None:
+        await client.close()
+        scope = self._client_scopes.get(client)
+        if scope is not None:
+            scope.cancel()
+        if client in self.clients:
+            self.clients.remove(client)
+
+    def retune(self, cfg: ChannelConfig) -> None:
+        """Apply limits in place: TPS, burst, window, number of binds, formats, policies."""
+        assert cfg.name == self.name and cfg.connection_key() == self.cfg.connection_key()
+        old = self.cfg
+        self.cfg = cfg
+        self.rate.configure(cfg.tps, cfg.bucket_depth, trio.current_time())
+        for c in self.clients:
+            c.set_window(cfg.window)
+        if self._nursery is not None:
+            while len(self.clients) < cfg.binds:
+                self._start_client()
+            for client in self.clients[cfg.binds :]:
+                self._nursery.start_soon(self._stop_client, client)
+        self.log.info("channel_retuned", tps=cfg.tps, window=cfg.window, binds=cfg.binds, old_tps=old.tps)
+
+    async def drain_and_stop(self, timeout: float = 10.0) -> list[Job]:
+        """Stop taking new work, let in-flight segments finish (bounded), unbind, and return
+        the jobs still queued or scheduled for retry, so the caller can reroute them."""
+        self._draining = True
+        with trio.move_on_after(timeout):
+            while self._inflight:
+                await trio.sleep(0.02)
+        async with trio.open_nursery() as n:
+            for c in list(self.clients):
+                n.start_soon(c.close)
+        left = self.queue.drain()
+        left += [job for _, _, job in self._retry_heap]
+        self._retry_heap.clear()
+        self._stopped.set()
+        return left
+
+    # ---- intake ------------------------------------------------------------------------
+
+    def enqueue(self, job: Job, *, front: bool = False) -> None:
+        if self._draining:
+            raise RuntimeError(f"channel {self.name} is draining")
+        job.record.channel = self.name
+        self.queue.put(job, job.record.priority, front=front)
+        self.stats.queued += 1
+
+    def take_queued(self) -> list[Job]:
+        """Remove everything waiting in the queue (failover moves it elsewhere)."""
+        return self.queue.drain()
+
+    def adopt_submitted(self, job: Job) -> None:
+        """After a restart: a submitted message whose receipts are still due."""
+        self._remember_for_receipts(job)
+        for i, seg in enumerate(job.segments):
+            if seg.id_key and seg.state == SegmentState.SUBMITTED:
+                self._by_key[seg.id_key] = (job, i)
+
+    # ---- submit path ---------------------------------------------------------------------
+
+    async def _dispatch(self, client: EsmeClient) -> None:
+        """One per bind: take the next job when this bind has a free slot, send it."""
+        while not self._draining:
+            if not await client.acquire_slot():
+                return
+            job = await self.queue.get()
+            if self._draining:
+                self.queue.put(job, job.record.priority, front=True)
+                return
+            now = self._wall()
+            if job.record.expires_at <= now:
+                self._finish(job, State.EXPIRED, error="validity period passed before submission")
+                self.stats.expired += 1
+                continue
+            await self._submit_job(client, job, now)
+
+    async def _submit_job(self, client: EsmeClient, job: Job, now: float) -> None:
+        rec = job.record
+        if job.pdus is None:
+            try:
+                job.pdus = build_pdus(rec, self.cfg, self.refs.next(rec.destination), now)
+            except (T.TextError, P.PduError) as e:
+                self._finish(job, State.REJECTED, error_code="encoding", error=str(e))
+                self.stats.rejected += 1
+                return
+        to_send = [
+            i for i, seg in enumerate(job.segments) if seg.state == SegmentState.PENDING
+        ]
+        job.outcomes = {}
+        job.pending = len(to_send)
+        rec.attempts += 1
+        self._set_state(job, State.SUBMITTING, attempts=rec.attempts)
+        self.stats.dispatched += 1
+        bucket = self.rate.bucket
+        for i in to_send:
+            # try_take costs ~0.3 us, an awaited take() ~8 us of scheduling: ask first.
+            if not bucket.try_take(1, trio.current_time()):
+                await self.rate.take()
+            if not await client.acquire_slot() or not client.submit_nowait(
+                job.pdus[i], partial(self._on_result, job, i)
+            ):
+                self._on_result(job, i, SubmitResult(Outcome.NOT_SENT))
+                continue
+            self._inflight += 1
+            self.stats.segments_sent += 1
+
+    def _on_result(self, job: Job, idx: int, result: SubmitResult) -> None:
+        """Called once per segment submit (in the ESME reader task): no awaiting here."""
+        if result.outcome is not Outcome.NOT_SENT:
+            self._inflight -= 1
+        job.outcomes[idx] = result
+        now = self._wall()
+        seg = job.segments[idx]
+        if result.outcome is Outcome.ACCEPTED:
+            self.stats.segments_accepted += 1
+            self.rate.on_success(trio.current_time())
+            seg.state = SegmentState.SUBMITTED
+            seg.channel = self.name
+            seg.smsc_message_id = result.message_id or ""
+            seg.submit_status = 0
+            seg.submitted_at = now
+            key = receipt_id_key(seg.smsc_message_id, self.cfg.message_id_format)
+            seg.id_key = key
+            self.store.update_segment_nowait(seg)
+            if key:
+                self._by_key[key] = (job, idx)
+                waiter = self._key_waiters.pop(key, None)
+                if waiter is not None:
+                    waiter.set()
+        elif result.throttled:
+            self.stats.throttled += 1
+            self.rate.on_throttled(trio.current_time())
+        job.pending -= 1
+        if job.pending == 0:
+            self._attempt_done(job, now)
+
+    def _attempt_done(self, job: Job, now: float) -> None:
+        outcomes = job.outcomes
+        rejected = [r for r in outcomes.values() if r.outcome is Outcome.REJECTED]
+        if rejected:
+            r = rejected[0]
+            for i, res in outcomes.items():
+                if res.outcome is Outcome.REJECTED:
+                    seg = job.segments[i]
+                    seg.state = SegmentState.REJECTED
+                    seg.submit_status = res.status
+                    self.store.update_segment_nowait(seg)
+            self.stats.rejected += 1
+            self._finish(job, State.REJECTED, error_code=status_name(r.status), error="refused by SMSC")
+            return
+        if all(seg.state != SegmentState.PENDING for seg in job.segments):
+            self.stats.submitted_messages += 1
+            job.record.submitted_at = now
+            self._set_state(job, State.SUBMITTED)
+            self._remember_for_receipts(job)
+            # Receipts that raced ahead of their resps may have completed it already.
+            self._check_complete(job)
+            return
+        # Some segments must be sent again (retryable outcomes).
+        if job.record.attempts >= self.cfg.max_attempts:
+            reasons = sorted({r.reason for r in outcomes.values() if r.outcome is not Outcome.ACCEPTED})
+            self.stats.failed += 1
+            self._finish(job, State.FAILED, error_code="attempts_exhausted", error=", ".join(reasons))
+            return
+        if job.record.expires_at <= now:
+            self.stats.expired += 1
+            self._finish(job, State.EXPIRED, error="validity period passed while retrying")
+            return
+        self.stats.retries += 1
+        self._set_state(job, State.QUEUED)
+        delay = min(RETRY_MAX, RETRY_BASE * 2 ** (job.record.attempts - 1))
+        delay *= 0.5 + self._rng.random() / 2
+        heapq.heappush(self._retry_heap, (trio.current_time() + delay, next(self._tiebreak), job))
+        self._retry_wake.set()
+
+    async def _retry_loop(self) -> None:
+        while True:
+            if not self._retry_heap:
+                await self._retry_wake.wait()
+                self._retry_wake = trio.Event()
+                continue
+            due = self._retry_heap[0][0]
+            now = trio.current_time()
+            if due > now:
+                with trio.move_on_after(due - now):
+                    await self._retry_wake.wait()
+                self._retry_wake = trio.Event()
+                continue
+            _, _, job = heapq.heappop(self._retry_heap)
+            if self._draining:
+                self._retry_heap.append((due, next(self._tiebreak), job))
+                return
+            self.queue.put(job, job.record.priority, front=True)
+
+    # ---- state bookkeeping -----------------------------------------------------------------
+
+    def _set_state(self, job: Job, state: State, **fields) -> None:
+        rec = job.record
+        rec.state = state
+        rec.updated_at = self._wall()
+        self.store.set_state_nowait(rec.id, state, now=rec.updated_at, channel=self.name, **fields)
+        if self._on_state is not None:
+            self._on_state(rec)
+
+    def _finish(self, job: Job, state: State, *, error_code: str | None = None, error: str | None = None) -> None:
+        rec = job.record
+        rec.error_code, rec.error = error_code, error
+        rec.done_at = self._wall()
+        self._set_state(job, state, error_code=error_code, error=error)
+        self._forget(job)
+
+    def _remember_for_receipts(self, job: Job) -> None:
+        self._awaiting[job.record.id] = job
+        if len(self._awaiting) > AWAITING_RECEIPTS_MAX:
+            # Oldest first (dicts keep insertion order); the store still matches them.
+            old_id = next(iter(self._awaiting))
+            old = self._awaiting.pop(old_id)
+            for seg in old.segments:
+                if seg.id_key:
+                    self._by_key.pop(seg.id_key, None)
+
+    def _forget(self, job: Job) -> None:
+        self._awaiting.pop(job.record.id, None)
+        for seg in job.segments:
+            if seg.id_key and self._by_key.get(seg.id_key, (None,))[0] is job:
+                del self._by_key[seg.id_key]
+
+    def _check_complete(self, job: Job) -> None:
+        if job.record.state is not State.SUBMITTED:
+            return
+        final = message_state_from_segments([s.state for s in job.segments])
+        if final is not None:
+            job.record.done_at = self._wall()
+            self._set_state(job, final)
+            self._forget(job)
+
+    async def _housekeeping(self) -> None:
+        """Expire submitted messages whose receipts never came; track channel up/down."""
+        while True:
+            await trio.sleep(1.0)
+            now = self._wall()
+            if self.up:
+                self.down_since = None
+            elif self.down_since is None:
+                self.down_since = trio.current_time()
+            late = [
+                j
+                for j in list(self._awaiting.values())[:10_000]
+                if j.record.expires_at + 3600 <= now and j.record.state is State.SUBMITTED
+            ]
+            for job in late:
+                for seg in job.segments:
+                    if seg.state == SegmentState.SUBMITTED:
+                        seg.state = SegmentState.EXPIRED
+                        self.store.update_segment_nowait(seg)
+                self.stats.expired += 1
+                self._finish(job, State.EXPIRED, error="no receipt within the validity period")
+
+    # ---- receipts and MO -----------------------------------------------------------------
+
+    async def _on_deliver(self, pdu: P.Pdu) -> int:
+        receipt = receipt_from_pdu(pdu)
+        if receipt is None:
+            self.stats.mo += 1
+            self.log.info("mo_received", command=pdu.command_name)
+            return CommandStatus.ESME_ROK
+        return await self._on_receipt(receipt, pdu)
+
+    async def _on_receipt(self, receipt: Receipt, pdu: P.Pdu) -> int:
+        self.stats.receipts += 1
+        raw_id = receipt.message_id or ""
+        key = receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else ""
+        seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
+        target = self._by_key.get(key) if key else None
+        if target is None and key:
+            target = await self._find_in_store(key)
+        if target is None and key and self._inflight:
+            # The receipt may have overtaken its submit_sm_resp: wait for that resp briefly.
+            self.stats.receipts_early += 1
+            waiter = self._key_waiters.setdefault(key, trio.Event())
+            with trio.move_on_after(EARLY_RECEIPT_WAIT):
+                await waiter.wait()
+            self._key_waiters.pop(key, None)
+            target = self._by_key.get(key)
+        now = self._wall()
+        raw = _receipt_text(pdu)
+        record = ReceiptRecord(
+            channel=self.name,
+            smsc_message_id=raw_id,
+            id_key=key,
+            state=seg_state,
+            error_code=receipt.error_code,
+            raw=raw,
+            received_at=now,
+        )
+        if target is None:
+            self.stats.receipts_unmatched += 1
+            await self.store.record_receipt(record)
+            self.log.warning("receipt_unmatched", smsc_message_id=raw_id)
+            return CommandStatus.ESME_ROK
+        job, idx = target
+        seg = job.segments[idx]
+        if seg.state in SEGMENT_FINAL:
+            self.stats.receipts_duplicate += 1
+            return CommandStatus.ESME_ROK
+        record.message_id, record.seq = seg.message_id, seg.seq
+        await self.store.record_receipt(record)
+        self.stats.receipts_matched += 1
+        if seg_state is None:
+            return CommandStatus.ESME_ROK  # intermediate notification: nothing final yet
+        seg.state = seg_state
+        seg.receipt_error = receipt.error_code
+        seg.receipt_at = now
+        self.store.update_segment_nowait(seg)
+        self._by_key.pop(key, None)
+        if job.record.state is State.SUBMITTED:
+            self._check_complete(job)
+        return CommandStatus.ESME_ROK
+
+    async def _find_in_store(self, key: str) -> tuple[Job, int] | None:
+        """A receipt for a message this process does not hold (restart, eviction)."""
+        seg = await self.store.find_segment(self.name, key)
+        if seg is None:
+            return None
+        view = await self.store.get_view(seg.message_id)
+        if view is None:
+            return None
+        job = self._awaiting.get(view.message.id) or Job(view.message, view.segments)
+        idx = next(i for i, s in enumerate(job.segments) if s.seq == seg.seq)
+        if job.record.state is State.SUBMITTED:
+            self._remember_for_receipts(job)
+        return job, idx
+
+
+def _receipt_text(pdu: P.Pdu) -> str:
+    sm = getattr(pdu, "short_message", None) or pdu.tlv(Tag.MESSAGE_PAYLOAD) or b""
+    return sm.rstrip(b"\0").decode("latin-1")
+
+
+def _wall_clock() -> float:
+    return time.time()

@@ -1,0 +1,352 @@
+"""The gateway as one object: store, channels, router, tenant limits, intake, reload.
+
+`Gateway.run()` owns the nursery in which the store writer and every channel live. The API
+and the daemon talk to it only through its methods: `authenticate`, `accept`, `message`,
+`apply_config`, `snapshot`, `drain`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import msgspec
+import structlog
+import trio
+
+from gateway import config as C
+from gateway.api.schemas import AcceptedMessage, SendMessage
+from gateway.channels import Channel, Job
+from gateway.errors import Forbidden, GatewayError, InvalidBody, MessageRejected, NoRoute, Unauthorized
+from gateway.router import Router
+from gateway.smpp import text as T
+from gateway.states import State
+from gateway.store.base import Store
+from gateway.store.records import PRIORITY, MessageRecord, MessageView, SegmentRecord
+from gateway.throttle import TenantLimiter
+
+log = structlog.get_logger("gateway.service")
+
+FAILOVER_AFTER = 5.0  # seconds a channel may be down before its queue moves elsewhere
+DEFAULT_SENDER = "Gateway"
+
+
+def new_message_id() -> str:
+    """Time-ordered, unguessable id: 12 hex digits of milliseconds + 16 random hex digits."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(8).hex()}"
+
+
+def normalise_destination(raw: str) -> str | None:
+    """E.164 digits without '+', or None. Spaces, dashes and dots are allowed separators."""
+    s = raw.strip().replace(" ", "").replace("-", "").replace(".", "")
+    if s.startswith("+"):
+        s = s[1:]
+    elif s.startswith("00"):
+        s = s[2:]
+    if not s.isdigit() or not 6 <= len(s) <= 15 or not s.isascii():
+        return None
+    return s
+
+
+class Gateway:
+    def __init__(
+        self,
+        cfg: C.Config,
+        store: Store,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.wall = wall_clock
+        self.channels: dict[str, Channel] = {}
+        self.router = Router(cfg.routes)
+        self.limiter = TenantLimiter(cfg.tenants, trio.current_time())
+        self._tenants_by_hash = {t.api_key_hash: t for t in cfg.tenants}
+        self._nursery: trio.Nursery | None = None
+        self._reload_lock = trio.Lock()
+        self.started = trio.Event()
+        self.recovered = 0
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.store.run)
+            for ch_cfg in self.cfg.channels:
+                if ch_cfg.enabled:
+                    await self._start_channel(ch_cfg)
+            await self._recover()
+            nursery.start_soon(self._failover_loop)
+            self.started.set()
+            task_status.started()
+
+    async def _start_channel(self, cfg: C.ChannelConfig) -> Channel:
+        assert self._nursery is not None
+        ch = Channel(cfg, self.store, clock=self.wall)
+        self.channels[cfg.name] = ch
+        await self._nursery.start(ch.run)
+        return ch
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """SIGTERM: stop every channel (in-flight segments finish, binds unbind). Queued
+        messages stay `queued` in the store and resume on the next start."""
+        async with trio.open_nursery() as n:
+            for ch in list(self.channels.values()):
+                n.start_soon(ch.drain_and_stop, timeout)
+        await self.store.flush()
+
+    async def _recover(self) -> None:
+        """After a restart: put every unfinished message back where it belongs."""
+        views = await self.store.unfinished()
+        for view in views:
+            m = view.message
+            job = Job(m, view.segments)
+            if m.state is State.SUBMITTED:
+                ch = self.channels.get(m.channel or "")
+                if ch is not None:
+                    ch.adopt_submitted(job)
+                continue
+            if m.state is State.SUBMITTING:
+                policy = self._channel_cfg(m.channel).on_submitting_recovery if self._channel_cfg(m.channel) else "resubmit"
+                if policy == "unknown":
+                    self.store.set_state_nowait(
+                        m.id, State.UNKNOWN, now=self.wall(), error="process stopped while submitting"
+                    )
+                    continue
+                # resubmit: segments already accepted keep their ids; the rest go again.
+                self.store.set_state_nowait(m.id, State.QUEUED, now=self.wall())
+                m.state = State.QUEUED
+            self._route_job(job, initial=False)
+            self.recovered += 1
+        if views:
+            log.info("recovered", messages=len(views), requeued=self.recovered)
+
+    def _channel_cfg(self, name: str | None) -> C.ChannelConfig | None:
+        return self.cfg.channel(name) if name else None
+
+    # ---- intake --------------------------------------------------------------------------
+
+    def authenticate(self, api_key: str | None) -> C.TenantConfig:
+        if not api_key:
+            raise Unauthorized("missing API key (Authorization: Bearer <key>)")
+        tenant = self._tenants_by_hash.get(C.hash_api_key(api_key))
+        if tenant is None or not tenant.enabled:
+            raise Unauthorized("invalid API key")
+        return tenant
+
+    def _pick_channel(self, destination: str, category: str) -> str:
+        names = self.router.candidates(destination, category)
+        if not names:
+            raise NoRoute(f"no route for {destination[:4]}... category {category}")
+        for name in names:
+            ch = self.channels.get(name)
+            if ch is not None and ch.up:
+                return name
+        # Nothing is up right now: queue on the first running channel of the route; the
+        # failover loop moves it when another comes up first.
+        for name in names:
+            if name in self.channels:
+                return name
+        raise NoRoute(f"no running channel for route of {destination[:4]}...: {', '.join(names)}")
+
+    async def accept(self, tenant: C.TenantConfig, body: SendMessage) -> list[AcceptedMessage]:
+        """Validate, decide, store durably, enqueue. Raises a GatewayError (nothing stored)."""
+        if body.signature_id or body.template_id or body.params:
+            raise MessageRejected(
+                "signature/template sending is not available yet; send `text`",
+                reason="templates_unavailable",
+            )
+        if body.text is None:
+            raise InvalidBody("`text` is required", path="$.text")
+        if body.category not in tenant.categories:
+            raise Forbidden(f"category {body.category} is not allowed for this tenant")
+        recipients = body.recipients
+        dests = []
+        for i, raw in enumerate(recipients):
+            d = normalise_destination(raw)
+            if d is None:
+                path = "$.to" if isinstance(body.to, str) else f"$.to[{i}]"
+                raise InvalidBody(f"not a phone number: {raw[:3]}...", path=path)
+            dests.append(d)
+        now = self.wall()
+        validity = body.validity_seconds
+        built: list[tuple[MessageRecord, list[SegmentRecord]]] = []
+        for i, dest in enumerate(dests):
+            channel = self._pick_channel(dest, body.category)
+            ch_cfg = self.channels[channel].cfg
+            sender = body.sender or tenant.default_source_addr or ch_cfg.source_addr or DEFAULT_SENDER
+            try:
+                enc = T.choose_encoding(body.text, ch_cfg.allow_latin1, concat=ch_cfg.concatenation)
+                count = T.segment_count(
+                    body.text, encoding=enc, concat=ch_cfg.concatenation, allow_latin1=ch_cfg.allow_latin1
+                )
+            except T.TextError as e:
+                raise MessageRejected(str(e), reason=e.code) from None
+            ref = body.client_ref
+            if ref is not None and len(dests) > 1:
+                ref = f"{ref}#{i}"
+            mid = new_message_id()
+            rec = MessageRecord(
+                id=mid,
+                tenant=tenant.id,
+                client_ref=ref,
+                source_addr=sender,
+                destination=dest,
+                text=body.text,
+                category=body.category,
+                priority=PRIORITY[body.category],
+                state=State.QUEUED,
+                channel=channel,
+                data_coding=enc.data_coding,
+                segment_count=count,
+                created_at=now,
+                updated_at=now,
+                expires_at=now + (validity or ch_cfg.validity_seconds),
+            )
+            segs = [SegmentRecord(message_id=mid, seq=k + 1) for k in range(count)]
+            built.append((rec, segs))
+        wall = self.wall()
+        self.limiter.check_and_take(tenant.id, len(built), trio.current_time(), wall)
+        try:
+            results = await self.store.insert_messages(built)
+        except BaseException:
+            self.limiter.refund(tenant.id, len(built), wall)
+            raise
+        out = []
+        duplicates = 0
+        for (rec, segs), res in zip(built, results):
+            stored = res.record
+            if res.existing:
+                duplicates += 1
+            else:
+                self.channels[rec.channel].enqueue(Job(rec, segs))
+            out.append(
+                AcceptedMessage(
+                    id=stored.id,
+                    to=stored.destination,
+                    state=stored.state.value if isinstance(stored.state, State) else str(stored.state),
+                    segments=stored.segment_count,
+                    channel=stored.channel,
+                    client_ref=stored.client_ref,
+                    duplicate=res.existing,
+                )
+            )
+        if duplicates:
+            self.limiter.refund(tenant.id, duplicates, wall)
+        return out
+
+    async def message(self, tenant: C.TenantConfig, message_id: str) -> MessageView | None:
+        return await self.store.get_message(tenant.id, message_id)
+
+    async def message_by_ref(self, tenant: C.TenantConfig, client_ref: str) -> MessageView | None:
+        return await self.store.find_by_client_ref(tenant.id, client_ref)
+
+    # ---- routing between channels ---------------------------------------------------------
+
+    def _route_job(self, job: Job, *, initial: bool) -> None:
+        m = job.record
+        current = self.channels.get(m.channel or "")
+        if current is not None and (current.up or not initial) and m.channel in self.router.candidates(m.destination, m.category):
+            current.enqueue(job)
+            return
+        try:
+            name = self._pick_channel(m.destination, m.category)
+        except GatewayError as e:
+            self.store.set_state_nowait(m.id, State.HELD, now=self.wall(), error=str(e))
+            return
+        self.channels[name].enqueue(job)
+
+    async def _failover_loop(self) -> None:
+        """Move queued messages off a channel that has been down for FAILOVER_AFTER seconds
+        to the next channel of their route that is up."""
+        while True:
+            await trio.sleep(1.0)
+            now = trio.current_time()
+            for ch in list(self.channels.values()):
+                if ch.up or ch.down_since is None or now - ch.down_since < FAILOVER_AFTER:
+                    continue
+                if not len(ch.queue):
+                    continue
+                moved = 0
+                for job in ch.take_queued():
+                    m = job.record
+                    target = None
+                    for name in self.router.candidates(m.destination, m.category):
+                        other = self.channels.get(name)
+                        if other is not None and other is not ch and other.up:
+                            target = other
+                            break
+                    if target is None:
+                        ch.queue.put(job, m.priority)
+                        continue
+                    if job.pdus is not None and target.cfg.concatenation != ch.cfg.concatenation:
+                        job.pdus = None
+                    target.enqueue(job)
+                    self.store.set_state_nowait(m.id, State.QUEUED, now=self.wall(), channel=target.name)
+                    moved += 1
+                if moved:
+                    log.warning("failover", channel=ch.name, moved=moved)
+
+    # ---- reload -------------------------------------------------------------------------
+
+    async def apply_config(self, new: C.Config) -> C.ConfigDiff:
+        """Apply an already validated config. Channels added/removed/changed are started,
+        drained and stopped, or retuned in place; unchanged channels are not touched."""
+        async with self._reload_lock:
+            d = C.diff(self.cfg, new)
+            old = self.cfg
+            self.cfg = new
+            self.router = Router(new.routes)
+            self.limiter.retune(new.tenants, trio.current_time())
+            self._tenants_by_hash = {t.api_key_hash: t for t in new.tenants}
+            for name in d.added:
+                cfg = new.channel(name)
+                if cfg is not None and cfg.enabled:
+                    await self._start_channel(cfg)
+            for name in d.retuned:
+                ch = self.channels.get(name)
+                cfg = new.channel(name)
+                if ch is not None and cfg is not None:
+                    ch.retune(cfg)
+            for name in d.reconnect:
+                old_ch = self.channels.pop(name, None)
+                cfg = new.channel(name)
+                new_ch = await self._start_channel(cfg) if cfg is not None else None
+                if old_ch is not None:
+                    left = await old_ch.drain_and_stop()
+                    for job in left:
+                        (new_ch.enqueue(job) if new_ch is not None else self._route_job(job, initial=False))
+            for name in d.removed:
+                ch = self.channels.pop(name, None)
+                if ch is not None:
+                    left = await ch.drain_and_stop()
+                    for job in left:
+                        job.record.channel = None
+                        self._route_job(job, initial=False)
+            log.info(
+                "config_applied",
+                added=d.added,
+                removed=d.removed,
+                reconnect=d.reconnect,
+                retuned=d.retuned,
+                routes_changed=d.routes_changed,
+                tenants_changed=d.tenants_changed,
+                old_channels=len(old.channels),
+            )
+            return d
+
+    # ---- stats ----------------------------------------------------------------------------
+
+    async def snapshot(self) -> dict:
+        return {
+            "channels": [ch.snapshot() for ch in self.channels.values()],
+            "messages_by_state": await self.store.count_by_state(),
+            "store": msgspec.to_builtins(getattr(self.store, "stats", {})),
+            "recovered": self.recovered,
+        }
+
+
+

@@ -1,0 +1,160 @@
+"""Schema versions of the SQLite store, kept in code.
+
+`MIGRATIONS` is a list of (version, SQL script), applied in order. `PRAGMA user_version`
+records the version a database file is at; `migrate()` applies every script above it, all
+of them in ONE transaction together with the new user_version (SQLite DDL is transactional,
+so a failure half way leaves the file exactly as it was). A file written by a newer gateway
+(user_version above the last version known here) is refused with `StoreVersionError`: an
+older binary must not guess at a schema it does not know.
+
+Rules for adding a version: append, never edit a released script; a script holds only
+statements valid inside a transaction (no VACUUM, no `PRAGMA journal_mode`); table columns
+mirror the msgspec Structs of gateway.store.records (the tests compare them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+from gateway.errors import GatewayError
+
+
+class StoreVersionError(GatewayError):
+    """The database file is at a schema version this gateway does not know (newer)."""
+
+    code = "store_version"
+    http_status = 500
+
+
+V1 = """
+CREATE TABLE messages (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    client_ref    TEXT,
+    source_addr   TEXT NOT NULL,
+    destination   TEXT NOT NULL,
+    text          TEXT NOT NULL,
+    category      TEXT NOT NULL,
+    priority      INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    channel       TEXT,
+    data_coding   INTEGER NOT NULL,
+    segment_count INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    error_code    TEXT,
+    error         TEXT,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    expires_at    REAL NOT NULL,
+    submitted_at  REAL,
+    done_at       REAL
+);
+-- idempotent intake: one message per (tenant, client_ref) when a client_ref is given
+CREATE UNIQUE INDEX messages_client_ref ON messages (tenant, client_ref)
+    WHERE client_ref IS NOT NULL;
+-- recovery (unfinished) and count_by_state
+CREATE INDEX messages_state ON messages (state, created_at);
+
+CREATE TABLE segments (
+    message_id      TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    channel         TEXT,
+    smsc_message_id TEXT,
+    id_key          TEXT,
+    submit_status   INTEGER,
+    submitted_at    REAL,
+    receipt_error   TEXT,
+    receipt_at      REAL,
+    PRIMARY KEY (message_id, seq)
+) WITHOUT ROWID;
+-- receipt matching: the channel's normalised SMSC message id
+CREATE INDEX segments_id_key ON segments (channel, id_key) WHERE id_key IS NOT NULL;
+
+-- Every receipt as received, matched or not (an audit log: never refused, so no foreign
+-- key; message_id/seq are filled when it was matched to a segment).
+CREATE TABLE receipts (
+    id              INTEGER PRIMARY KEY,
+    channel         TEXT NOT NULL,
+    smsc_message_id TEXT NOT NULL,
+    id_key          TEXT NOT NULL,
+    state           TEXT,
+    error_code      TEXT,
+    raw             TEXT NOT NULL,
+    received_at     REAL NOT NULL,
+    message_id      TEXT,
+    seq             INTEGER
+);
+CREATE INDEX receipts_unmatched ON receipts (channel, id) WHERE message_id IS NULL;
+CREATE INDEX receipts_message ON receipts (message_id);
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, V1),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into complete SQL statements (semicolons inside strings, comments or
+    trigger bodies do not split: sqlite3.complete_statement decides)."""
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            stmt = buf.strip()
+            buf = ""
+            if stmt.strip(";").strip() and not _only_comments(stmt):
+                yield stmt
+    if buf.strip(" \t\r\n;") and not _only_comments(buf):
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {buf[:80]!r}")
+
+
+def _only_comments(stmt: str) -> bool:
+    return all(
+        not line.strip() or line.strip().startswith("--") or line.strip() == ";"
+        for line in stmt.splitlines()
+    )
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(
+    conn: sqlite3.Connection, migrations: Sequence[tuple[int, str]] = MIGRATIONS
+) -> tuple[int, int]:
+    """Bring the database to the last version in `migrations`; returns (before, after).
+
+    `conn` must be in autocommit mode (isolation_level=None): the transaction is managed
+    here. Raises StoreVersionError for a file newer than `migrations` knows.
+    """
+    versions = [v for v, _ in migrations]
+    if versions != sorted(set(versions)) or (versions and versions[0] < 1):
+        raise ValueError(f"migration versions must be increasing and >= 1: {versions}")
+    latest = versions[-1] if versions else 0
+    conn.execute("BEGIN IMMEDIATE")  # the write lock first: two processes cannot both migrate
+    try:
+        current = version(conn)
+        if current > latest:
+            raise StoreVersionError(
+                f"database schema version {current} is newer than this gateway knows"
+                f" ({latest}): use a newer gateway or restore a matching backup",
+                found=current,
+                supported=latest,
+            )
+        for v, script in migrations:
+            if v <= current:
+                continue
+            for stmt in statements(script):
+                conn.execute(stmt)
+        if latest != current:
+            conn.execute(f"PRAGMA user_version = {int(latest)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return current, latest

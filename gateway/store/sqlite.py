@@ -1,0 +1,960 @@
+"""The embedded store: SQLite in WAL mode behind one batching writer task.
+
+Theory of operation
+-------------------
+
+Connections. Two `sqlite3` connections per store, each used by one thread at a time
+(`trio.to_thread.run_sync` with a `CapacityLimiter(1)` per connection; `check_same_thread`
+is off because trio's worker threads change):
+
+- the writer connection belongs to the writer task alone (plus open/close). WAL journal,
+  `synchronous=FULL`, foreign keys on, `busy_timeout`;
+- the read connection (`query_only`) serves every read. In WAL mode readers never block the
+  writer nor wait for it, so reads run concurrently with a commit in progress. Each read is
+  its own short transaction, so it sees everything committed before it started.
+
+Durability. "Accepted" means "in the store before the API answers" and a receipt is
+acknowledged only after it is stored. With WAL, `synchronous=NORMAL` commits without fsync:
+a committed transaction survives a process crash (kill -9: the WAL is in the OS page cache)
+but NOT a power cut or a kernel panic, where the last commits may roll back. Those are
+exactly the messages we already answered 202 for, so the writer uses `synchronous=FULL`: the
+WAL is fsynced at every commit. The price is one fsync per group commit, not per message
+(bench/store_bench.py measures FULL against NORMAL).
+
+Group commit. Every write is an op queued on one in-memory list; the writer task takes the
+first op, then waits until the op at the head has waited `batch_wait_ms` or `batch_max` rows
+are queued (whichever comes first; a `flush()` cuts the wait short), and executes the whole
+batch in ONE thread hop and ONE transaction: inserts first, then state changes, segment
+updates and receipts, each group with one `executemany` in queue order. Only then are the
+callers of durable ops woken. While a batch commits, new ops pile up for the next one, so
+the batch size grows with the load and the per-message cost falls (a writer that flushed
+whatever was queued the moment it woke made 3-row batches at +98 us/message; waiting a few
+milliseconds to fill the batch costs +10 us/message).
+
+Kinds are applied in a fixed order (inserts, states, segments, receipts). That is safe
+because the only cross-kind dependency is "the message exists" (inserted first). Within a
+kind the queue order is kept where it matters: several state changes of one message in one
+batch (queued -> submitting -> queued -> submitting) are applied in rounds (the n-th change
+of every message in round n), and of several versions of one segment the last one queued is
+written. The state UPDATEs are generated from gateway.states.TRANSITIONS (`state_sql`): a
+move the table does not allow from the stored state changes no row and is counted.
+
+Read-your-writes: a read sees every durable write that returned before it started; a
+`*_nowait` op is visible once committed (`flush()` waits for that).
+
+Queue bound. The queue is unbounded and never drops an op. Durable ops are bounded by their
+awaiting callers; `*_nowait` ops by the work in flight in the pipeline (a few per message on
+its way). `queued` exposes the length for monitoring.
+
+Failures. SQLite errors caused by the environment (disk full, I/O error, database locked
+beyond busy_timeout, read-only file) fail the whole batch: every awaiting caller gets
+`StoreUnavailable` (HTTP 503; the API client retries, idempotent on client_ref; the SMSC
+redelivers an unacknowledged receipt), the `*_nowait` ops go back to the head of the queue
+and the writer retries after a back-off (they are never dropped while the store runs).
+Errors caused by one op's data (a constraint, a value that cannot be bound) make the writer
+redo the batch op by op, each in a SAVEPOINT: only the offending op fails (`StoreRejected`),
+the others commit. The writer keeps going in both cases.
+
+Shutdown. Cancelling `run()` lets the batch in progress finish (a thread hop cannot be
+interrupted), then, shielded and bounded by `shutdown_timeout`, commits what is still queued
+and closes both connections. Ops still queued after that fail with StoreUnavailable.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+
+from gateway.config import StoreConfig
+from gateway.errors import GatewayError, Unavailable
+from gateway.states import FINAL, TRANSITIONS, State
+from gateway.store.base import InsertResult, Store
+from gateway.store.migrations import StoreVersionError, migrate
+from gateway.store.records import MessageRecord, MessageView, ReceiptRecord, SegmentRecord
+
+__all__ = ["SqliteStore", "StoreRejected", "StoreStats", "StoreUnavailable", "StoreVersionError"]
+
+log = structlog.get_logger("gateway.store")
+
+
+class StoreUnavailable(Unavailable):
+    """The store cannot take or serve data right now (disk full, I/O error, locked, closed).
+    Nothing of the failed operation was stored; retrying later is safe."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+
+class StoreRejected(GatewayError):
+    """The store refused this one operation's data (a constraint such as a duplicate message
+    id, or a value it cannot store): a bug upstream, not an outage. Nothing was stored."""
+
+    code = "store_rejected"
+    http_status = 500
+
+
+class StoreStats(msgspec.Struct, kw_only=True):
+    batches: int = 0  # committed write transactions (group commits)
+    ops: int = 0  # ops committed (an insert call is one op)
+    rows: int = 0  # rows written or attempted: messages + segments + updates + receipts
+    max_batch_ops: int = 0
+    messages_inserted: int = 0
+    duplicates: int = 0  # inserts answered with the existing message (tenant, client_ref)
+    transitions_applied: int = 0
+    transitions_refused: int = 0  # illegal moves (or unknown message ids), never applied
+    segments_updated: int = 0
+    segments_missing: int = 0  # segment updates naming no stored segment
+    receipts: int = 0
+    rejected_ops: int = 0  # ops refused for their data (StoreRejected)
+    isolated_batches: int = 0  # batches redone op by op to isolate a bad op
+    failed_batches: int = 0  # batches that failed as a whole (StoreUnavailable)
+    retried_ops: int = 0  # nowait ops put back in the queue after a failed batch
+    lost_ops: int = 0  # nowait ops still queued when the store closed (disk failing)
+    commit_seconds: float = 0.0  # time in the writer's thread hops, total
+    commit_cpu_seconds: float = 0.0  # CPU time of the writer thread in those hops
+    last_commit_at: float | None = None  # store clock
+    last_error: str | None = None
+
+
+# ---- SQL generated from the records and the state table --------------------------------
+
+_MSG_FIELDS = tuple(f.name for f in msgspec.structs.fields(MessageRecord))
+_SEG_FIELDS = tuple(f.name for f in msgspec.structs.fields(SegmentRecord))
+_RCPT_FIELDS = tuple(f.name for f in msgspec.structs.fields(ReceiptRecord))
+_SEG_KEY = ("message_id", "seq")
+assert _SEG_FIELDS[:2] == _SEG_KEY, "segment rows put the key first"
+
+
+def _cols(names: Sequence[str], prefix: str = "") -> str:
+    return ", ".join(prefix + n for n in names)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _q(state: State) -> str:
+    if not re.fullmatch(r"[a-z_]+", state.value):
+        raise ValueError(f"state value not usable as an SQL literal: {state.value!r}")
+    return f"'{state.value}'"
+
+
+# Writes: one executemany per kind and batch (one C call for the whole group), the default.
+# The alternative (SqliteStore(bulk_writes=True)) writes each group as ONE statement with ONE
+# parameter, the rows as a JSON array unpacked by json_each inside SQLite. sqlite3 releases
+# the GIL around every statement step, i.e. once per row with executemany, and the writer
+# thread has to win it back from the trio thread each time (up to the 5 ms switch interval
+# when that thread is busy); the bulk form needs a handful of hand-overs per batch, but costs
+# ~40% more writer CPU (JSON unpacking). Measured on a 2-vCPU machine (bench/store_bench.py
+# --compare-bulk) executemany was as fast or faster, idle or busy: hence the default.
+_INSERT_MESSAGE = f"INSERT INTO messages ({_cols(_MSG_FIELDS)}) VALUES ({_marks(len(_MSG_FIELDS))})"
+_INSERT_SEGMENT = f"INSERT INTO segments ({_cols(_SEG_FIELDS)}) VALUES ({_marks(len(_SEG_FIELDS))})"
+_INSERT_RECEIPT = (
+    f"INSERT INTO receipts ({_cols(_RCPT_FIELDS)}) VALUES ({_marks(len(_RCPT_FIELDS))})"
+)
+# update params: the non-key fields in order, then message_id, seq
+_UPDATE_SEGMENT = (
+    "UPDATE segments SET "
+    + ", ".join(f"{n} = ?" for n in _SEG_FIELDS[2:])
+    + " WHERE message_id = ? AND seq = ?"
+)
+
+
+def _unpack(n: int) -> str:
+    return ", ".join(f"j.value->>{i}" for i in range(n))
+
+
+_BULK_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({_cols(_MSG_FIELDS)})"
+    f" SELECT {_unpack(len(_MSG_FIELDS))} FROM json_each(?1) AS j"
+)
+_BULK_INSERT_SEGMENT = (
+    f"INSERT INTO segments ({_cols(_SEG_FIELDS)})"
+    f" SELECT {_unpack(len(_SEG_FIELDS))} FROM json_each(?1) AS j"
+)
+_BULK_INSERT_RECEIPT = (
+    f"INSERT INTO receipts ({_cols(_RCPT_FIELDS)})"
+    f" SELECT {_unpack(len(_RCPT_FIELDS))} FROM json_each(?1) AS j"
+)
+# UPDATE ... FROM changes a target row at most once: callers pass each key once.
+_BULK_UPDATE_SEGMENT = (
+    "UPDATE segments SET "
+    + ", ".join(f"{n} = j.value->>{i}" for i, n in enumerate(_SEG_FIELDS[2:]))
+    + " FROM json_each(?1) AS j"
+    + f" WHERE segments.message_id = j.value->>{len(_SEG_FIELDS) - 2}"
+    + f" AND segments.seq = j.value->>{len(_SEG_FIELDS) - 1}"
+)
+# Which (tenant, client_ref) of a batch exist: one statement, joined to the unique index.
+_FIND_CLIENT_REFS = (
+    f"SELECT {_cols(_MSG_FIELDS, 'm.')} FROM json_each(?1) AS j CROSS JOIN messages AS m"
+    " ON m.tenant = j.value->>0 AND m.client_ref = j.value->>1"
+)
+_SELECT_MESSAGE = f"SELECT {_cols(_MSG_FIELDS)} FROM messages"
+_SELECT_SEGMENT = f"SELECT {_cols(_SEG_FIELDS)} FROM segments"
+_SELECT_RECEIPT = f"SELECT {_cols(_RCPT_FIELDS)} FROM receipts"
+_NOT_FINAL = ", ".join(_q(s) for s in State if s not in FINAL)
+# Recovery. INDEXED BY: with few distinct states, ANALYZE statistics make the state index
+# look unselective and the planner would scan the whole table (final messages included).
+_UNFINISHED_MESSAGES = (
+    f"{_SELECT_MESSAGE} INDEXED BY messages_state WHERE state IN ({_NOT_FINAL})"
+    " ORDER BY created_at, rowid"
+)
+_UNFINISHED_SEGMENTS = (
+    f"SELECT {_cols(_SEG_FIELDS, 's.')} FROM messages AS m INDEXED BY messages_state"
+    f" CROSS JOIN segments AS s ON s.message_id = m.id WHERE m.state IN ({_NOT_FINAL})"
+)
+
+
+_OPTIONAL = ("channel", "attempts", "error_code", "error")  # set_state_nowait's extras
+_SOURCES: dict[State, tuple[State, ...]] = {
+    new: tuple(old for old in State if new in TRANSITIONS[old]) for new in State
+}
+
+
+@functools.cache
+def state_sql(new: State, fields: tuple[str, ...] = (), bulk: bool = False) -> str | None:
+    """The UPDATE for a move to `new`, generated from gateway.states.TRANSITIONS (the one
+    definition): `... WHERE id = ? AND state IN (<every s with new in TRANSITIONS[s]>)`, so
+    an illegal move changes no row (and is counted). None if no state may move to `new`.
+
+    Values, in order: id, now, then each of `fields` (the optional columns the caller set;
+    the others stay unchanged): positional, or with `bulk` as the rows of one JSON array
+    (UPDATE ... FROM json_each; each id once). `updated_at` is always set, `submitted_at`
+    on a move to SUBMITTED, `done_at` on a move to a final state.
+    """
+    new = State(new)
+    sources = _SOURCES[new]
+    if not sources:
+        return None
+    assert all(f in _OPTIONAL for f in fields), fields
+    n = 2 + len(fields)
+    v = [f"j.value->>{i}" for i in range(n)] if bulk else [f"?{i + 1}" for i in range(n)]
+    sets = [f"state = {_q(new)}", f"updated_at = {v[1]}"]
+    sets += [f"{name} = {v[2 + i]}" for i, name in enumerate(fields)]
+    if new is State.SUBMITTED:
+        sets.append(f"submitted_at = {v[1]}")
+    if new in FINAL:
+        sets.append(f"done_at = {v[1]}")
+    # json_each has an `id` column too: qualify. The unary + keeps the planner off the state
+    # index whatever the statistics say (it would scan every message in those states): the
+    # row is found by id only.
+    return (
+        f"UPDATE messages SET {', '.join(sets)}{' FROM json_each(?1) AS j' if bulk else ''}"
+        f" WHERE messages.id = {v[0]}"
+        f" AND +messages.state IN ({', '.join(_q(s) for s in sources)})"
+    )
+
+
+_NUL = b"\\u0000"  # a NUL character, as msgspec writes it in JSON
+
+
+def _message(row: Sequence[Any]) -> MessageRecord:
+    d = dict(zip(_MSG_FIELDS, row))
+    d["state"] = State(d["state"])
+    return MessageRecord(**d)
+
+
+def _segment(row: Sequence[Any]) -> SegmentRecord:
+    return SegmentRecord(**dict(zip(_SEG_FIELDS, row)))
+
+
+def _receipt(row: Sequence[Any]) -> ReceiptRecord:
+    return ReceiptRecord(**dict(zip(_RCPT_FIELDS, row)))
+
+
+# ---- queued operations -------------------------------------------------------------------
+
+_INSERT, _STATE, _SEGMENT, _RECEIPT, _FLUSH = range(5)
+_KIND_NAME = ("insert", "set_state", "update_segment", "receipt", "flush")
+
+# An op's own data is wrong: isolate it, the rest of the batch commits.
+_DATA_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    TypeError,
+    ValueError,
+    OverflowError,
+)
+
+
+class _Op:
+    __slots__ = ("kind", "data", "weight", "done", "result", "error")
+
+    def __init__(self, kind: int, data: Any, weight: int = 1, done: trio.Event | None = None):
+        self.kind = kind
+        self.data = data
+        self.weight = weight
+        self.done = done  # None for *_nowait ops: nobody waits
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Counts:
+    """What one thread hop did; folded into StoreStats on the trio side."""
+
+    __slots__ = (
+        "inserted",
+        "duplicates",
+        "applied",
+        "refused",
+        "seg_updated",
+        "seg_missing",
+        "receipts",
+        "rejected",
+        "isolated",
+        "transactions",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+        self.rejected = []
+
+    def add(self, other: _Counts) -> None:
+        for name in self.__slots__:
+            if name not in ("rejected", "isolated", "transactions"):
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+_NEW, _OPEN, _CLOSING, _CLOSED = range(4)
+
+
+class SqliteStore(Store):
+    """SQLite implementation of `Store`. Run it in a nursery (`await nursery.start(store.run)`)
+    before using it; cancel to flush and close.
+
+    `clock` (wall clock, default time.time) stamps `stats.last_commit_at`. Keyword knobs
+    beyond StoreConfig exist for benchmarks and tests: `synchronous` ("FULL" is the only
+    setting that keeps "durable before reply" through a power cut), `busy_timeout` (seconds
+    a write waits for a lock held by another process), `shutdown_timeout`, `bulk_writes`
+    (one JSON-parameter statement per group instead of executemany, see _BULK_INSERT_*).
+    """
+
+    def __init__(
+        self,
+        config: StoreConfig,
+        clock: Callable[[], float] | None = None,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+        shutdown_timeout: float = 10.0,
+        bulk_writes: bool = False,
+    ) -> None:
+        sync = synchronous.upper()
+        if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.config = config
+        self.path = config.path
+        self.stats = StoreStats()
+        self._clock = clock or time.time
+        self._synchronous = sync
+        self._busy_timeout = busy_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._bulk_writes = bulk_writes
+        self._batch_max = max(1, config.batch_max)
+        self._batch_wait = max(0.0, config.batch_wait_ms) / 1000.0
+        self._status = _NEW
+        self._queue: list[_Op] = []
+        self._queued_weight = 0
+        self._urgent = 0  # flush ops queued: cut the batch wait short
+        self._first_at = 0.0  # trio time the op at the head of the queue was queued
+        self._wakeup = trio.Event()  # set when the queue becomes non-empty
+        self._full = trio.Event()  # set when a batch is full or urgent
+        self._w: sqlite3.Connection | None = None
+        self._r: sqlite3.Connection | None = None
+        self._w_limiter: trio.CapacityLimiter | None = None
+        self._r_limiter: trio.CapacityLimiter | None = None
+        self._writer_cpu = 0.0  # written by the writer's thread only
+
+    @property
+    def queued(self) -> int:
+        """Ops waiting for the writer (not counting the batch being committed)."""
+        return len(self._queue)
+
+    # ---- life cycle --------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        if task_status is None:
+            task_status = trio.TASK_STATUS_IGNORED
+        if self._status != _NEW:
+            raise RuntimeError("a SqliteStore runs once")
+        self._w_limiter = trio.CapacityLimiter(1)
+        self._r_limiter = trio.CapacityLimiter(1)
+        try:
+            before, after = await trio.to_thread.run_sync(self._open, limiter=self._w_limiter)
+        except BaseException as e:
+            self._status = _CLOSED
+            self._fail_queued("store failed to open")
+            if isinstance(e, sqlite3.Error | OSError):
+                raise StoreUnavailable(
+                    f"cannot open the store at {self.path}: {e}", path=self.path, reason=str(e)
+                ) from e
+            raise
+        self._status = _OPEN
+        log.info(
+            "store_opened",
+            path=self.path,
+            schema=after,
+            migrated_from=before if before != after else None,
+            synchronous=self._synchronous,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                self._status = _CLOSING
+                with trio.move_on_after(self._shutdown_timeout):
+                    await self._drain()
+                self._status = _CLOSED
+                self._fail_queued("store closed")
+                await self._close()
+                log.info("store_closed", path=self.path, **self._summary())
+
+    def _open(self) -> tuple[int, int]:
+        w = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
+            check_same_thread=False,
+            cached_statements=256,  # state_sql variants
+        )
+        r = None
+        try:
+            mode = w.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
+            w.execute(f"PRAGMA synchronous={self._synchronous}")
+            w.execute("PRAGMA foreign_keys=ON")
+            before, after = migrate(w)
+            r = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            r.execute("PRAGMA query_only=ON")
+        except BaseException:
+            w.close()
+            if r is not None:
+                r.close()
+            raise
+        self._w, self._r = w, r
+        return before, after
+
+    async def _close(self) -> None:
+        assert self._r_limiter is not None and self._w_limiter is not None
+        async with self._r_limiter:  # waits for a read in progress
+            r, self._r = self._r, None
+            if r is not None:
+                r.close()
+        async with self._w_limiter:
+            w, self._w = self._w, None
+            if w is not None:
+                try:  # keep planner statistics fresh, bounded work
+                    w.execute("PRAGMA analysis_limit=1000")
+                    w.execute("PRAGMA optimize")
+                except sqlite3.Error:
+                    pass
+                w.close()
+
+    def _summary(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "batches": s.batches,
+            "ops": s.ops,
+            "transitions_refused": s.transitions_refused,
+            "failed_batches": s.failed_batches,
+            "lost_ops": s.lost_ops,
+        }
+
+    # ---- the queue ---------------------------------------------------------------------
+
+    def _enqueue(self, op: _Op) -> None:
+        if self._status == _CLOSED:
+            raise StoreUnavailable("the store is closed", path=self.path)
+        q = self._queue
+        if not q:
+            self._first_at = trio.current_time()
+            self._wakeup.set()
+        q.append(op)
+        self._queued_weight += op.weight
+        if op.kind == _FLUSH:
+            self._urgent += 1
+            self._full.set()
+        elif self._queued_weight >= self._batch_max:
+            self._full.set()
+
+    async def _submit(self, op: _Op) -> Any:
+        """Queue a durable op and wait for its commit. If the caller is cancelled while
+        waiting, the op still executes (inserts are idempotent on client_ref)."""
+        op.done = trio.Event()
+        self._enqueue(op)
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def _take(self) -> list[_Op]:
+        q = self._queue
+        if self._queued_weight <= self._batch_max:
+            self._queue = []
+            self._queued_weight = 0
+            self._urgent = 0
+            return q
+        weight = flushes = i = 0
+        while i < len(q) and (i == 0 or weight < self._batch_max):
+            weight += q[i].weight
+            flushes += q[i].kind == _FLUSH
+            i += 1
+        batch = q[:i]
+        del q[:i]
+        self._queued_weight -= weight
+        self._urgent -= flushes
+        self._first_at = trio.current_time()  # the rest has waited at least since now
+        return batch
+
+    def _requeue(self, ops: list[_Op]) -> None:
+        if not self._queue:
+            self._first_at = trio.current_time()
+        self._queue[:0] = ops
+        self._queued_weight += sum(op.weight for op in ops)
+
+    def _fail_queued(self, why: str) -> None:
+        ops, self._queue = self._queue, []
+        self._queued_weight = self._urgent = 0
+        lost = 0
+        for op in ops:
+            if op.done is not None:
+                op.error = StoreUnavailable(why, path=self.path)
+                op.done.set()
+            else:
+                lost += 1
+        if lost:
+            self.stats.lost_ops += lost
+            log.error("store_ops_lost", path=self.path, ops=lost, reason=why)
+
+    # ---- the writer --------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        failures = 0
+        while True:
+            batch = await self._next_batch()
+            if await self._commit(batch):
+                failures = 0
+            else:
+                failures += 1
+                await trio.sleep(min(1.0, 0.01 * 2**failures))
+
+    async def _next_batch(self) -> list[_Op]:
+        while not self._queue:
+            self._wakeup = trio.Event()
+            await self._wakeup.wait()
+        if self._batch_wait > 0 and self._queued_weight < self._batch_max and not self._urgent:
+            deadline = self._first_at + self._batch_wait
+            if deadline > trio.current_time():
+                self._full = trio.Event()
+                with trio.move_on_at(deadline):
+                    await self._full.wait()
+        return self._take()
+
+    async def _drain(self) -> None:
+        while self._queue:
+            if not await self._commit(self._take()):
+                return
+
+    async def _commit(self, batch: list[_Op]) -> bool:
+        """One thread hop, one transaction. Wakes the batch's callers before any checkpoint,
+        so a cancellation arriving meanwhile cannot strand them."""
+        assert self._w_limiter is not None
+        t0 = time.perf_counter()
+        try:
+            counts = await trio.to_thread.run_sync(self._execute, batch, limiter=self._w_limiter)
+        except Exception as e:  # environment (disk, lock, I/O) or a bug: the batch failed
+            self.stats.commit_seconds += time.perf_counter() - t0
+            reason = f"{type(e).__name__}: {e}"
+            retry = []
+            for op in batch:
+                if op.done is not None:
+                    op.error = StoreUnavailable(
+                        f"store write failed: {e}", path=self.path, reason=reason
+                    )
+                    op.done.set()
+                elif op.kind != _FLUSH:
+                    retry.append(op)
+            if retry:
+                self._requeue(retry)
+            s = self.stats
+            s.failed_batches += 1
+            s.retried_ops += len(retry)
+            s.last_error = reason
+            log.error(
+                "store_batch_failed",
+                path=self.path,
+                error=reason,
+                ops=len(batch),
+                requeued=len(retry),
+            )
+            return False
+        s = self.stats
+        s.commit_seconds += time.perf_counter() - t0
+        s.commit_cpu_seconds = self._writer_cpu
+        if counts.transactions:
+            s.batches += counts.transactions
+            s.last_commit_at = self._clock()
+        s.ops += len(batch)
+        s.rows += sum(op.weight for op in batch)
+        s.max_batch_ops = max(s.max_batch_ops, len(batch))
+        s.messages_inserted += counts.inserted
+        s.duplicates += counts.duplicates
+        s.transitions_applied += counts.applied
+        s.transitions_refused += counts.refused
+        s.segments_updated += counts.seg_updated
+        s.segments_missing += counts.seg_missing
+        s.receipts += counts.receipts
+        s.isolated_batches += counts.isolated
+        s.rejected_ops += len(counts.rejected)
+        for op in batch:
+            if op.done is not None:
+                op.done.set()
+        for kind, error in counts.rejected:
+            log.error("store_op_rejected", path=self.path, op=_KIND_NAME[kind], error=error)
+        return True
+
+    # -- in the writer's thread --
+
+    def _execute(self, batch: list[_Op]) -> _Counts:
+        conn = self._w
+        if conn is None:
+            raise sqlite3.OperationalError("the writer connection is closed")
+        cpu0 = time.thread_time()
+        try:
+            counts = self._execute_batch(conn, batch)
+        finally:
+            self._writer_cpu += time.thread_time() - cpu0
+        return counts
+
+    def _execute_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> _Counts:
+        counts = _Counts()
+        ops = [op for op in batch if op.kind != _FLUSH]
+        if not ops:
+            return counts
+        counts.transactions = 1
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._apply(conn, ops, counts)
+            conn.execute("COMMIT")
+            return counts
+        except _DATA_ERRORS:
+            _rollback(conn)
+        except BaseException:
+            _rollback(conn)
+            raise
+        # One op's data is bad: redo op by op, each in a savepoint, to fail only that one.
+        counts = _Counts()
+        counts.transactions = counts.isolated = 1
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                one = _Counts()
+                conn.execute("SAVEPOINT op")
+                try:
+                    self._apply(conn, [op], one)
+                except _DATA_ERRORS as e:
+                    conn.execute("ROLLBACK TO op")
+                    op.result = None
+                    op.error = StoreRejected(
+                        f"the store refused this {_KIND_NAME[op.kind]}: {e}", reason=str(e)
+                    )
+                    counts.rejected.append((op.kind, f"{type(e).__name__}: {e}"))
+                else:
+                    counts.add(one)
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return counts
+
+    def _apply(self, conn: sqlite3.Connection, ops: list[_Op], counts: _Counts) -> None:
+        inserts: list[_Op] = []
+        states: list[tuple] = []
+        segments: dict[tuple, tuple] = {}
+        receipts: list[tuple] = []
+        n_segments = 0
+        for op in ops:
+            k = op.kind
+            if k == _STATE:
+                states.append(op.data)
+            elif k == _SEGMENT:
+                # a full new version of the row: the last one queued wins
+                segments[op.data[-2:]] = op.data
+                n_segments += 1
+            elif k == _INSERT:
+                inserts.append(op)
+            elif k == _RECEIPT:
+                receipts.append(op.data)
+        if inserts:
+            self._apply_inserts(conn, inserts, counts)
+        if states:
+            applied = _apply_states(conn, states, self._bulk_writes)
+            counts.applied += applied
+            counts.refused += len(states) - applied
+        if segments:
+            n = self._write(conn, _BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT, list(segments.values()))
+            missing = len(segments) - n
+            counts.seg_updated += n_segments - missing
+            counts.seg_missing += missing
+        if receipts:
+            self._write(conn, _BULK_INSERT_RECEIPT, _INSERT_RECEIPT, receipts)
+            counts.receipts += len(receipts)
+
+    def _write(self, conn: sqlite3.Connection, bulk_sql: str, row_sql: str, rows: list) -> int:
+        return _write(conn, bulk_sql, row_sql, rows, self._bulk_writes)
+
+    def _apply_inserts(self, conn: sqlite3.Connection, ops: list[_Op], counts: _Counts) -> None:
+        # Which (tenant, client_ref) already exist: one indexed join for the whole batch.
+        keys = [key for op in ops for _rec, key, _row, _segs in op.data if key is not None]
+        known: dict[tuple[str, str], MessageRecord] = {}
+        if keys:
+            payload = msgspec.json.encode(keys)
+            if _NUL in payload:  # json_each would cut the text at the NUL: ask one by one
+                rows_found = [
+                    row
+                    for key in keys
+                    for row in conn.execute(
+                        f"{_SELECT_MESSAGE} WHERE tenant = ? AND client_ref = ?", key
+                    )
+                ]
+            else:
+                rows_found = conn.execute(_FIND_CLIENT_REFS, (payload,)).fetchall()
+            for row in rows_found:
+                rec = _message(row)
+                known[(rec.tenant, rec.client_ref)] = rec
+        rows: list[tuple] = []
+        seg_rows: list[tuple] = []
+        fresh: dict[tuple[str, str], tuple] = {}  # inserted by this batch: key -> row
+        for op in ops:
+            results = []
+            for rec, key, row, segs in op.data:
+                if key is not None:
+                    prev = known.get(key)
+                    if prev is None and key in fresh:
+                        prev = _message(fresh[key])  # a copy of the first one, as stored
+                    if prev is not None:
+                        results.append(InsertResult(prev, True))
+                        counts.duplicates += 1
+                        continue
+                    fresh[key] = row
+                rows.append(row)
+                seg_rows.extend(segs)
+                results.append(InsertResult(rec, False))
+            op.result = results
+        if rows:
+            self._write(conn, _BULK_INSERT_MESSAGE, _INSERT_MESSAGE, rows)
+            counts.inserted += len(rows)
+        if seg_rows:
+            self._write(conn, _BULK_INSERT_SEGMENT, _INSERT_SEGMENT, seg_rows)
+
+    # ---- writes --------------------------------------------------------------------------
+
+    async def insert_messages(
+        self, messages: Sequence[tuple[MessageRecord, Sequence[SegmentRecord]]]
+    ) -> list[InsertResult]:
+        if not messages:
+            return []
+        items = []
+        weight = 0
+        for rec, segs in messages:
+            for seg in segs:
+                if seg.message_id != rec.id:
+                    raise StoreRejected(
+                        f"segment {seg.seq} names message {seg.message_id!r}, not {rec.id!r}"
+                    )
+            key = (rec.tenant, rec.client_ref) if rec.client_ref is not None else None
+            # Rows are snapshots taken now: later changes to the records do not leak in.
+            row = msgspec.structs.astuple(rec)
+            items.append((rec, key, row, [msgspec.structs.astuple(s) for s in segs]))
+            weight += 1 + len(segs)
+        return await self._submit(_Op(_INSERT, items, weight))
+
+    def set_state_nowait(
+        self,
+        message_id: str,
+        new: State,
+        *,
+        now: float,
+        channel: str | None = None,
+        attempts: int | None = None,
+        error_code: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Queue a state change, applied only if TRANSITIONS allows it from the stored state
+        (else counted in stats.transitions_refused). `None` leaves a field unchanged.
+        `submitted_at` is set on a move to SUBMITTED, `done_at` on a move to a final state."""
+        state = new if type(new) is State else State(new)
+        self._enqueue(_Op(_STATE, (message_id, state, now, channel, attempts, error_code, error)))
+
+    def update_segment_nowait(self, segment: SegmentRecord) -> None:
+        """Queue the new version of one segment (every field but the key is written). A
+        segment that is not stored is counted in stats.segments_missing."""
+        t = msgspec.structs.astuple(segment)  # snapshot now: the caller keeps mutating it
+        self._enqueue(_Op(_SEGMENT, t[2:] + t[:2]))
+
+    async def record_receipt(self, receipt: ReceiptRecord) -> None:
+        await self._submit(_Op(_RECEIPT, msgspec.structs.astuple(receipt)))
+
+    async def flush(self) -> None:
+        """Wait until every op queued before this call is committed (raises
+        StoreUnavailable if the batch holding them failed)."""
+        await self._submit(_Op(_FLUSH, None, 0))
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._r_limiter is None or self._status == _CLOSED:
+            raise StoreUnavailable("the store is not open", path=self.path)
+        try:
+            return await trio.to_thread.run_sync(
+                self._in_read_txn, fn, *args, limiter=self._r_limiter
+            )
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"store read failed: {e}", path=self.path, reason=str(e)) from e
+
+    def _in_read_txn(self, fn: Callable[..., Any], *args: Any) -> Any:
+        conn = self._r
+        if conn is None:
+            raise sqlite3.OperationalError("the store is closed")
+        conn.execute("BEGIN")  # one snapshot for the message and its segments
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _view(conn: sqlite3.Connection, where: str, params: tuple) -> MessageView | None:
+        row = conn.execute(f"{_SELECT_MESSAGE} WHERE {where}", params).fetchone()
+        if row is None:
+            return None
+        segs = conn.execute(f"{_SELECT_SEGMENT} WHERE message_id = ? ORDER BY seq", (row[0],))
+        return MessageView(message=_message(row), segments=[_segment(s) for s in segs])
+
+    async def get_message(self, tenant: str, message_id: str) -> MessageView | None:
+        return await self._read(self._view, "id = ? AND tenant = ?", (message_id, tenant))
+
+    async def get_view(self, message_id: str) -> MessageView | None:
+        """Not tenant-scoped: for the pipeline (a receipt names a segment, not a tenant).
+        Never expose it to a tenant API."""
+        return await self._read(self._view, "id = ?", (message_id,))
+
+    async def find_by_client_ref(self, tenant: str, client_ref: str) -> MessageView | None:
+        return await self._read(self._view, "tenant = ? AND client_ref = ?", (tenant, client_ref))
+
+    async def find_segment(self, channel: str, id_key: str) -> SegmentRecord | None:
+        """The most recently submitted segment with this key on this channel (SMSC ids can be
+        reused after a while)."""
+
+        def q(conn: sqlite3.Connection) -> SegmentRecord | None:
+            row = conn.execute(
+                f"{_SELECT_SEGMENT} WHERE channel = ? AND id_key = ?"
+                " ORDER BY submitted_at DESC LIMIT 1",
+                (channel, id_key),
+            ).fetchone()
+            return None if row is None else _segment(row)
+
+        return await self._read(q)
+
+    async def unfinished(self) -> list[MessageView]:
+        def q(conn: sqlite3.Connection) -> list[MessageView]:
+            msgs = conn.execute(_UNFINISHED_MESSAGES).fetchall()
+            segs: dict[str, list[SegmentRecord]] = {}
+            for row in conn.execute(_UNFINISHED_SEGMENTS):
+                segs.setdefault(row[0], []).append(_segment(row))
+            for group in segs.values():
+                group.sort(key=lambda seg: seg.seq)
+            return [MessageView(message=_message(r), segments=segs.get(r[0], [])) for r in msgs]
+
+        return await self._read(q)
+
+    async def unmatched_receipts(self, channel: str | None = None) -> list[ReceiptRecord]:
+        """Receipts stored without a message, oldest first."""
+
+        def q(conn: sqlite3.Connection) -> list[ReceiptRecord]:
+            if channel is None:
+                rows = conn.execute(f"{_SELECT_RECEIPT} WHERE message_id IS NULL ORDER BY id")
+            else:
+                rows = conn.execute(
+                    f"{_SELECT_RECEIPT} WHERE message_id IS NULL AND channel = ? ORDER BY id",
+                    (channel,),
+                )
+            return [_receipt(r) for r in rows]
+
+        return await self._read(q)
+
+    async def count_by_state(self) -> dict[str, int]:
+        """Every state, with 0 for those no message is in."""
+
+        def q(conn: sqlite3.Connection) -> dict[str, int]:
+            counts = {s.value: 0 for s in State}
+            for state, n in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
+                counts[state] = n
+            return counts
+
+        return await self._read(q)
+
+
+def _apply_states(conn: sqlite3.Connection, states: list[tuple], bulk: bool) -> int:
+    """Apply queued state changes in queue order per message; returns how many applied.
+
+    The n-th change of each message goes into round n and rounds run in order, so several
+    changes of one message in one batch (queued -> submitting -> queued -> submitting) keep
+    their order. Inside a round every message appears once: changes are grouped freely by
+    target state and by the optional fields they set, one statement per group.
+    """
+    rounds: list[dict[tuple, list[tuple]]] = [{}]
+    seen: dict[str, int] = {}
+    for mid, new, now, *extra in states:
+        r = seen.get(mid, 0)
+        seen[mid] = r + 1
+        if r == len(rounds):
+            rounds.append({})
+        fields = tuple(name for name, value in zip(_OPTIONAL, extra) if value is not None)
+        values = (mid, now, *(value for value in extra if value is not None))
+        rounds[r].setdefault((new, fields), []).append(values)
+    applied = 0
+    for groups in rounds:
+        for (new, fields), rows in groups.items():
+            sql = state_sql(new, fields)
+            if sql is not None:  # else nothing may move to `new`: all refused
+                applied += _write(conn, state_sql(new, fields, True), sql, rows, bulk)
+    return applied
+
+
+def _write(
+    conn: sqlite3.Connection, bulk_sql: str, row_sql: str, rows: list[tuple], bulk: bool
+) -> int:
+    """Run a write for every row; returns the number of rows changed. executemany, or with
+    `bulk` one statement with the rows as one JSON parameter. SQLite's JSON functions end a
+    text at a NUL character: a group holding one always goes through executemany."""
+    if bulk:
+        payload = msgspec.json.encode(rows)
+        if _NUL not in payload:
+            return conn.execute(bulk_sql, (payload,)).rowcount
+    return conn.executemany(row_sql, rows).rowcount
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # Some errors (SQLITE_FULL, IOERR, BUSY) may already have rolled the transaction back.
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass

@@ -1,0 +1,711 @@
+"""SqliteStore on real files: records round trip, idempotent intake, the transition table in
+SQL, receipts, recovery after a crash, migrations, group commit, typed errors."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+from gateway.config import StoreConfig
+from gateway.states import FINAL, TRANSITIONS, State, can_move
+from gateway.store import migrations
+from gateway.store.base import Store
+from gateway.store.migrations import LATEST, MIGRATIONS, StoreVersionError, migrate
+from gateway.store.records import (
+    MessageRecord,
+    MessageView,
+    ReceiptRecord,
+    SegmentRecord,
+    SegmentState,
+)
+from gateway.store.sqlite import SqliteStore, StoreRejected, StoreUnavailable
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = 1_700_000_000.0
+
+
+def msg(i: int, *, tenant: str = "acme", client_ref: str | None = None, segments: int = 1, **kw):
+    rec = MessageRecord(
+        id=kw.pop("id", f"m{i:06d}"),
+        tenant=tenant,
+        client_ref=client_ref,
+        source_addr="Acme",
+        destination=f"4915100{i:05d}",
+        text=f"code {i}",
+        category="otp",
+        priority=0,
+        data_coding=0,
+        segment_count=segments,
+        created_at=T0 + i * 1.000123,  # not round: floats must come back bit for bit
+        updated_at=T0 + i * 1.000123,
+        expires_at=T0 + 86_400,
+        **kw,
+    )
+    segs = [SegmentRecord(message_id=rec.id, seq=n) for n in range(1, segments + 1)]
+    return rec, segs
+
+
+def config(path: Path, **kw) -> StoreConfig:
+    base = {"path": str(path), "batch_wait_ms": 1.0}
+    base.update(kw)
+    return StoreConfig(**base)
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "gateway.db"
+
+
+@pytest.fixture
+async def store(db_path, nursery):
+    s = SqliteStore(config(db_path))
+    await nursery.start(s.run)
+    return s
+
+
+async def open_store(nursery, path, **kw) -> SqliteStore:
+    s = SqliteStore(config(path, **kw))
+    await nursery.start(s.run)
+    return s
+
+
+# ---- records ---------------------------------------------------------------------------
+
+
+def test_is_a_store():
+    assert issubclass(SqliteStore, Store)
+
+
+def test_tables_mirror_the_records(tmp_path):
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    migrate(conn)
+    for table, struct in (
+        ("messages", MessageRecord),
+        ("segments", SegmentRecord),
+        ("receipts", ReceiptRecord),
+    ):
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        fields = [f.name for f in msgspec.structs.fields(struct)]
+        assert [c for c in cols if c != "id" or table != "receipts"] == fields, table
+
+
+async def test_round_trip(store):
+    a, a_segs = msg(1, client_ref="ref-1")
+    b, b_segs = msg(2, segments=3, channel=None)
+    results = await store.insert_messages([(a, a_segs), (b, b_segs)])
+    assert [r.existing for r in results] == [False, False]
+    assert results[0].record == a
+    view = await store.get_message("acme", a.id)
+    assert view == MessageView(message=a, segments=a_segs)
+    assert view.message.state is State.ACCEPTED
+    view = await store.get_message("acme", b.id)
+    assert view == MessageView(message=b, segments=b_segs)
+    assert [s.seq for s in view.segments] == [1, 2, 3]
+    assert await store.find_by_client_ref("acme", "ref-1") == MessageView(
+        message=a, segments=a_segs
+    )
+    assert await store.get_view(a.id) == MessageView(message=a, segments=a_segs)
+    assert await store.get_message("acme", "nope") is None
+    assert await store.count_by_state() == {
+        s.value: (2 if s is State.ACCEPTED else 0) for s in State
+    }
+
+
+async def test_tenant_isolation(store):
+    a, a_segs = msg(1, tenant="acme", client_ref="same")
+    b, b_segs = msg(2, tenant="globex", client_ref="same")
+    results = await store.insert_messages([(a, a_segs), (b, b_segs)])
+    assert [r.existing for r in results] == [False, False]  # client_ref is per tenant
+    assert await store.get_message("globex", a.id) is None
+    assert await store.get_message("acme", b.id) is None
+    assert (await store.get_message("globex", b.id)).message == b
+    assert (await store.find_by_client_ref("acme", "same")).message.id == a.id
+    assert (await store.find_by_client_ref("globex", "same")).message.id == b.id
+    assert await store.find_by_client_ref("initech", "same") is None
+
+
+# ---- idempotent intake -------------------------------------------------------------------
+
+
+async def test_client_ref_idempotent_across_calls(store):
+    first, first_segs = msg(1, client_ref="r1")
+    [r] = await store.insert_messages([(first, first_segs)])
+    assert not r.existing
+    store.set_state_nowait(first.id, State.QUEUED, now=T0 + 5)
+    await store.flush()
+    again, again_segs = msg(2, client_ref="r1", segments=2)
+    [r] = await store.insert_messages([(again, again_segs)])
+    assert r.existing
+    assert r.record.id == first.id
+    assert r.record.state is State.QUEUED  # the stored record as it is now
+    assert await store.get_message("acme", again.id) is None
+    assert store.stats.duplicates == 1
+    # nothing of the duplicate was stored, segments included
+    assert (await store.get_message("acme", first.id)).segments == first_segs
+    assert sum((await store.count_by_state()).values()) == 1
+
+
+async def test_client_ref_idempotent_within_one_call(store):
+    a, a_segs = msg(1, client_ref="dup")
+    b, b_segs = msg(2, client_ref="dup", segments=2)
+    c, c_segs = msg(3)
+    results = await store.insert_messages([(a, a_segs), (b, b_segs), (c, c_segs)])
+    assert [r.existing for r in results] == [False, True, False]
+    assert results[1].record == a
+    assert results[1].record is not a  # a copy, not the caller's object
+    assert await store.get_message("acme", b.id) is None
+    assert (await store.get_message("acme", a.id)).segments == a_segs
+
+
+async def test_client_ref_idempotent_concurrent_callers(store):
+    results = []
+
+    async def one(i):
+        rec, segs = msg(i, client_ref="race")
+        results.extend(await store.insert_messages([(rec, segs)]))
+
+    async with trio.open_nursery() as n:
+        for i in range(30):
+            n.start_soon(one, i)
+    assert len(results) == 30
+    assert sum(not r.existing for r in results) == 1
+    winner = next(r.record for r in results if not r.existing)
+    assert {r.record.id for r in results} == {winner.id}
+    assert all(r.record == winner for r in results)
+    assert (await store.count_by_state())["accepted"] == 1
+    # and a later attempt (another batch) too
+    late, late_segs = msg(99, client_ref="race")
+    [r] = await store.insert_messages([(late, late_segs)])
+    assert r.existing and r.record == winner
+
+
+async def test_segments_must_belong_to_their_message(store):
+    rec, _ = msg(1)
+    with pytest.raises(StoreRejected):
+        await store.insert_messages([(rec, [SegmentRecord(message_id="other", seq=1)])])
+
+
+async def test_bad_op_fails_alone(store):
+    """A duplicate message id (a bug upstream) fails only its own caller."""
+    base, base_segs = msg(1)
+    await store.insert_messages([(base, base_segs)])
+    outcomes = {}
+
+    async def one(i, rec, segs):
+        try:
+            outcomes[i] = await store.insert_messages([(rec, segs)])
+        except StoreRejected as e:
+            outcomes[i] = e
+
+    clash, clash_segs = msg(50, id=base.id)
+    async with trio.open_nursery() as n:
+        for i in range(10):
+            rec, segs = (clash, clash_segs) if i == 5 else msg(100 + i)
+            n.start_soon(one, i, rec, segs)
+    assert isinstance(outcomes.pop(5), StoreRejected)
+    assert all(not r[0].existing for r in outcomes.values())
+    assert store.stats.rejected_ops == 1 and store.stats.isolated_batches >= 1
+    assert (await store.count_by_state())["accepted"] == 10
+    assert (await store.get_message("acme", base.id)).message == base
+
+
+# ---- state transitions -------------------------------------------------------------------
+
+
+async def test_transitions_legal_applied_illegal_refused(store):
+    rec, segs = msg(1)
+    await store.insert_messages([(rec, segs)])
+    store.set_state_nowait(rec.id, State.QUEUED, now=T0 + 10)
+    store.set_state_nowait(rec.id, State.SUBMITTING, now=T0 + 11, channel="ch1", attempts=1)
+    store.set_state_nowait(rec.id, State.SUBMITTED, now=T0 + 12)
+    store.set_state_nowait(rec.id, State.DELIVERED, now=T0 + 13)
+    await store.flush()
+    m = (await store.get_message("acme", rec.id)).message
+    assert (m.state, m.channel, m.attempts) == (State.DELIVERED, "ch1", 1)
+    assert (m.updated_at, m.submitted_at, m.done_at) == (T0 + 13, T0 + 12, T0 + 13)
+    assert store.stats.transitions_applied == 4 and store.stats.transitions_refused == 0
+
+    store.set_state_nowait(rec.id, State.QUEUED, now=T0 + 20)  # delivered -> queued
+    store.set_state_nowait("no-such-id", State.QUEUED, now=T0 + 20)
+    await store.flush()
+    m = (await store.get_message("acme", rec.id)).message
+    assert m.state is State.DELIVERED and m.updated_at == T0 + 13
+    assert store.stats.transitions_refused == 2
+
+
+async def test_transitions_in_one_batch_keep_their_order(store):
+    rec, segs = msg(1)
+    await store.insert_messages([(rec, segs)])
+    moves = [State.QUEUED, State.SUBMITTING, State.QUEUED, State.SUBMITTING, State.SUBMITTED]
+    for n, state in enumerate(moves):
+        store.set_state_nowait(
+            rec.id, state, now=T0 + n, attempts=n, error_code="x" if n == 2 else None
+        )
+    before = store.stats.batches
+    await store.flush()
+    assert store.stats.batches == before + 1
+    m = (await store.get_message("acme", rec.id)).message
+    assert m.state is State.SUBMITTED and m.attempts == 4
+    assert m.error_code == "x"  # None left it unchanged
+    assert store.stats.transitions_refused == 0
+
+
+@pytest.mark.parametrize("error", [None, "nul\x00inside"])
+@pytest.mark.parametrize("bulk", [False, True], ids=["executemany", "bulk"])
+async def test_every_pair_of_the_transition_table(db_path, nursery, bulk, error):
+    """The generated SQL agrees with gateway.states.TRANSITIONS on all 121 pairs, in both
+    forms (a NUL character in a value sends a bulk group through executemany)."""
+    store = SqliteStore(config(db_path), bulk_writes=bulk)
+    await nursery.start(store.run)
+    pairs = [(old, new) for old in State for new in State]
+    items = [msg(i, state=old) for i, (old, _) in enumerate(pairs)]
+    await store.insert_messages(items)
+    for (rec, _), (_, new) in zip(items, pairs):
+        store.set_state_nowait(rec.id, new, now=T0 + 99, error=error)
+    await store.flush()
+    legal = sum(can_move(o, n) for o, n in pairs)
+    assert store.stats.transitions_applied == legal
+    assert store.stats.transitions_refused == len(pairs) - legal
+    for (rec, _), (old, new) in zip(items, pairs):
+        m = (await store.get_message("acme", rec.id)).message
+        assert m.state is (new if new in TRANSITIONS[old] else old), (old, new)
+        assert (m.done_at is not None) == (new in FINAL and can_move(old, new))
+        assert m.error == (error if can_move(old, new) else None)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["executemany", "bulk"])
+async def test_nul_characters_survive(db_path, nursery, bulk):
+    """SQLite's JSON functions stop at a NUL: such groups go row by row, nothing is cut."""
+    store = SqliteStore(config(db_path), bulk_writes=bulk)
+    await nursery.start(store.run)
+    rec, segs = msg(1, client_ref="ref\x00x")
+    rec.text = "a\x00b \u00e9\u4e2d\U0001f600"
+    plain, plain_segs = msg(2, client_ref="plain")
+    await store.insert_messages([(rec, segs), (plain, plain_segs)])
+    assert (await store.get_message("acme", rec.id)).message == rec
+    [again] = await store.insert_messages([msg(3, client_ref="ref\x00x")])
+    assert again.existing and again.record == rec
+    r = ReceiptRecord(
+        channel="c", smsc_message_id="1", id_key="1", state=None, raw="id:1\x00junk", received_at=T0
+    )
+    await store.record_receipt(r)
+    assert await store.unmatched_receipts() == [r]
+
+
+# ---- segments and receipts ----------------------------------------------------------------
+
+
+async def test_segment_update_and_find_segment(store):
+    rec, segs = msg(1, segments=2)
+    await store.insert_messages([(rec, segs)])
+    s1 = msgspec.structs.replace(
+        segs[0],
+        state=SegmentState.SUBMITTED,
+        channel="ch1",
+        smsc_message_id="0A1B",
+        id_key="2587",
+        submit_status=0,
+        submitted_at=T0 + 5,
+    )
+    store.update_segment_nowait(s1)
+    s1.state = SegmentState.DELIVERED  # the caller keeps mutating: the queued op is a snapshot
+    store.update_segment_nowait(SegmentRecord(message_id="nope", seq=1))
+    await store.flush()
+    assert await store.find_segment("ch1", "2587") == msgspec.structs.replace(
+        s1, state=SegmentState.SUBMITTED
+    )
+    assert await store.find_segment("ch2", "2587") is None
+    assert await store.find_segment("ch1", "9999") is None
+    view = await store.get_message("acme", rec.id)
+    assert view.segments[0].state == SegmentState.SUBMITTED
+    assert view.segments[1] == segs[1]
+    assert store.stats.segments_updated == 1 and store.stats.segments_missing == 1
+
+
+async def test_last_segment_version_in_a_batch_wins(store):
+    rec, segs = msg(1)
+    await store.insert_messages([(rec, segs)])
+    seg = segs[0]
+    for state in (SegmentState.SUBMITTED, SegmentState.DELIVERED, SegmentState.UNKNOWN):
+        seg.state = state
+        store.update_segment_nowait(seg)
+    await store.flush()
+    assert (await store.get_message("acme", rec.id)).segments[0].state == SegmentState.UNKNOWN
+    assert store.stats.segments_updated == 3
+
+
+async def test_receipts_matched_and_unmatched(store):
+    rec, segs = msg(1)
+    await store.insert_messages([(rec, segs)])
+
+    def receipt(channel, key, **kw):
+        return ReceiptRecord(
+            channel=channel,
+            smsc_message_id=key,
+            id_key=key,
+            state=SegmentState.DELIVERED,
+            raw=f"id:{key} sub:001 dlvrd:001 stat:DELIVRD err:000",
+            received_at=T0 + 50,
+            **kw,
+        )
+
+    matched = receipt("ch1", "1", message_id=rec.id, seq=1)
+    lost_a = receipt("ch1", "2", error_code="000")
+    lost_b = receipt("ch2", "3")
+    for r in (matched, lost_a, lost_b):
+        await store.record_receipt(r)
+    assert await store.unmatched_receipts() == [lost_a, lost_b]
+    assert await store.unmatched_receipts("ch1") == [lost_a]
+    assert await store.unmatched_receipts("ch3") == []
+    assert store.stats.receipts == 3
+
+
+def dump(path: Path) -> dict:
+    conn = sqlite3.connect(path)
+    return {
+        t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
+        for t in ("messages", "receipts")
+    } | {"segments": conn.execute("SELECT * FROM segments ORDER BY 1, 2").fetchall()}
+
+
+async def test_bulk_and_row_by_row_agree(tmp_path):
+    """The JSON bulk statements (bulk_writes=True) and executemany write the same rows."""
+
+    async def scenario(path, bulk):
+        async with trio.open_nursery() as n:
+            s = SqliteStore(config(path), bulk_writes=bulk)
+            await n.start(s.run)
+            items = [msg(i, client_ref=f"r{i % 40}", segments=1 + i % 3) for i in range(60)]
+            await s.insert_messages(items)
+            for rec, segs in items[:40]:
+                s.set_state_nowait(rec.id, State.QUEUED, now=T0 + 1, channel="ch")
+                s.set_state_nowait(rec.id, State.SUBMITTING, now=T0 + 2, attempts=1)
+                for seg in segs:
+                    seg.state, seg.id_key, seg.channel = SegmentState.SUBMITTED, rec.id, "ch"
+                    seg.submitted_at = T0 + 2.5
+                    s.update_segment_nowait(seg)
+                s.set_state_nowait(rec.id, State.SUBMITTED, now=T0 + 3)
+                s.set_state_nowait(rec.id, State.QUEUED, now=T0 + 4)  # refused
+                await s.record_receipt(
+                    ReceiptRecord(
+                        channel="ch",
+                        smsc_message_id=rec.id,
+                        id_key=rec.id,
+                        state=SegmentState.DELIVERED,
+                        raw="stat:DELIVRD",
+                        received_at=T0 + 5,
+                        message_id=rec.id,
+                        seq=1,
+                    )
+                )
+            await s.flush()
+            stats = msgspec.structs.replace(s.stats, commit_seconds=0.0, commit_cpu_seconds=0.0)
+            n.cancel_scope.cancel()
+        return dump(path), stats
+
+    bulk, bulk_stats = await scenario(tmp_path / "bulk.db", True)
+    rows, rows_stats = await scenario(tmp_path / "rows.db", False)
+    assert bulk == rows
+    assert bulk_stats.transitions_refused == rows_stats.transitions_refused == 40
+    assert bulk_stats.duplicates == rows_stats.duplicates == 20
+
+
+# ---- recovery ------------------------------------------------------------------------------
+
+
+async def test_unfinished_after_crash_in_process(db_path):
+    """Store A never shuts down (its file stays open, WAL not checkpointed): B, opened on the
+    same file, sees every message A acknowledged."""
+    async with trio.open_nursery() as outer:
+        a = await open_store(outer, db_path)
+        items = [msg(i, segments=1 + i % 3) for i in range(20)]
+        await a.insert_messages(items)
+        a.set_state_nowait(items[0][0].id, State.REJECTED, now=T0 + 1)  # final
+        a.set_state_nowait(items[1][0].id, State.QUEUED, now=T0 + 1)
+        await a.flush()
+        b = await open_store(outer, db_path)
+        views = await b.unfinished()
+        assert [v.message.id for v in views] == [rec.id for rec, _ in items[1:]]  # oldest first
+        assert views[0].message.state is State.QUEUED
+        assert [v.segments for v in views] == [segs for _, segs in items[1:]]
+        outer.cancel_scope.cancel()
+
+
+CRASHER = textwrap.dedent(
+    """
+    import os, signal, sys, trio
+    sys.path.insert(0, {root!r})
+    from gateway.config import StoreConfig
+    from gateway.states import State
+    from gateway.store.sqlite import SqliteStore
+    from tests.test_store_sqlite import msg
+
+    async def main():
+        store = SqliteStore(StoreConfig(path={path!r}, batch_wait_ms=1.0))
+        async with trio.open_nursery() as n:
+            await n.start(store.run)
+            async def one(i):
+                await store.insert_messages([msg(i, client_ref=f"r{{i}}", segments=2)])
+            async with trio.open_nursery() as m:
+                for i in range(200):
+                    m.start_soon(one, i)
+            for i in range(0, 200, 2):
+                store.set_state_nowait(f"m{{i:06d}}", State.QUEUED, now=1.0)
+            await store.flush()
+            print("acknowledged", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    trio.run(main)
+    """
+)
+
+
+async def test_unfinished_after_kill_9(db_path, nursery):
+    script = CRASHER.format(root=str(ROOT), path=str(db_path))
+    proc = await trio.run_process(
+        [sys.executable, "-c", script], capture_stdout=True, capture_stderr=True, check=False
+    )
+    assert proc.returncode == -9, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1] == "acknowledged"
+    assert Path(str(db_path) + "-wal").exists()  # no clean close happened
+    b = await open_store(nursery, db_path)
+    views = await b.unfinished()
+    assert len(views) == 200
+    assert sum(v.message.state is State.QUEUED for v in views) == 100
+    assert all(len(v.segments) == 2 for v in views)
+    assert [v.message.id for v in views] == [f"m{i:06d}" for i in range(200)]
+
+
+async def test_clean_shutdown_flushes_queued_ops(db_path):
+    rec, segs = msg(1)
+    async with trio.open_nursery() as n:
+        a = await open_store(n, db_path, batch_wait_ms=150.0)
+        await a.insert_messages([(rec, segs)])
+        a.set_state_nowait(rec.id, State.QUEUED, now=T0 + 1)
+        assert a.queued == 1  # the writer is still waiting to fill its batch
+        n.cancel_scope.cancel()
+    with pytest.raises(StoreUnavailable):
+        a.set_state_nowait(rec.id, State.HELD, now=T0 + 2)
+    with pytest.raises(StoreUnavailable):
+        await a.get_message("acme", rec.id)
+    assert not Path(str(db_path) + "-wal").exists()  # last connection closed cleanly
+    async with trio.open_nursery() as n:
+        b = await open_store(n, db_path)
+        assert (await b.get_message("acme", rec.id)).message.state is State.QUEUED
+        n.cancel_scope.cancel()
+
+
+# ---- migrations ------------------------------------------------------------------------------
+
+
+async def test_new_database_is_at_latest_version(store, db_path):
+    conn = sqlite3.connect(db_path)
+    assert migrations.version(conn) == LATEST
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"messages_client_ref", "messages_state", "segments_id_key"} <= indexes
+
+
+def test_v1_database_upgrades(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, MIGRATIONS[:1]) == (0, 1)
+    conn.execute(
+        "INSERT INTO receipts (channel, smsc_message_id, id_key, state, raw, received_at)"
+        " VALUES ('c', '1', '1', NULL, 'raw', 1.0)"
+    )
+    v2 = (
+        2,
+        "ALTER TABLE receipts ADD COLUMN note TEXT; CREATE INDEX receipts_note ON receipts (note);",
+    )
+    assert migrate(conn, [*MIGRATIONS[:1], v2]) == (1, 2)
+    assert migrations.version(conn) == 2
+    assert conn.execute("SELECT raw, note FROM receipts").fetchall() == [("raw", None)]
+    assert migrate(conn, [*MIGRATIONS[:1], v2]) == (2, 2)  # idempotent
+
+
+def test_failed_migration_changes_nothing(tmp_path):
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    migrate(conn, MIGRATIONS[:1])
+    bad = (2, "CREATE TABLE extra (x INTEGER); INSERT INTO no_such_table VALUES (1);")
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, [*MIGRATIONS[:1], bad])
+    assert migrations.version(conn) == 1
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone() is None
+
+
+async def test_v1_file_opens_in_the_store(db_path, nursery):
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:1])
+    conn.close()
+    s = await open_store(nursery, db_path)
+    rec, segs = msg(1)
+    await s.insert_messages([(rec, segs)])
+    assert (await s.get_message("acme", rec.id)).message == rec
+
+
+async def test_newer_database_refuses_to_open(db_path):
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    migrate(conn)
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    async with trio.open_nursery() as n:
+        with pytest.raises(StoreVersionError) as info:
+            await n.start(SqliteStore(config(db_path)).run)
+    assert info.value.code == "store_version"
+    assert info.value.details == {"found": LATEST + 1, "supported": LATEST}
+    assert "newer" in str(info.value)
+
+
+# ---- group commit ----------------------------------------------------------------------------
+
+
+async def test_concurrent_inserts_share_transactions(db_path, nursery):
+    s = await open_store(nursery, db_path, batch_wait_ms=5.0)
+    done = 0
+
+    async def one(i):
+        nonlocal done
+        rec, segs = msg(i, client_ref=f"r{i}")
+        [r] = await s.insert_messages([(rec, segs)])
+        assert not r.existing
+        done += 1
+
+    async with trio.open_nursery() as n:
+        for i in range(1000):
+            n.start_soon(one, i)
+    assert done == 1000
+    assert s.stats.messages_inserted == 1000
+    assert s.stats.batches <= 20, s.stats
+    assert s.stats.max_batch_ops >= 50
+
+
+async def test_batch_max_caps_a_batch(db_path, nursery):
+    s = await open_store(nursery, db_path, batch_max=10, batch_wait_ms=50.0)
+    with trio.fail_after(2):  # a full batch does not wait for batch_wait_ms
+        async with trio.open_nursery() as n:
+            for i in range(35):
+                n.start_soon(s.insert_messages, [msg(i, segments=0)])
+    assert s.stats.max_batch_ops == 10
+    assert s.stats.batches == 4
+
+
+async def test_flush_waits_for_queued_ops_and_cuts_the_wait(db_path, nursery):
+    s = await open_store(nursery, db_path, batch_wait_ms=300.0)
+    rec, segs = msg(1)
+    with trio.fail_after(3):
+        await s.insert_messages([(rec, segs)])
+    s.set_state_nowait(rec.id, State.QUEUED, now=T0 + 1)
+    assert (await s.get_message("acme", rec.id)).message.state is State.ACCEPTED  # not yet
+    t = trio.current_time()
+    await s.flush()
+    assert trio.current_time() - t < 0.15
+    assert (await s.get_message("acme", rec.id)).message.state is State.QUEUED
+    await s.flush()  # nothing queued: returns at once
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["missing_dir", "under_a_file"])
+async def test_unusable_path_is_a_typed_error(tmp_path, where):
+    if where == "missing_dir":
+        path = tmp_path / "no" / "such" / "dir" / "gateway.db"
+    else:
+        (tmp_path / "file").write_text("x")
+        path = tmp_path / "file" / "gateway.db"
+    store = SqliteStore(config(path))
+    async with trio.open_nursery() as n:
+        with pytest.raises(StoreUnavailable) as info:
+            await n.start(store.run)
+    assert info.value.code == "store_unavailable"
+    assert info.value.http_status == 503
+
+
+async def test_locked_database_fails_callers_then_recovers(db_path, nursery):
+    s = SqliteStore(config(db_path), busy_timeout=0.05)
+    await nursery.start(s.run)
+    rec, segs = msg(1)
+    await s.insert_messages([(rec, segs)])
+
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    s.set_state_nowait(rec.id, State.QUEUED, now=T0 + 1)
+    with pytest.raises(StoreUnavailable) as info:
+        await s.insert_messages([msg(2)])
+    assert info.value.code == "store_unavailable" and "locked" in info.value.message
+    assert s.stats.failed_batches >= 1 and s.stats.retried_ops >= 1
+    other.execute("ROLLBACK")
+    other.close()
+
+    with trio.fail_after(5):  # the writer keeps going; the nowait op was kept and retried
+        await s.insert_messages([msg(3)])
+        await s.flush()
+    assert (await s.get_message("acme", rec.id)).message.state is State.QUEUED
+    assert await s.get_message("acme", "m000002") is None
+    assert (await s.get_message("acme", "m000003")) is not None
+
+
+async def test_not_running_store_is_unavailable(db_path):
+    s = SqliteStore(config(db_path))
+    with pytest.raises(StoreUnavailable):
+        await s.get_message("acme", "x")
+
+
+def test_bad_synchronous_setting(db_path):
+    with pytest.raises(ValueError):
+        SqliteStore(config(db_path), synchronous="sometimes")
+
+
+async def test_query_plans_use_the_indexes(store, db_path):
+    """Also once ANALYZE has statistics (PRAGMA optimize at close may run it)."""
+    from gateway.store import sqlite as S
+
+    items = [msg(i, segments=2) for i in range(300)]
+    await store.insert_messages(items)
+    for rec, _ in items[:280]:
+        store.set_state_nowait(rec.id, State.REJECTED, now=T0)
+    await store.flush()
+    conn = sqlite3.connect(db_path)
+    conn.execute("ANALYZE")
+
+    def plan(sql, params):
+        return " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+
+    assert "USING INDEX segments_id_key" in plan(
+        "SELECT * FROM segments WHERE channel = ? AND id_key = ?", ("c", "k")
+    )
+    assert "messages_client_ref" in plan(S._FIND_CLIENT_REFS, ("[]",))
+    pk = "USING INDEX sqlite_autoindex_messages_1 (id=?)"
+    for new in State:
+        if S.state_sql(new) is not None:
+            assert plan(S.state_sql(new, ("channel",)), ("x", 1.0, "c")) == "SEARCH messages " + pk
+            bulk = plan(S.state_sql(new, ("channel",), bulk=True), ("[]",))
+            assert bulk == "SCAN j VIRTUAL TABLE INDEX 1: | SEARCH messages " + pk, bulk
+    assert "USING PRIMARY KEY" in plan(S._UPDATE_SEGMENT, (None,) * 10)
+    bulk = plan(S._BULK_UPDATE_SEGMENT, ("[]",))
+    assert bulk.startswith("SCAN j") and "SEARCH segments USING PRIMARY KEY" in bulk
+    assert "messages_state" in plan("SELECT state, count(*) FROM messages GROUP BY state", ())
+    assert "SEARCH messages USING INDEX messages_state (state=?)" in plan(
+        S._UNFINISHED_MESSAGES, ()
+    )
+    assert plan(S._UNFINISHED_SEGMENTS, ()).startswith(
+        "SEARCH m USING INDEX messages_state (state=?) | SEARCH s USING PRIMARY KEY"
+    )
+
+
+def test_state_sql_follows_the_transition_table():
+    from gateway.store.sqlite import state_sql
+
+    assert state_sql(State.ACCEPTED) is None  # nothing moves back to accepted
+    sql = state_sql(State.SUBMITTED, ("channel", "attempts"))
+    assert sql.endswith("WHERE messages.id = ?1 AND +messages.state IN ('submitting')")
+    assert "channel = ?3, attempts = ?4" in sql and "submitted_at = ?2" in sql
+    assert "done_at" not in sql
+    assert "done_at = ?2" in state_sql(State.DELIVERED)
