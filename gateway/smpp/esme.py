@@ -372,7 +372,7 @@ class EsmeClient:
                 with trio.CancelScope() as scope:
                     self._conn_scope = scope
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._writer, stream, session)
+                        nursery.start_soon(self._writer, stream, session, nursery.cancel_scope)
                         nursery.start_soon(self._ticker, session, nursery.cancel_scope)
                         for _ in range(max(1, st.deliver_workers)):
                             nursery.start_soon(self._deliver_worker, session, recv_deliver.clone())
@@ -473,7 +473,10 @@ class EsmeClient:
                     out = session.data_to_send()
                     if out:
                         with trio.move_on_after(1):
-                            await stream.send_all(out)
+                            try:
+                                await stream.send_all(out)
+                            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                                pass
                     return
 
     def _on_response(self, response: P.Pdu, request: P.Pdu) -> None:
@@ -503,13 +506,21 @@ class EsmeClient:
             except Exception:  # a caller's callback bug must not break the reader
                 self.log.exception("result_callback_failed")
 
-    async def _writer(self, stream: trio.abc.Stream, session: S.Session) -> None:
+    async def _writer(
+        self, stream: trio.abc.Stream, session: S.Session, conn_scope: trio.CancelScope
+    ) -> None:
         while True:
             await self._wake_writer.wait()
             self._wake_writer = trio.Event()
             data = session.data_to_send()
             if data:
-                await stream.send_all(data)
+                try:
+                    await stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                    # The peer is gone: end this connection (run() reconnects).
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    conn_scope.cancel()
+                    return
 
     async def _ticker(self, session: S.Session, conn_scope: trio.CancelScope) -> None:
         st = self.settings
