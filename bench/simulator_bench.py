@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,13 +32,8 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.simproc import cpu_seconds, simulator
 from simulators.loadgen import run_load
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
 def main() -> int:
@@ -81,45 +73,14 @@ def main() -> int:
 
 
 def run_once(args: argparse.Namespace) -> dict:
-
-    cpus = sorted(os.sched_getaffinity(0))
-    sim_cmd = [
-        sys.executable,
-        "-m",
-        "simulators.smsc",
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-        "--enquire-link-interval",
-        "0",
-    ]
-    if len(cpus) >= 2 and shutil.which("taskset"):
-        sim_cmd = ["taskset", "-c", str(cpus[0]), *sim_cmd]
-        os.sched_setaffinity(0, {cpus[1]})
-    proc = subprocess.Popen(sim_cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()  # "smsc-simulator listening on 127.0.0.1:PORT"
-        m = re.search(r":(\d+)", line)
-        if not m:
-            print(f"simulator did not start: {line!r}", file=sys.stderr)
-            raise RuntimeError("simulator did not start")
-        port = int(m.group(1))
+    with simulator() as (proc, port):
         spy = None
         if args.profile:
             spy = subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "-p",
-                    str(proc.pid),
-                    "-o",
-                    str(ROOT / "bench" / "simulator.svg"),
-                    "--nonblocking",
-                ]
+                ["py-spy", "record", "-p", str(proc.pid), "-o", str(ROOT / "bench" / "simulator.svg"), "--nonblocking"]
             )
             time.sleep(1.0)
-        cpu0 = _cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds(proc.pid)
         result = trio.run(
             lambda: run_load(
                 "127.0.0.1",
@@ -132,16 +93,10 @@ def run_once(args: argparse.Namespace) -> dict:
                 duration=args.duration,
             )
         )
-        cpu1 = _cpu_seconds(proc.pid)
+        cpu1 = cpu_seconds(proc.pid)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=30)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     sim_cpu = cpu1 - cpu0
     per_cpu = result.accepted / sim_cpu if sim_cpu > 0 else float("nan")
     report = {

@@ -30,6 +30,7 @@ class Conn:
         self.stream = stream
         self.session = S.Session(S.Role.SMSC, window=1000)
         self.received: list[P.Pdu] = []
+        self.deliver_statuses: list[int] = []  # how the ESME answered our deliver_sm
 
     async def push(self, *pdus: P.Pdu) -> None:
         for p in pdus:
@@ -74,6 +75,8 @@ class ScriptedSmsc:
                     return
                 conn.session.receive_data(data)
                 for ev in conn.session.next_events():
+                    if isinstance(ev, S.ResponseReceived) and ev.request.command_id == P.DeliverSm.command_id:
+                        conn.deliver_statuses.append(ev.pdu.command_status)
                     if isinstance(ev, S.LinkChecked):
                         self.link_checks += 1
                     if isinstance(ev, S.Unbound):

@@ -170,10 +170,10 @@ async def test_deliver_sm_acknowledged_after_handler(smsc, nursery):
     got = []
     release = trio.Event()
 
-    async def handler(pdu):
+    async def handler(pdus):
         await release.wait()
-        got.append(pdu)
-        return CommandStatus.ESME_ROK
+        got.extend(pdus)
+        return [CommandStatus.ESME_ROK] * len(pdus)
 
     client = EsmeClient(settings(smsc.port), on_deliver=handler)
     nursery.start_soon(client.run)
@@ -196,7 +196,7 @@ async def test_deliver_sm_acknowledged_after_handler(smsc, nursery):
 
 
 async def test_handler_failure_answers_temporary_error(smsc, nursery):
-    async def handler(pdu):
+    async def handler(pdus):
         raise RuntimeError("store down")
 
     client = EsmeClient(settings(smsc.port), on_deliver=handler)
@@ -209,6 +209,8 @@ async def test_handler_failure_answers_temporary_error(smsc, nursery):
         while conn.session.outstanding:
             await trio.sleep(0.01)
     assert client.bound
+    # the refusal is a temporary error, so the SMSC will deliver it again
+    assert conn.deliver_statuses == [CommandStatus.ESME_RX_T_APPN]
 
 
 async def test_peer_unbind_reconnects(smsc, nursery):
@@ -269,4 +271,25 @@ async def test_unanswered_enquire_link_drops_and_reconnects(smsc, nursery):
         smsc.mute = False
         while smsc.binds < 2:
             await trio.sleep(0.01)
+    await client.close()
+
+
+async def test_deliver_handler_gets_batches_and_answers_each(smsc, nursery):
+    batches = []
+
+    async def handler(pdus):
+        batches.append(len(pdus))
+        await trio.sleep(0.05)  # a slow durable write: more PDUs pile up meanwhile
+        return [CommandStatus.ESME_ROK if i % 2 == 0 else CommandStatus.ESME_RX_T_APPN for i in range(len(pdus))]
+
+    client = EsmeClient(settings(smsc.port), on_deliver=handler)
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        conn = smsc.connections[-1]
+        for i in range(30):
+            await conn.push(P.DeliverSm(short_message=f"MO {i}".encode()))
+        while len(conn.deliver_statuses) < 30:
+            await trio.sleep(0.01)
+    assert sum(batches) == 30 and len(batches) < 30  # batched, not one call per PDU
     await client.close()

@@ -53,9 +53,9 @@ async def test_session_survives_fault(name, nursery):
     cfg = make_config([account(faults=fault_kw)])
     receipts: list[P.Pdu] = []
 
-    async def on_deliver(pdu: P.Pdu) -> int:
-        receipts.append(pdu)
-        return CommandStatus.ESME_ROK
+    async def on_deliver(pdus: list[P.Pdu]) -> list[int]:
+        receipts.extend(pdus)
+        return [CommandStatus.ESME_ROK] * len(pdus)
 
     async with simulator(cfg) as srv:
         client = EsmeClient(
@@ -115,9 +115,9 @@ async def test_receipts_match_their_submits_across_segments(nursery):
     cfg = make_config([account()])
     receipts: list[P.Pdu] = []
 
-    async def on_deliver(pdu: P.Pdu) -> int:
-        receipts.append(pdu)
-        return CommandStatus.ESME_ROK
+    async def on_deliver(pdus: list[P.Pdu]) -> list[int]:
+        receipts.extend(pdus)
+        return [CommandStatus.ESME_ROK] * len(pdus)
 
     async with simulator(cfg) as srv:
         client = EsmeClient(

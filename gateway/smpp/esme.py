@@ -4,13 +4,19 @@ A thin I/O shell around the sans-IO `Session`. One `EsmeClient` owns one bind; a
 owning N binds runs N clients. `run()` is the client's whole life: connect (TCP_NODELAY,
 optional TLS), bind, then four tasks in a nursery owned by the connection:
 
-- reader: socket bytes -> session -> events (responses wake their waiters, deliver_sm and
-  data_sm go to the deliver workers, the peer's unbind ends the connection);
+- reader: socket bytes -> session -> events (responses complete their requests, deliver_sm
+  and data_sm go to the deliver task, the peer's unbind ends the connection);
 - writer: sends everything the session has queued in one `send_all` per wake-up, so a burst
   of submits and deliver_sm_resps costs one system call;
 - ticker: expires overdue requests and keeps enquire_link going when the link is idle;
-- deliver workers: call the application's handler and answer deliver_sm only after it
-  returned a status (so a receipt is acknowledged only once the gateway has taken it).
+- deliver task: hands the application every deliver_sm received since its last call, as
+  one batch, and answers each only after the handler returned its status (so a receipt is
+  acknowledged only once the gateway has stored it; one batch = one durable write, and the
+  batch grows by itself while the previous one is being committed).
+
+Wake-ups are per read, not per PDU: a read that completes 40 responses wakes the sender
+once, and the sender refills the window in one burst. Task switches, not parsing, are what
+a trio driver spends its time on.
 
 When the connection ends, every request still outstanding completes with DISCONNECTED
 (outcome unknown: the SMSC may have accepted it), and the client reconnects with exponential
@@ -84,7 +90,7 @@ class EsmeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reconnect_max: float = 30.0
     bind_failure_backoff: float = 60.0
     unbind_timeout: float = 2.0
-    deliver_workers: int = 32
+    deliver_batch_max: int = 1024  # deliver_sm held for the handler before reading pauses
     tls: bool = False
     tls_verify: bool = True
     tls_ca_file: str | None = None
@@ -150,11 +156,13 @@ class ClientClosed(Exception):
     code = "client_closed"
 
 
-DeliverHandler = Callable[[P.Pdu], Awaitable[int]]
+# Gets the deliver_sm/data_sm/alert_notification PDUs received since the last call and
+# returns one command_status per PDU (ESME_ROK = taken; anything else refuses that PDU).
+DeliverHandler = Callable[[list[P.Pdu]], Awaitable[list[int]]]
 
 
-async def _accept_all(pdu: P.Pdu) -> int:
-    return CommandStatus.ESME_ROK
+async def _accept_all(pdus: list[P.Pdu]) -> list[int]:
+    return [CommandStatus.ESME_ROK] * len(pdus)
 
 
 class EsmeStats(msgspec.Struct, kw_only=True):
@@ -197,6 +205,9 @@ class EsmeClient:
         self._closed = trio.Event()
         self._wake_writer = trio.Event()
         self._window_lot = trio.lowlevel.ParkingLot()
+        self._deliver_pending: list[P.Pdu] = []
+        self._deliver_wake = trio.Event()
+        self._deliver_room = trio.lowlevel.ParkingLot()
         self._conn_scope: trio.CancelScope | None = None
         self._last_rx = 0.0
         self.last_error: str | None = None
@@ -368,16 +379,13 @@ class EsmeClient:
                 self._bound.set()
                 self._window_lot.unpark_all()
                 self.log.info("bound", mode=st.bind_mode)
-                send_deliver, recv_deliver = trio.open_memory_channel[P.Pdu](st.window * 4)
                 with trio.CancelScope() as scope:
                     self._conn_scope = scope
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._writer, stream, session, nursery.cancel_scope)
                         nursery.start_soon(self._ticker, session, nursery.cancel_scope)
-                        for _ in range(max(1, st.deliver_workers)):
-                            nursery.start_soon(self._deliver_worker, session, recv_deliver.clone())
-                        recv_deliver.close()
-                        await self._reader(stream, session, send_deliver)
+                        nursery.start_soon(self._deliver_loop, session)
+                        await self._reader(stream, session)
                         nursery.cancel_scope.cancel()
         finally:
             self._conn_scope = None
@@ -428,56 +436,57 @@ class EsmeClient:
                 if out:
                     await stream.send_all(out)
 
-    async def _reader(
-        self,
-        stream: trio.abc.Stream,
-        session: S.Session,
-        deliver: trio.MemorySendChannel[P.Pdu],
-    ) -> None:
-        async with deliver:
-            while True:
-                try:
-                    data = await stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                    self.last_error = f"{type(e).__name__}: {e}"
-                    return
-                if not data:
-                    self.last_error = "connection closed by SMSC"
-                    return
-                self._last_rx = trio.current_time()
-                session.receive_data(data)
-                end = False
-                for ev in session.next_events():
-                    t = type(ev)
-                    if t is S.ResponseReceived:
-                        self._on_response(ev.pdu, ev.request)
-                    elif t is S.RequestReceived:
-                        self.stats.delivered_in += 1
-                        await deliver.send(ev.pdu)
-                    elif t is S.Unbound:
-                        self.log.info("unbound", by_peer=ev.by_peer)
-                        end = True
-                    elif t is S.InvalidPdu:
-                        self.stats.invalid_pdus += 1
-                        self.log.warning("invalid_pdu", error=str(ev.error), fatal=ev.fatal)
-                        end = end or ev.fatal
-                    elif t is S.UnexpectedResponse:
-                        self.log.warning(
-                            "unexpected_response",
-                            command=ev.pdu.command_name,
-                            seq=ev.pdu.sequence_number,
-                        )
-                self._wake_writer.set()
-                if end:
-                    # Let the writer flush our unbind_resp / generic_nack before closing.
-                    out = session.data_to_send()
-                    if out:
-                        with trio.move_on_after(1):
-                            try:
-                                await stream.send_all(out)
-                            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                                pass
-                    return
+    async def _reader(self, stream: trio.abc.Stream, session: S.Session) -> None:
+        while True:
+            while len(self._deliver_pending) >= self.settings.deliver_batch_max:
+                await self._deliver_room.park()  # backpressure: the handler is behind
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                self.last_error = f"{type(e).__name__}: {e}"
+                return
+            if not data:
+                self.last_error = "connection closed by SMSC"
+                return
+            self._last_rx = trio.current_time()
+            session.receive_data(data)
+            end = False
+            completed = False
+            for ev in session.next_events():
+                t = type(ev)
+                if t is S.ResponseReceived:
+                    self._on_response(ev.pdu, ev.request)
+                    completed = True
+                elif t is S.RequestReceived:
+                    self.stats.delivered_in += 1
+                    self._deliver_pending.append(ev.pdu)
+                    self._deliver_wake.set()
+                elif t is S.Unbound:
+                    self.log.info("unbound", by_peer=ev.by_peer)
+                    end = True
+                elif t is S.InvalidPdu:
+                    self.stats.invalid_pdus += 1
+                    self.log.warning("invalid_pdu", error=str(ev.error), fatal=ev.fatal)
+                    end = end or ev.fatal
+                elif t is S.UnexpectedResponse:
+                    self.log.warning(
+                        "unexpected_response",
+                        command=ev.pdu.command_name,
+                        seq=ev.pdu.sequence_number,
+                    )
+            if completed:
+                self._window_lot.unpark_all()  # once per read: the sender refills in a burst
+            self._wake_writer.set()
+            if end:
+                # Let the writer flush our unbind_resp / generic_nack before closing.
+                out = session.data_to_send()
+                if out:
+                    with trio.move_on_after(1):
+                        try:
+                            await stream.send_all(out)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            pass
+                return
 
     def _on_response(self, response: P.Pdu, request: P.Pdu) -> None:
         if request.command_id == CommandId.ENQUIRE_LINK:
@@ -485,7 +494,6 @@ class EsmeClient:
         result = classify(response)
         self._count(result)
         self._finish(request.sequence_number, result)
-        self._window_lot.unpark()
 
     def _count(self, result: SubmitResult) -> None:
         o = result.outcome
@@ -536,7 +544,7 @@ class EsmeClient:
                     return
                 self._count(SubmitResult(Outcome.TIMEOUT))
                 self._finish(ev.request.sequence_number, SubmitResult(Outcome.TIMEOUT))
-                self._window_lot.unpark()
+                self._window_lot.unpark_all()
             if now - self._last_rx >= st.enquire_link_interval and session.bound:
                 if link_check is None or not session.is_outstanding(link_check.sequence_number):
                     try:
@@ -546,16 +554,22 @@ class EsmeClient:
                     self._last_rx = now  # do not send another before this one is answered
                     self._wake_writer.set()
 
-    async def _deliver_worker(
-        self, session: S.Session, inbox: trio.MemoryReceiveChannel[P.Pdu]
-    ) -> None:
-        async with inbox:
-            async for pdu in inbox:
-                try:
-                    status = await self.on_deliver(pdu)
-                except Exception:  # the handler's bug must not kill the bind; SMSC retries
-                    self.log.exception("deliver_handler_failed", command=pdu.command_name)
-                    status = CommandStatus.ESME_RX_T_APPN
+    async def _deliver_loop(self, session: S.Session) -> None:
+        while True:
+            await self._deliver_wake.wait()
+            self._deliver_wake = trio.Event()
+            batch, self._deliver_pending = self._deliver_pending, []
+            if not batch:
+                continue
+            self._deliver_room.unpark_all()
+            try:
+                statuses = await self.on_deliver(batch)
+                if len(statuses) != len(batch):
+                    raise ValueError(f"handler gave {len(statuses)} statuses for {len(batch)} PDUs")
+            except Exception:  # the handler's bug must not kill the bind; the SMSC redelivers
+                self.log.exception("deliver_handler_failed", pdus=len(batch))
+                statuses = [CommandStatus.ESME_RX_T_APPN] * len(batch)
+            for pdu, status in zip(batch, statuses, strict=True):
                 if P.response_class(pdu.command_id) is None:
                     continue  # alert_notification: nothing to answer
                 resp = (
@@ -567,7 +581,7 @@ class EsmeClient:
                     session.send(resp)
                 except ProtocolError:
                     return  # session closed: the SMSC will redeliver
-                self._wake_writer.set()
+            self._wake_writer.set()
 
 
 class _BindRefused(Exception):
