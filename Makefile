@@ -14,9 +14,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Foreground: the bundled SMSC simulator (until the gateway daemon lands, the simulator alone).
+# Foreground: the bundled SMSC simulator (background, stopped with us) and the gateway on
+# the embedded SQLite store under ./state. Ctrl-C stops both.
 run: $(STAMP)
-	$(BIN)/smsc-simulator --config config/simulator.toml
+	mkdir -p state
+	$(BIN)/smsc-simulator --config config/simulator.toml --log-format json > state/simulator.log 2>&1 & \
+	SIM=$$!; trap 'kill $$SIM 2>/dev/null; wait $$SIM 2>/dev/null' EXIT INT TERM; \
+	sleep 1; $(BIN)/smpp-gateway run --config config/gateway.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -24,6 +28,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/codec_bench.py
 	$(BIN)/python bench/session_bench.py
+	$(BIN)/python bench/simulator_bench.py
+	$(BIN)/python bench/throttle_bench.py
+	$(BIN)/python bench/store_bench.py
+	$(BIN)/python bench/gateway_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -12,6 +12,7 @@ acknowledged, and the CPU each side spent per message. Bounded by --count and --
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -106,6 +107,8 @@ def main() -> int:
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)  # as the daemon does: fewer young-generation passes
     with simulator() as (proc, port):
         sim0 = cpu_seconds(proc.pid)
         report = trio.run(run, port, a.count, a.duration, a.window)

@@ -14,7 +14,7 @@ writes are measured. Each scenario runs on a fresh database file, bounded by --m
 the queue is flushed, or at 3 x --seconds + 5 s: then the row is marked `cut` and counts
 only the messages delivered by then). Scenarios: synchronous FULL vs NORMAL x K in (1, 100);
 options add batch_wait_ms=0 (--compare-wait), a trio thread kept busy with Python work in
-1 ms slices (--busy: only meaningful with a spare core), bulk_writes=True (--compare-bulk).
+1 ms slices (--busy), bulk_writes=False (--compare-rows), --switch-interval.
 
     .venv/bin/python bench/store_bench.py [--messages 20000] [--seconds 5] [--repeat 3]
 
@@ -93,7 +93,7 @@ async def scenario(
     batch_wait_ms: float,
     batch_max: int,
     busy: bool = False,
-    bulk: bool = False,
+    bulk: bool = True,
 ) -> dict:
     store = SqliteStore(
         StoreConfig(path=path, batch_wait_ms=batch_wait_ms, batch_max=batch_max),
@@ -219,9 +219,9 @@ def main() -> None:
         "--busy", action="store_true", help="also run with the trio thread kept busy (1 ms slices)"
     )
     ap.add_argument(
-        "--compare-bulk",
+        "--compare-rows",
         action="store_true",
-        help="also run with bulk_writes=True (one JSON-parameter statement per group)",
+        help="also run with bulk_writes=False (executemany, row by row)",
     )
     ap.add_argument(
         "--switch-interval",
@@ -237,13 +237,13 @@ def main() -> None:
         sys.setswitchinterval(args.switch_interval)
 
     both = [(s, k) for s in ("FULL", "NORMAL") for k in (1, 100)]
-    runs = [(s, k, args.batch_wait_ms, False, False) for s, k in both]
+    runs = [(s, k, args.batch_wait_ms, False, True) for s, k in both]
     if args.compare_wait:
-        runs += [(s, 1, 0.0, False, False) for s in ("FULL", "NORMAL")]
+        runs += [(s, 1, 0.0, False, True) for s in ("FULL", "NORMAL")]
     if args.busy:
-        runs += [(s, k, args.batch_wait_ms, True, False) for s, k in both]
-    if args.compare_bulk:
-        runs += [(s, k, w, busy, True) for s, k, w, busy, _ in runs]
+        runs += [(s, k, args.batch_wait_ms, True, True) for s, k in both]
+    if args.compare_rows:
+        runs += [(s, k, w, busy, False) for s, k, w, busy, _ in runs]
     runs = [r for r in runs for _ in range(args.repeat)]
     rows = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="store_bench.") as d:
@@ -264,10 +264,8 @@ def main() -> None:
             )
             rows.append(trio.run(run))
             r = rows[-1]
-            print(
-                f"  done: {sync:<6} K={k:<3} wait={wait}ms busy={busy} {r['write']}: {r['msg_s']:,.0f} msg/s",
-                file=sys.stderr,
-            )
+            what = f"{sync:<6} K={k:<3} wait={wait}ms busy={busy} {r['write']}"
+            print(f"  done: {what}: {r['msg_s']:,.0f} msg/s", file=sys.stderr)
 
     print(
         f"\nswitch interval {sys.getswitchinterval() * 1e3:g} ms;"
@@ -275,8 +273,9 @@ def main() -> None:
         " per message: insert + submit update + durable receipt + receipt update"
     )
     head = (
-        f"{'synchronous':<11} {'write':<5} {'trio':<4} {'msgs/call':>9} {'wait ms':>7} {'messages':>8} {'s':>6} {'msg/s':>8}"
-        f" {'CPU us/msg':>10} {'writer us/msg':>13} {'(CPU)':>6} {'commits':>7} {'rows/commit':>11} {'p50 ms':>7} {'p99 ms':>7}"
+        f"{'synchronous':<11} {'write':<5} {'trio':<4} {'msgs/call':>9} {'wait ms':>7}"
+        f" {'messages':>8} {'s':>6} {'msg/s':>8} {'CPU us/msg':>10} {'writer us/msg':>13}"
+        f" {'(CPU)':>6} {'commits':>7} {'rows/commit':>11} {'p50 ms':>7} {'p99 ms':>7}"
     )
     print(head)
     print("-" * len(head))

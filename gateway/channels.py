@@ -51,7 +51,8 @@ log = structlog.get_logger("gateway.channels")
 
 RETRY_BASE = 0.5  # seconds before the first retry of a retryable outcome
 RETRY_MAX = 60.0
-EARLY_RECEIPT_WAIT = 2.0  # how long a receipt waits for its submit_sm_resp still in flight
+EARLY_RECEIPT_HOLD = 120.0  # how long an unmatched receipt waits (in memory) for its resp
+EARLY_RECEIPTS_MAX = 100_000
 AWAITING_RECEIPTS_MAX = 500_000  # submitted messages kept in memory for receipt matching
 
 
@@ -121,7 +122,8 @@ class Channel:
         # receipt matching: id_key -> (job, segment index), for submitted segments
         self._by_key: dict[str, tuple[Job, int]] = {}
         self._awaiting: dict[str, Job] = {}  # message id -> job waiting for receipts
-        self._key_waiters: dict[str, trio.Event] = {}
+        # receipts that overtook their submit_sm_resp: id_key -> (receipt, received at)
+        self._early: dict[str, tuple[Receipt, float]] = {}
         self._inflight = 0  # segments sent, response pending
         self._draining = False
         self._stopped = trio.Event()
@@ -306,9 +308,13 @@ class Channel:
             self.store.update_segment_nowait(seg)
             if key:
                 self._by_key[key] = (job, idx)
-                waiter = self._key_waiters.pop(key, None)
-                if waiter is not None:
-                    waiter.set()
+                early = self._early.pop(key, None)
+                if early is not None:
+                    # Its receipt came first and is stored (unmatched): link and apply it now.
+                    self.store.match_receipt_nowait(self.name, key, seg.message_id, seg.seq)
+                    self.stats.receipts_matched += 1
+                    self.stats.receipts_unmatched -= 1
+                    self._apply_receipt(job, idx, early[0], early[1])
         elif result.throttled:
             self.stats.throttled += 1
             self.rate.on_throttled(trio.current_time())
@@ -440,64 +446,85 @@ class Channel:
 
     # ---- receipts and MO -----------------------------------------------------------------
 
-    async def _on_deliver(self, pdu: P.Pdu) -> int:
-        receipt = receipt_from_pdu(pdu)
-        if receipt is None:
-            self.stats.mo += 1
-            self.log.info("mo_received", command=pdu.command_name)
-            return CommandStatus.ESME_ROK
-        return await self._on_receipt(receipt, pdu)
-
-    async def _on_receipt(self, receipt: Receipt, pdu: P.Pdu) -> int:
-        self.stats.receipts += 1
-        raw_id = receipt.message_id or ""
-        key = receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else ""
-        seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
-        target = self._by_key.get(key) if key else None
-        if target is None and key:
-            target = await self._find_in_store(key)
-        if target is None and key and self._inflight:
-            # The receipt may have overtaken its submit_sm_resp: wait for that resp briefly.
-            self.stats.receipts_early += 1
-            waiter = self._key_waiters.setdefault(key, trio.Event())
-            with trio.move_on_after(EARLY_RECEIPT_WAIT):
-                await waiter.wait()
-            self._key_waiters.pop(key, None)
-            target = self._by_key.get(key)
+    async def _on_deliver(self, pdus: list[P.Pdu]) -> list[int]:
+        """One batch of deliver_sm from a bind: receipts are matched, stored durably in one
+        write, then applied; the ESME acknowledges them after this returns."""
         now = self._wall()
-        raw = _receipt_text(pdu)
-        record = ReceiptRecord(
-            channel=self.name,
-            smsc_message_id=raw_id,
-            id_key=key,
-            state=seg_state,
-            error_code=receipt.error_code,
-            raw=raw,
-            received_at=now,
-        )
-        if target is None:
-            self.stats.receipts_unmatched += 1
-            await self.store.record_receipt(record)
-            self.log.warning("receipt_unmatched", smsc_message_id=raw_id)
-            return CommandStatus.ESME_ROK
-        job, idx = target
+        records: list[ReceiptRecord] = []
+        to_apply: list[tuple[Job, int, Receipt]] = []
+        seen: set[str] = set()
+        for pdu in pdus:
+            receipt = receipt_from_pdu(pdu)
+            if receipt is None:
+                self.stats.mo += 1
+                self.log.info("mo_received", command=pdu.command_name)
+                continue
+            self.stats.receipts += 1
+            raw_id = receipt.message_id or ""
+            key = receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else ""
+            seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
+            record = ReceiptRecord(
+                channel=self.name,
+                smsc_message_id=raw_id,
+                id_key=key,
+                state=seg_state,
+                error_code=receipt.error_code,
+                raw=_receipt_text(pdu),
+                received_at=now,
+            )
+            target = self._by_key.get(key) if key else None
+            if target is None and key and key not in self._early:
+                target = await self._find_in_store(key)
+            if target is None:
+                self.stats.receipts_unmatched += 1
+                records.append(record)
+                if key and seg_state is not None and key not in self._early:
+                    # Probably ahead of its submit_sm_resp: hold it for the resp to claim.
+                    self.stats.receipts_early += 1
+                    self._hold_early(key, receipt, now)
+                else:
+                    self.log.warning("receipt_unmatched", smsc_message_id=raw_id)
+                continue
+            job, idx = target
+            seg = job.segments[idx]
+            if seg.state in SEGMENT_FINAL or (seg_state is not None and key in seen):
+                self.stats.receipts_duplicate += 1
+                continue
+            if seg_state is not None:
+                seen.add(key)
+                to_apply.append((job, idx, receipt))
+            record.message_id, record.seq = seg.message_id, seg.seq
+            records.append(record)
+            self.stats.receipts_matched += 1
+        if records:
+            await self.store.record_receipts(records)
+        for job, idx, receipt in to_apply:
+            self._apply_receipt(job, idx, receipt, now)
+        return [CommandStatus.ESME_ROK] * len(pdus)
+
+    def _hold_early(self, key: str, receipt: Receipt, now: float) -> None:
+        early = self._early
+        early[key] = (receipt, now)
+        # Oldest first: forget what no resp claimed in time (it stays stored, unmatched).
+        while early:
+            oldest, (_, at) = next(iter(early.items()))
+            if len(early) <= EARLY_RECEIPTS_MAX and at >= now - EARLY_RECEIPT_HOLD:
+                break
+            del early[oldest]
+
+    def _apply_receipt(self, job: Job, idx: int, receipt: Receipt, now: float) -> None:
         seg = job.segments[idx]
-        if seg.state in SEGMENT_FINAL:
-            self.stats.receipts_duplicate += 1
-            return CommandStatus.ESME_ROK
-        record.message_id, record.seq = seg.message_id, seg.seq
-        await self.store.record_receipt(record)
-        self.stats.receipts_matched += 1
-        if seg_state is None:
-            return CommandStatus.ESME_ROK  # intermediate notification: nothing final yet
+        seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
+        if seg_state is None or seg.state in SEGMENT_FINAL:
+            return
         seg.state = seg_state
         seg.receipt_error = receipt.error_code
         seg.receipt_at = now
         self.store.update_segment_nowait(seg)
-        self._by_key.pop(key, None)
+        if seg.id_key:
+            self._by_key.pop(seg.id_key, None)
         if job.record.state is State.SUBMITTED:
             self._check_complete(job)
-        return CommandStatus.ESME_ROK
 
     async def _find_in_store(self, key: str) -> tuple[Job, int] | None:
         """A receipt for a message this process does not hold (restart, eviction)."""

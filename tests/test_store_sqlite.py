@@ -15,6 +15,7 @@ import trio
 from gateway.config import StoreConfig
 from gateway.states import FINAL, TRANSITIONS, State, can_move
 from gateway.store import migrations
+from gateway.store import sqlite as S
 from gateway.store.base import Store
 from gateway.store.migrations import LATEST, MIGRATIONS, StoreVersionError, migrate
 from gateway.store.records import (
@@ -366,6 +367,34 @@ async def test_receipts_matched_and_unmatched(store):
     assert store.stats.receipts == 3
 
 
+async def test_receipts_in_one_op_and_late_matching(store):
+    """A receipt that overtook its submit_sm_resp is stored unmatched, then linked."""
+    rec, segs = msg(1, segments=2)
+    await store.insert_messages([(rec, segs)])
+
+    def receipt(key, state):
+        return ReceiptRecord(
+            channel="ch1", smsc_message_id=key, id_key=key, state=state, raw="r", received_at=T0
+        )
+
+    early = [receipt("k1", None), receipt("k1", SegmentState.DELIVERED), receipt("k2", None)]
+    await store.record_receipts(early)
+    await store.record_receipts([])
+    assert len(await store.unmatched_receipts("ch1")) == 3
+    store.match_receipt_nowait("ch1", "k1", rec.id, 2)
+    store.match_receipt_nowait("ch1", "nope", rec.id, 1)
+    await store.flush()
+    assert await store.unmatched_receipts() == [early[2]]
+    assert store.stats.receipts == 3 and store.stats.receipts_matched == 2
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("SELECT message_id, seq FROM receipts WHERE id_key = 'k1'").fetchall() == [
+        (rec.id, 2),
+        (rec.id, 2),
+    ]
+    plan = conn.execute("EXPLAIN QUERY PLAN " + S._MATCH_RECEIPT, (1, 1, 1, 1)).fetchall()
+    assert "receipts_unmatched_key" in plan[0][3]
+
+
 def dump(path: Path) -> dict:
     conn = sqlite3.connect(path)
     return {
@@ -543,11 +572,18 @@ def test_failed_migration_changes_nothing(tmp_path):
 async def test_v1_file_opens_in_the_store(db_path, nursery):
     conn = sqlite3.connect(db_path, isolation_level=None)
     migrate(conn, MIGRATIONS[:1])
+    old, _ = msg(0)
+    conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(old))
     conn.close()
-    s = await open_store(nursery, db_path)
+    s = await open_store(nursery, db_path)  # v1 -> latest
     rec, segs = msg(1)
     await s.insert_messages([(rec, segs)])
     assert (await s.get_message("acme", rec.id)).message == rec
+    assert (await s.get_message("acme", old.id)).message == old
+    conn = sqlite3.connect(db_path)
+    assert migrations.version(conn) == LATEST
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "receipts_unmatched_key" in names
 
 
 async def test_newer_database_refuses_to_open(db_path):
@@ -665,8 +701,6 @@ def test_bad_synchronous_setting(db_path):
 
 async def test_query_plans_use_the_indexes(store, db_path):
     """Also once ANALYZE has statistics (PRAGMA optimize at close may run it)."""
-    from gateway.store import sqlite as S
-
     items = [msg(i, segments=2) for i in range(300)]
     await store.insert_messages(items)
     for rec, _ in items[:280]:
@@ -701,8 +735,7 @@ async def test_query_plans_use_the_indexes(store, db_path):
 
 
 def test_state_sql_follows_the_transition_table():
-    from gateway.store.sqlite import state_sql
-
+    state_sql = S.state_sql
     assert state_sql(State.ACCEPTED) is None  # nothing moves back to accepted
     sql = state_sql(State.SUBMITTED, ("channel", "attempts"))
     assert sql.endswith("WHERE messages.id = ?1 AND +messages.state IN ('submitting')")

@@ -370,6 +370,7 @@ class EsmeClient:
         session = S.Session(S.Role.ESME, window=st.window, response_timeout=st.response_timeout)
         self._stream, self._session = stream, session
         self._wake_writer = trio.Event()
+        self._send_lock = trio.Lock()
         was_bound = False
         try:
             async with stream:
@@ -390,6 +391,8 @@ class EsmeClient:
         finally:
             self._conn_scope = None
             self._bound = trio.Event()
+            self._deliver_pending = []  # unanswered: the SMSC delivers them again
+            self._deliver_room.unpark_all()
             lost = session.abandon_all()
             for request in lost:
                 self._finish(request.sequence_number, SubmitResult(Outcome.DISCONNECTED))
@@ -483,7 +486,8 @@ class EsmeClient:
                 if out:
                     with trio.move_on_after(1):
                         try:
-                            await stream.send_all(out)
+                            async with self._send_lock:  # the writer may be mid-send
+                                await stream.send_all(out)
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                             pass
                 return
@@ -523,7 +527,8 @@ class EsmeClient:
             data = session.data_to_send()
             if data:
                 try:
-                    await stream.send_all(data)
+                    async with self._send_lock:
+                        await stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                     # The peer is gone: end this connection (run() reconnects).
                     self.last_error = f"{type(e).__name__}: {e}"

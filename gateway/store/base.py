@@ -71,6 +71,15 @@ class Store(abc.ABC):
         """Store a receipt durably (matched or not). Awaited before deliver_sm_resp."""
 
     @abc.abstractmethod
+    async def record_receipts(self, receipts: Sequence[ReceiptRecord]) -> None:
+        """Store a batch of receipts durably in one write (one deliver_sm batch of a bind)."""
+
+    @abc.abstractmethod
+    def match_receipt_nowait(self, channel: str, id_key: str, message_id: str, seq: int) -> None:
+        """Link receipts stored unmatched (they overtook their submit_sm_resp) to the
+        segment that now carries `id_key`."""
+
+    @abc.abstractmethod
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
 

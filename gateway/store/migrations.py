@@ -90,8 +90,15 @@ CREATE INDEX receipts_unmatched ON receipts (channel, id) WHERE message_id IS NU
 CREATE INDEX receipts_message ON receipts (message_id);
 """
 
+# A receipt that overtook its submit_sm_resp is stored unmatched, then linked by
+# (channel, id_key) when the resp arrives (SqliteStore.match_receipt_nowait).
+V2 = """
+CREATE INDEX receipts_unmatched_key ON receipts (channel, id_key) WHERE message_id IS NULL;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, V1),
+    (2, V2),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -25,11 +25,15 @@ Group commit. Every write is an op queued on one in-memory list; the writer task
 first op, then waits until the op at the head has waited `batch_wait_ms` or `batch_max` rows
 are queued (whichever comes first; a `flush()` cuts the wait short), and executes the whole
 batch in ONE thread hop and ONE transaction: inserts first, then state changes, segment
-updates and receipts, each group with one `executemany` in queue order. Only then are the
-callers of durable ops woken. While a batch commits, new ops pile up for the next one, so
-the batch size grows with the load and the per-message cost falls (a writer that flushed
-whatever was queued the moment it woke made 3-row batches at +98 us/message; waiting a few
-milliseconds to fill the batch costs +10 us/message).
+updates, receipts and late receipt matches, each group as one statement (the rows as one
+JSON parameter: few GIL hand-overs between the writer thread and the trio thread, see the
+comment above _INSERT_MESSAGE). Only then are the callers of durable ops woken. While a
+batch commits, new ops pile up for the next one, so the batch size grows with the load and
+the per-message cost falls (DESIGN.md: a writer that flushed whatever was queued the moment
+it woke made 3-row batches at +98 us/message, waiting a short bounded time to fill the batch
++10 us/message). The wait is for open-loop streams (submit results, receipts); with a fixed
+number of callers each awaiting its write, the batch holds them all anyway and the wait only
+adds latency (bench/store_bench.py --compare-wait).
 
 Kinds are applied in a fixed order (inserts, states, segments, receipts). That is safe
 because the only cross-kind dependency is "the message exists" (inserted first). Within a
@@ -113,6 +117,7 @@ class StoreStats(msgspec.Struct, kw_only=True):
     segments_updated: int = 0
     segments_missing: int = 0  # segment updates naming no stored segment
     receipts: int = 0
+    receipts_matched: int = 0  # stored unmatched, linked later by match_receipt_nowait
     rejected_ops: int = 0  # ops refused for their data (StoreRejected)
     isolated_batches: int = 0  # batches redone op by op to isolate a bad op
     failed_batches: int = 0  # batches that failed as a whole (StoreUnavailable)
@@ -147,14 +152,16 @@ def _q(state: State) -> str:
     return f"'{state.value}'"
 
 
-# Writes: one executemany per kind and batch (one C call for the whole group), the default.
-# The alternative (SqliteStore(bulk_writes=True)) writes each group as ONE statement with ONE
-# parameter, the rows as a JSON array unpacked by json_each inside SQLite. sqlite3 releases
-# the GIL around every statement step, i.e. once per row with executemany, and the writer
-# thread has to win it back from the trio thread each time (up to the 5 ms switch interval
-# when that thread is busy); the bulk form needs a handful of hand-overs per batch, but costs
-# ~40% more writer CPU (JSON unpacking). Measured on a 2-vCPU machine (bench/store_bench.py
-# --compare-bulk) executemany was as fast or faster, idle or busy: hence the default.
+# Writes. By default each group of rows (one kind, one batch) is ONE statement with ONE
+# parameter: the rows as a JSON array, unpacked by json_each inside SQLite. Why not
+# executemany: sqlite3 releases the GIL around every statement step, i.e. once per row, and
+# each time the writer thread has to win it back from the trio thread; when that thread is
+# busy, each hand-over can cost up to the switch interval (5 ms). Measured with the trio
+# thread kept busy (bench/store_bench.py --busy): executemany collapsed to 10-800 msg/s
+# (commits of 175 rows taking up to 2 s), the bulk form kept 1.8-3.3k msg/s. It costs ~30%
+# more writer CPU (JSON unpacking, outside the GIL) and was 10-30% slower with an idle trio
+# thread. SqliteStore(bulk_writes=False) selects executemany (the row-by-row statements
+# below are also the fallback for a group holding a NUL character).
 _INSERT_MESSAGE = f"INSERT INTO messages ({_cols(_MSG_FIELDS)}) VALUES ({_marks(len(_MSG_FIELDS))})"
 _INSERT_SEGMENT = f"INSERT INTO segments ({_cols(_SEG_FIELDS)}) VALUES ({_marks(len(_SEG_FIELDS))})"
 _INSERT_RECEIPT = (
@@ -199,6 +206,13 @@ _FIND_CLIENT_REFS = (
 )
 _SELECT_MESSAGE = f"SELECT {_cols(_MSG_FIELDS)} FROM messages"
 _SELECT_SEGMENT = f"SELECT {_cols(_SEG_FIELDS)} FROM segments"
+# Link the unmatched receipts of (channel, id_key) to their segment: (message_id, seq,
+# channel, id_key). Always executemany: few rows (receipts that overtook their resp), and an
+# UPDATE ... FROM json_each form would let the planner start from the receipts table.
+_MATCH_RECEIPT = (
+    "UPDATE receipts SET message_id = ?1, seq = ?2"
+    " WHERE channel = ?3 AND id_key = ?4 AND message_id IS NULL"
+)
 _SELECT_RECEIPT = f"SELECT {_cols(_RCPT_FIELDS)} FROM receipts"
 _NOT_FINAL = ", ".join(_q(s) for s in State if s not in FINAL)
 # Recovery. INDEXED BY: with few distinct states, ANALYZE statistics make the state index
@@ -272,8 +286,8 @@ def _receipt(row: Sequence[Any]) -> ReceiptRecord:
 
 # ---- queued operations -------------------------------------------------------------------
 
-_INSERT, _STATE, _SEGMENT, _RECEIPT, _FLUSH = range(5)
-_KIND_NAME = ("insert", "set_state", "update_segment", "receipt", "flush")
+_INSERT, _STATE, _SEGMENT, _RECEIPT, _MATCH, _FLUSH = range(6)
+_KIND_NAME = ("insert", "set_state", "update_segment", "receipt", "match_receipt", "flush")
 
 # An op's own data is wrong: isolate it, the rest of the batch commits.
 _DATA_ERRORS = (
@@ -310,6 +324,7 @@ class _Counts:
         "seg_updated",
         "seg_missing",
         "receipts",
+        "matched",
         "rejected",
         "isolated",
         "transactions",
@@ -337,7 +352,8 @@ class SqliteStore(Store):
     beyond StoreConfig exist for benchmarks and tests: `synchronous` ("FULL" is the only
     setting that keeps "durable before reply" through a power cut), `busy_timeout` (seconds
     a write waits for a lock held by another process), `shutdown_timeout`, `bulk_writes`
-    (one JSON-parameter statement per group instead of executemany, see _BULK_INSERT_*).
+    (False: executemany instead of one JSON-parameter statement per group, see the comment
+    above _INSERT_MESSAGE).
     """
 
     def __init__(
@@ -348,7 +364,7 @@ class SqliteStore(Store):
         synchronous: str = "FULL",
         busy_timeout: float = 5.0,
         shutdown_timeout: float = 10.0,
-        bulk_writes: bool = False,
+        bulk_writes: bool = True,
     ) -> None:
         sync = synchronous.upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -620,6 +636,7 @@ class SqliteStore(Store):
         s.segments_updated += counts.seg_updated
         s.segments_missing += counts.seg_missing
         s.receipts += counts.receipts
+        s.receipts_matched += counts.matched
         s.isolated_batches += counts.isolated
         s.rejected_ops += len(counts.rejected)
         for op in batch:
@@ -689,6 +706,7 @@ class SqliteStore(Store):
         states: list[tuple] = []
         segments: dict[tuple, tuple] = {}
         receipts: list[tuple] = []
+        matches: dict[tuple, tuple] = {}
         n_segments = 0
         for op in ops:
             k = op.kind
@@ -701,7 +719,9 @@ class SqliteStore(Store):
             elif k == _INSERT:
                 inserts.append(op)
             elif k == _RECEIPT:
-                receipts.append(op.data)
+                receipts.extend(op.data)
+            elif k == _MATCH:
+                matches[op.data[2:]] = op.data  # per (channel, id_key): the last one wins
         if inserts:
             self._apply_inserts(conn, inserts, counts)
         if states:
@@ -716,6 +736,8 @@ class SqliteStore(Store):
         if receipts:
             self._write(conn, _BULK_INSERT_RECEIPT, _INSERT_RECEIPT, receipts)
             counts.receipts += len(receipts)
+        if matches:  # after the receipts: a receipt and its match may share a batch
+            counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
 
     def _write(self, conn: sqlite3.Connection, bulk_sql: str, row_sql: str, rows: list) -> int:
         return _write(conn, bulk_sql, row_sql, rows, self._bulk_writes)
@@ -810,7 +832,19 @@ class SqliteStore(Store):
         self._enqueue(_Op(_SEGMENT, t[2:] + t[:2]))
 
     async def record_receipt(self, receipt: ReceiptRecord) -> None:
-        await self._submit(_Op(_RECEIPT, msgspec.structs.astuple(receipt)))
+        await self._submit(_Op(_RECEIPT, [msgspec.structs.astuple(receipt)]))
+
+    async def record_receipts(self, receipts: Sequence[ReceiptRecord]) -> None:
+        """Store several receipts durably in one op (one deliver batch of a bind)."""
+        if receipts:
+            rows = [msgspec.structs.astuple(r) for r in receipts]
+            await self._submit(_Op(_RECEIPT, rows, len(rows)))
+
+    def match_receipt_nowait(self, channel: str, id_key: str, message_id: str, seq: int) -> None:
+        """Queue linking the receipts stored unmatched under (channel, id_key) (they overtook
+        their submit_sm_resp) to segment (message_id, seq). Counted in stats.receipts_matched
+        (receipts changed); receipts already matched are left alone."""
+        self._enqueue(_Op(_MATCH, (message_id, seq, channel, id_key)))
 
     async def flush(self) -> None:
         """Wait until every op queued before this call is committed (raises
