@@ -144,7 +144,9 @@ async def delivered(admin: int) -> int:
     return json.loads(body)["messages_by_state"].get("delivered", 0)
 
 
-async def run_workload(api: int, admin: int, count: int, clients: int, per_request: int, base: int) -> dict:
+async def run_workload(
+    api: int, admin: int, count: int, clients: int, per_request: int, base: int, deadline: float = 120.0
+) -> dict:
     requests = count // per_request
     latencies: list[float] = []
     errors: dict[int, int] = {}
@@ -170,7 +172,7 @@ async def run_workload(api: int, admin: int, count: int, clients: int, per_reque
 
     before = await delivered(admin)
     t0 = time.perf_counter()
-    with trio.move_on_after(120):
+    with trio.move_on_after(deadline):
         async with trio.open_nursery() as n:
             for _ in range(clients):
                 n.start_soon(worker)
@@ -180,6 +182,11 @@ async def run_workload(api: int, admin: int, count: int, clients: int, per_reque
             await trio.sleep(0.05)
     t_done = time.perf_counter()
     done = await delivered(admin) - before
+    if done < requests * per_request:
+        client = await HttpClient.connect(admin)
+        _, stats = await client.request("GET", "/admin/stats")
+        await client.stream.aclose()
+        print("incomplete; gateway stats:", stats.decode()[:3000], file=sys.stderr)
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -207,6 +214,7 @@ def main() -> int:
     p.add_argument("--binds", type=int, default=2)
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--profile", action="store_true", help="py-spy the gateway into bench/gateway-<workload>.txt")
+    p.add_argument("--deadline", type=float, default=120.0, help="seconds per workload at most")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     workloads = ["single", "batch"] if a.workload == "both" else [a.workload]
@@ -226,14 +234,15 @@ def main() -> int:
                 per = 1 if w == "single" else a.batch
                 count = a.count or (20_000 if w == "single" else 200_000)
                 spy = None
-                if a.profile and shutil.which("py-spy"):
+                spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+                if a.profile and Path(spy_bin).exists():
                     spy = subprocess.Popen(
-                        ["py-spy", "record", "-p", str(gw.pid), "-f", "raw", "-r", "200", "-o", str(ROOT / "bench" / f"gateway-{w}.txt"), "--nonblocking"],
+                        [spy_bin, "record", "-p", str(gw.pid), "-f", "raw", "-r", "200", "-o", str(ROOT / "bench" / f"gateway-{w}.txt"), "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )
                     time.sleep(1)
                 cpu_gw, cpu_sim, cpu_me = cpu_seconds(gw.pid), cpu_seconds(sim.pid), time.process_time()
-                r = trio.run(run_workload, api, admin, count, a.clients, per, base)
+                r = trio.run(run_workload, api, admin, count, a.clients, per, base, a.deadline)
                 r["cpu_s"] = {
                     "gateway": round(cpu_seconds(gw.pid) - cpu_gw, 2),
                     "simulator": round(cpu_seconds(sim.pid) - cpu_sim, 2),

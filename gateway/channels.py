@@ -475,6 +475,8 @@ class Channel:
             target = self._by_key.get(key) if key else None
             if target is None and key and key not in self._early:
                 target = await self._find_in_store(key)
+                # The resp may have landed (on another bind) while the store was read.
+                target = target or self._by_key.get(key)
             if target is None:
                 self.stats.receipts_unmatched += 1
                 records.append(record)
