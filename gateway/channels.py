@@ -91,6 +91,16 @@ class ChannelStats(msgspec.Struct, kw_only=True):
 OnFinal = Callable[[MessageRecord], None]
 
 
+class ReceiptScope:
+    """Channels bound to the same SMSC account (host, port, system_id) share receipts: the
+    SMSC may deliver a receipt on any receiver bind of the account, so a receipt that one
+    channel cannot match is looked up in its siblings, running or configured before."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()  # every channel name ever configured on the account
+        self.members: list[Channel] = []  # the running ones
+
+
 class Channel:
     def __init__(
         self,
@@ -98,6 +108,7 @@ class Channel:
         store: Store,
         *,
         on_state: OnFinal | None = None,
+        scope: ReceiptScope | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -108,6 +119,9 @@ class Channel:
         self.stats = ChannelStats()
         self.log = log.bind(channel=cfg.name)
         self._on_state = on_state
+        self.scope = scope or ReceiptScope()
+        self.scope.names.add(cfg.name)
+        self.scope.members.append(self)
         self._wall = clock or _wall_clock
         self._rng = rng or random.Random()
         now = trio.current_time()
@@ -154,15 +168,19 @@ class Channel:
     # ---- life cycle ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for _ in range(self.cfg.binds):
-                self._start_client()
-            nursery.start_soon(self._retry_loop)
-            nursery.start_soon(self._housekeeping)
-            task_status.started()
-            await self._stopped.wait()
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for _ in range(self.cfg.binds):
+                    self._start_client()
+                nursery.start_soon(self._retry_loop)
+                nursery.start_soon(self._housekeeping)
+                task_status.started()
+                await self._stopped.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            if self in self.scope.members:
+                self.scope.members.remove(self)
 
     def _start_client(self) -> None:
         assert self._nursery is not None
@@ -280,7 +298,7 @@ class Channel:
             # try_take costs ~0.3 us, an awaited take() ~8 us of scheduling: ask first.
             if not bucket.try_take(1, trio.current_time()):
                 await self.rate.take()
-            if not await client.acquire_slot() or not client.submit_nowait(
+            if not await client.acquire_slot(wait_for_bind=False) or not client.submit_nowait(
                 job.pdus[i], partial(self._on_result, job, i)
             ):
                 self._on_result(job, i, SubmitResult(Outcome.NOT_SENT))
@@ -308,7 +326,11 @@ class Channel:
             self.store.update_segment_nowait(seg)
             if key:
                 self._by_key[key] = (job, idx)
-                early = self._early.pop(key, None)
+                early = None
+                for ch in self.scope.members:  # the receipt may have come on a sibling's bind
+                    early = ch._early.pop(key, None)
+                    if early is not None:
+                        break
                 if early is not None:
                     # Its receipt came first and is stored (unmatched): link and apply it now.
                     self.store.match_receipt_nowait(self.name, key, seg.message_id, seg.seq)
@@ -386,7 +408,7 @@ class Channel:
         rec = job.record
         rec.state = state
         rec.updated_at = self._wall()
-        self.store.set_state_nowait(rec.id, state, now=rec.updated_at, channel=self.name, **fields)
+        self.store.set_state_nowait(rec.id, state, now=rec.updated_at, channel=rec.channel, **fields)
         if self._on_state is not None:
             self._on_state(rec)
 
@@ -451,7 +473,7 @@ class Channel:
         write, then applied; the ESME acknowledges them after this returns."""
         now = self._wall()
         records: list[ReceiptRecord] = []
-        to_apply: list[tuple[Job, int, Receipt]] = []
+        to_apply: list[tuple[Channel, Job, int, Receipt]] = []
         seen: set[str] = set()
         for pdu in pdus:
             receipt = receipt_from_pdu(pdu)
@@ -472,11 +494,11 @@ class Channel:
                 raw=_receipt_text(pdu),
                 received_at=now,
             )
-            target = self._by_key.get(key) if key else None
+            target = self._in_memory(key) if key else None
             if target is None and key and key not in self._early:
                 target = await self._find_in_store(key)
                 # The resp may have landed (on another bind) while the store was read.
-                target = target or self._by_key.get(key)
+                target = target or self._in_memory(key)
             if target is None:
                 self.stats.receipts_unmatched += 1
                 records.append(record)
@@ -487,21 +509,21 @@ class Channel:
                 else:
                     self.log.warning("receipt_unmatched", smsc_message_id=raw_id)
                 continue
-            job, idx = target
+            owner, job, idx = target
             seg = job.segments[idx]
             if seg.state in SEGMENT_FINAL or (seg_state is not None and key in seen):
                 self.stats.receipts_duplicate += 1
                 continue
             if seg_state is not None:
                 seen.add(key)
-                to_apply.append((job, idx, receipt))
+                to_apply.append((owner, job, idx, receipt))
             record.message_id, record.seq = seg.message_id, seg.seq
             records.append(record)
             self.stats.receipts_matched += 1
         if records:
             await self.store.record_receipts(records)
-        for job, idx, receipt in to_apply:
-            self._apply_receipt(job, idx, receipt, now)
+        for owner, job, idx, receipt in to_apply:
+            owner._apply_receipt(job, idx, receipt, now)
         return [CommandStatus.ESME_ROK] * len(pdus)
 
     def _hold_early(self, key: str, receipt: Receipt, now: float) -> None:
@@ -528,9 +550,24 @@ class Channel:
         if job.record.state is State.SUBMITTED:
             self._check_complete(job)
 
-    async def _find_in_store(self, key: str) -> tuple[Job, int] | None:
-        """A receipt for a message this process does not hold (restart, eviction)."""
-        seg = await self.store.find_segment(self.name, key)
+    def _in_memory(self, key: str) -> tuple[Channel, Job, int] | None:
+        found = self._by_key.get(key)
+        if found is not None:
+            return self, *found
+        for ch in self.scope.members:
+            found = ch._by_key.get(key) if ch is not self else None
+            if found is not None:
+                return ch, *found
+        return None
+
+    async def _find_in_store(self, key: str) -> tuple[Channel, Job, int] | None:
+        """A receipt for a message no running channel holds (restart, eviction, a sibling
+        channel since removed): the store knows the segment by channel and id."""
+        seg = None
+        for name in sorted(self.scope.names, key=lambda n: n != self.name):
+            seg = await self.store.find_segment(name, key)
+            if seg is not None:
+                break
         if seg is None:
             return None
         view = await self.store.get_view(seg.message_id)
@@ -540,7 +577,7 @@ class Channel:
         idx = next(i for i, s in enumerate(job.segments) if s.seq == seg.seq)
         if job.record.state is State.SUBMITTED:
             self._remember_for_receipts(job)
-        return job, idx
+        return self, job, idx
 
 
 def _receipt_text(pdu: P.Pdu) -> str:

@@ -17,7 +17,7 @@ import trio
 
 from gateway import config as C
 from gateway.api.schemas import AcceptedMessage, SendMessage
-from gateway.channels import Channel, Job
+from gateway.channels import Channel, Job, ReceiptScope
 from gateway.errors import Forbidden, GatewayError, InvalidBody, MessageRejected, NoRoute, Unauthorized
 from gateway.router import Router
 from gateway.smpp import text as T
@@ -65,6 +65,7 @@ class Gateway:
         self.limiter = TenantLimiter(cfg.tenants, trio.current_time())
         self._tenants_by_hash = {t.api_key_hash: t for t in cfg.tenants}
         self._nursery: trio.Nursery | None = None
+        self._scopes: dict[tuple[str, int, str], ReceiptScope] = {}
         self._reload_lock = trio.Lock()
         self.started = trio.Event()
         self.recovered = 0
@@ -85,7 +86,8 @@ class Gateway:
 
     async def _start_channel(self, cfg: C.ChannelConfig) -> Channel:
         assert self._nursery is not None
-        ch = Channel(cfg, self.store, clock=self.wall)
+        scope = self._scopes.setdefault((cfg.host, cfg.port, cfg.system_id), ReceiptScope())
+        ch = Channel(cfg, self.store, clock=self.wall, scope=scope)
         self.channels[cfg.name] = ch
         await self._nursery.start(ch.run)
         return ch
@@ -284,8 +286,7 @@ class Gateway:
                         continue
                     if job.pdus is not None and target.cfg.concatenation != ch.cfg.concatenation:
                         job.pdus = None
-                    target.enqueue(job)
-                    self.store.set_state_nowait(m.id, State.QUEUED, now=self.wall(), channel=target.name)
+                    target.enqueue(job)  # the store learns the channel when it is submitted
                     moved += 1
                 if moved:
                     log.warning("failover", channel=ch.name, moved=moved)

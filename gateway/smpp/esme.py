@@ -235,8 +235,10 @@ class EsmeClient:
                 raise ClientClosed(self.name)
             await self._bound.wait()
 
-    async def acquire_slot(self) -> bool:
-        """Wait until bound with a free window slot. False when the client is closing.
+    async def acquire_slot(self, *, wait_for_bind: bool = True) -> bool:
+        """Wait until bound with a free window slot. False when the client is closing, or
+        (with `wait_for_bind=False`) when the bind is down: a sender halfway through a
+        multipart message must not sit on it until the SMSC comes back.
 
         Returns without yielding when a slot is free already, so a sender that keeps the
         window full costs no task switch per message.
@@ -246,6 +248,8 @@ class EsmeClient:
                 return False
             session = self._session
             if session is None or not session.bound:
+                if not wait_for_bind:
+                    return False
                 await self._bound.wait()
             elif session.window_free <= 0:
                 await self._window_lot.park()
