@@ -19,7 +19,7 @@ from typing import Literal
 import msgspec
 
 from gateway.errors import ConfigError
-from gateway.smpp.esme import BindMode, EsmeSettings
+from gateway.smpp.esme import EsmeSettings
 from gateway.smpp.receipt import IdFormat
 
 Category = Literal["otp", "notification", "marketing"]
@@ -54,27 +54,15 @@ class LoggingConfig(_Base, kw_only=True):
     format: Literal["json", "console", "auto"] = "auto"
 
 
-class ChannelConfig(_Base, kw_only=True):
-    """One SMSC account: its binds, its queue, its limits."""
+class ChannelConfig(EsmeSettings, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """One SMSC account: its binds, its queue, its limits. The connection and bind fields
+    (host, port, system_id, password, bind_mode, window, timeouts, TLS, ...) come from
+    EsmeSettings; these are the channel's own."""
 
     name: str
-    host: str = "127.0.0.1"
-    port: int = 2775
-    system_id: str
-    password: str
-    system_type: str = ""
-    bind_mode: BindMode = "transceiver"
     binds: int = 1
-    window: int = 64
     tps: float = 100.0
     burst: float | None = None  # token bucket depth; default: max(1, tps / 10)
-    response_timeout: float = 10.0
-    enquire_link_interval: float = 30.0
-    reconnect_max: float = 30.0
-    bind_failure_backoff: float = 60.0
-    tls: bool = False
-    tls_verify: bool = True
-    tls_ca_file: str | None = None
     message_id_format: IdFormat = "string"  # how the SMSC writes ids in submit_sm_resp
     receipt_id_format: IdFormat = "string"  # ... and in receipts
     concatenation: Concatenation = "udh8"
@@ -89,42 +77,17 @@ class ChannelConfig(_Base, kw_only=True):
     enabled: bool = True
 
     def esme_settings(self) -> EsmeSettings:
-        return EsmeSettings(
-            host=self.host,
-            port=self.port,
-            system_id=self.system_id,
-            password=self.password,
-            system_type=self.system_type,
-            bind_mode=self.bind_mode,
-            window=self.window,
-            response_timeout=self.response_timeout,
-            enquire_link_interval=self.enquire_link_interval,
-            reconnect_max=self.reconnect_max,
-            bind_failure_backoff=self.bind_failure_backoff,
-            tls=self.tls,
-            tls_verify=self.tls_verify,
-            tls_ca_file=self.tls_ca_file,
-        )
+        """The bind settings alone (what one EsmeClient needs)."""
+        return EsmeSettings(**{f: getattr(self, f) for f in EsmeSettings.__struct_fields__})
 
     @property
     def bucket_depth(self) -> float:
         return self.burst if self.burst is not None else max(1.0, self.tps / 10)
 
     def connection_key(self) -> tuple:
-        """Fields whose change needs new binds; anything else is retuned in place."""
-        return (
-            self.host,
-            self.port,
-            self.system_id,
-            self.password,
-            self.system_type,
-            self.bind_mode,
-            self.tls,
-            self.tls_verify,
-            self.tls_ca_file,
-            self.response_timeout,
-            self.enquire_link_interval,
-        )
+        """Fields whose change needs new binds: every bind setting but the window (which
+        is retuned in place). Everything else of the channel is retuned in place too."""
+        return tuple(getattr(self, f) for f in EsmeSettings.__struct_fields__ if f != "window")
 
 
 class RouteConfig(_Base, kw_only=True):
@@ -227,8 +190,23 @@ def validate(cfg: Config, file: str | None = None) -> None:
             bad("must be >= 1", f"{p}.burst")
         if ch.response_timeout <= 0:
             bad("must be > 0", f"{p}.response_timeout")
-        if ch.enquire_link_interval <= 0:
-            bad("must be > 0", f"{p}.enquire_link_interval")
+        for field in (
+            "enquire_link_interval",
+            "connect_timeout",
+            "reconnect_min",
+            "reconnect_max",
+            "bind_failure_backoff",
+            "unbind_timeout",
+        ):
+            if getattr(ch, field) <= 0:
+                bad("must be > 0", f"{p}.{field}")
+        if ch.reconnect_min > ch.reconnect_max:
+            bad("must not exceed reconnect_max", f"{p}.reconnect_min")
+        if ch.deliver_batch_max < 1:
+            bad("must be >= 1", f"{p}.deliver_batch_max")
+        for field in ("addr_ton", "addr_npi"):
+            if not 0 <= getattr(ch, field) <= 255:
+                bad("must be 0..255", f"{p}.{field}")
         if len(ch.system_id) > 15:
             bad("at most 15 characters (SMPP 3.4)", f"{p}.system_id")
         if len(ch.password) > 16:

@@ -30,6 +30,7 @@ def gateway_config_text(
     parts = [listeners, f'[store]\npath = "{db}"\nbatch_wait_ms = 1.0\n']
     for name, port in channels:
         kw = {
+            "reconnect_min": 0.05,
             "reconnect_max": 0.2,
             "response_timeout": 2.0,
             "message_id_format": "hex",

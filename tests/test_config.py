@@ -31,6 +31,8 @@ def test_example_config_is_valid():
     [
         (CHANNEL + 'tps = "fast"\n', "$.channels[0].tps"),
         (CHANNEL + "window = 0\n", "$.channels[0].window"),
+        (CHANNEL + "reconnect_min = -1.0\n", "$.channels[0].reconnect_min"),
+        (CHANNEL + "addr_ton = 300\n", "$.channels[0].addr_ton"),
         (CHANNEL + "bogus = 1\n", "$.channels[0]"),
         (CHANNEL + 'bind_mode = "sideways"\n', "$.channels[0].bind_mode"),
         (CHANNEL + CHANNEL, "$.channels[1].name"),

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from gateway.api.asgi import Receive, Scope, Send, lifespan, respond, respond_error
+from gateway.api.asgi import Receive, Scope, Send, respond, serve
 from gateway.config import ConfigDiff
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound
+from gateway.errors import MethodNotAllowed, NotFound
 from gateway.service import Gateway
 
 Reload = Callable[[], Awaitable[ConfigDiff]]
@@ -26,28 +26,23 @@ class AdminApp:
         self.reload = reload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
+        await serve(scope, receive, send, self._route)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
-        try:
-            if path == "/admin/stats":
-                if method != "GET":
-                    raise MethodNotAllowed(f"{method} not allowed on {path}")
-                await respond(send, 200, await self.gw.snapshot())
-            elif path == "/admin/reload":
-                if method != "POST":
-                    raise MethodNotAllowed(f"{method} not allowed on {path}")
-                d = await self.reload()
-                await respond(send, 200, {"applied": msgspec.to_builtins(d)})
-            elif path == "/healthz":
-                await respond(send, 200, {"ok": True})
-            elif path == "/readyz":
-                ready = self.gw.started.is_set() and any(c.up for c in self.gw.channels.values())
-                await respond(send, 200 if ready else 503, {"ready": ready})
-            else:
-                raise NotFound(f"no endpoint {path}")
-        except GatewayError as e:
-            await respond_error(send, e)
+        if path == "/admin/stats":
+            if method != "GET":
+                raise MethodNotAllowed(f"{method} not allowed on {path}")
+            await respond(send, 200, await self.gw.snapshot())
+        elif path == "/admin/reload":
+            if method != "POST":
+                raise MethodNotAllowed(f"{method} not allowed on {path}")
+            d = await self.reload()
+            await respond(send, 200, {"applied": msgspec.to_builtins(d)})
+        elif path == "/healthz":
+            await respond(send, 200, {"ok": True})
+        elif path == "/readyz":
+            ready = self.gw.started.is_set() and any(c.up for c in self.gw.channels.values())
+            await respond(send, 200 if ready else 503, {"ready": ready})
+        else:
+            raise NotFound(f"no endpoint {path}")

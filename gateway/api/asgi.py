@@ -111,3 +111,23 @@ async def lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def serve(scope: Scope, receive: Receive, send: Send, handler: Handler) -> None:
+    """The part every app shares: lifespan, HTTP only, every GatewayError mapped to its
+    status here, and an unexpected exception answered 500 (logged, never leaked)."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    try:
+        await handler(scope, receive, send)
+    except GatewayError as e:
+        await respond_error(send, e)
+    except Exception:
+        log.exception("api_error", path=scope.get("path"))
+        await respond_error(send, GatewayError("internal error"))

@@ -15,9 +15,9 @@ from urllib.parse import parse_qs
 
 import structlog
 
-from gateway.api.asgi import Receive, Scope, Send, bearer, decode_body, lifespan, read_body, respond, respond_error
+from gateway.api.asgi import Receive, Scope, Send, bearer, decode_body, read_body, respond, serve
 from gateway.api.schemas import MessageStatus, SendMessage, SendResult
-from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
+from gateway.errors import BadRequest, MethodNotAllowed, NotFound
 from gateway.service import Gateway
 
 log = structlog.get_logger("gateway.api")
@@ -29,18 +29,7 @@ class TenantApp:
         self.gw = gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        try:
-            await self._route(scope, receive, send)
-        except GatewayError as e:
-            await respond_error(send, e)
-        except Exception:
-            log.exception("api_error", path=scope.get("path"))
-            await respond_error(send, GatewayError("internal error"))
+        await serve(scope, receive, send, self._route)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]

@@ -70,8 +70,9 @@ _CREDENTIAL_FAILURES = frozenset(
 )
 
 
-class EsmeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """How to reach and bind one SMSC account. Times in seconds."""
+class EsmeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """How to reach and bind one SMSC account. Times in seconds. A gateway channel's config
+    (gateway.config.ChannelConfig) extends this Struct, so these fields are defined once."""
 
     host: str = "127.0.0.1"
     port: int = 2775

@@ -839,7 +839,9 @@ def error_response(command_id: int, sequence_number: int, command_status: int) -
     response or is unknown."""
     cls = response_class(command_id)
     if cls is None:
-        return GenericNack(sequence_number=sequence_number, command_status=command_status)
+        return PDU_CLASSES[CommandId.GENERIC_NACK](
+            sequence_number=sequence_number, command_status=command_status
+        )
     fields = {cls.body_fields[0]: None} if cls.body_fields else {}
     return cls(sequence_number=sequence_number, command_status=command_status, **fields)
 
