@@ -88,9 +88,6 @@ class ChannelStats(msgspec.Struct, kw_only=True):
     mo: int = 0
 
 
-OnFinal = Callable[[MessageRecord], None]
-
-
 class ReceiptScope:
     """Channels bound to the same SMSC account (host, port, system_id) share receipts: the
     SMSC may deliver a receipt on any receiver bind of the account, so a receipt that one
@@ -107,7 +104,6 @@ class Channel:
         cfg: ChannelConfig,
         store: Store,
         *,
-        on_state: OnFinal | None = None,
         scope: ReceiptScope | None = None,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
@@ -118,7 +114,6 @@ class Channel:
         self.queue: Lanes[Job] = Lanes()
         self.stats = ChannelStats()
         self.log = log.bind(channel=cfg.name)
-        self._on_state = on_state
         self.scope = scope or ReceiptScope()
         self.scope.names.add(cfg.name)
         self.scope.members.append(self)
@@ -409,8 +404,6 @@ class Channel:
         rec.state = state
         rec.updated_at = self._wall()
         self.store.set_state_nowait(rec.id, state, now=rec.updated_at, channel=rec.channel, **fields)
-        if self._on_state is not None:
-            self._on_state(rec)
 
     def _finish(self, job: Job, state: State, *, error_code: str | None = None, error: str | None = None) -> None:
         rec = job.record
