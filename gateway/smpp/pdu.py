@@ -804,6 +804,12 @@ def decode(b: bytes, max_length: int = DEFAULT_MAX_PDU_LENGTH) -> Pdu:
             command_id=command_id,
             sequence_number=seq,
         )
+    return decode_frame(b, length, command_id, status, seq)
+
+
+def decode_frame(b: bytes, length: int, command_id: int, status: int, seq: int) -> Pdu:
+    """Decode one PDU whose header the caller has read and checked already (a stream
+    framer does: it needs command_length to cut the frame). `b` is exactly the PDU."""
     decoder = DECODERS.get(command_id)
     if decoder is None:
         raise PduError(

@@ -152,7 +152,6 @@ class _Outstanding(msgspec.Struct, gc=False):
     deadline: float
 
 
-_LEN = struct.Struct(">I")
 _HEADER = P.HEADER
 
 
@@ -308,9 +307,8 @@ class Session:
         end = len(inbox)
         max_len = self.max_pdu_length
         while end - pos >= 16:
-            (length,) = _LEN.unpack_from(inbox, pos)
+            length, cid, status, seq = _HEADER.unpack_from(inbox, pos)
             if length < 16 or length > max_len:
-                _, cid, _, seq = _HEADER.unpack_from(inbox, pos)
                 self._fatal(
                     PduError(
                         f"command_length {length} outside 16..{max_len}",
@@ -325,7 +323,7 @@ class Session:
                 break
             raw = bytes(inbox[pos : pos + length])
             pos += length
-            self._handle_frame(raw)
+            self._handle_frame(raw, length, cid, status, seq)
         if pos:
             del inbox[:pos]
 
@@ -371,9 +369,9 @@ class Session:
         self.state = State.CLOSED
         self._events.append(InvalidPdu(error, fatal=True))
 
-    def _handle_frame(self, raw: bytes) -> None:
+    def _handle_frame(self, raw: bytes, length: int, cid: int, status: int, seq: int) -> None:
         try:
-            pdu = P.decode(raw, self.max_pdu_length)
+            pdu = P.decode_frame(raw, length, cid, status, seq)
         except PduError as e:
             self._answer_invalid(e)
             return
