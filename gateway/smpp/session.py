@@ -34,7 +34,6 @@ CLOSED. BINDING and UNBINDING are the moments between a request and its response
 from __future__ import annotations
 
 import enum
-import struct
 from typing import Any
 
 import msgspec
