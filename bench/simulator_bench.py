@@ -13,7 +13,8 @@ and reports:
   /proc/<pid>/stat), and msg per simulator CPU-second = what one core of the simulator alone
   sustains (the figure the >= 60k/s target is about).
 
-`--profile` runs py-spy on the simulator for the duration and writes bench/simulator.svg.
+`--profile` runs py-spy on the simulator for the duration and writes
+bench/simulator-profile.txt (raw: one stack per line with its sample count).
 Bounded: --count messages or --duration seconds, whichever comes first.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,7 +79,11 @@ def run_once(args: argparse.Namespace) -> dict:
         spy = None
         if args.profile:
             spy = subprocess.Popen(
-                ["py-spy", "record", "-p", str(proc.pid), "-o", str(ROOT / "bench" / "simulator.svg"), "--nonblocking"]
+                [
+                    shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                    "record", "-p", str(proc.pid), "-f", "raw", "-r", "500", "--nonblocking",
+                    "-o", str(ROOT / "bench" / "simulator-profile.txt"),
+                ]
             )
             time.sleep(1.0)
         cpu0 = cpu_seconds(proc.pid)
