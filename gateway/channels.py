@@ -134,6 +134,7 @@ class Channel:
         # receipts that overtook their submit_sm_resp: id_key -> (receipt, received at)
         self._early: dict[str, tuple[Receipt, float]] = {}
         self._inflight = 0  # segments sent, response pending
+        self._sending = 0  # jobs a dispatcher is handing to the ESME right now
         self._draining = False
         self._stopped = trio.Event()
         self.down_since: float | None = trio.current_time()
@@ -222,7 +223,9 @@ class Channel:
         the jobs still queued or scheduled for retry, so the caller can reroute them."""
         self._draining = True
         with trio.move_on_after(timeout):
-            while self._inflight:
+            # A job half-sent by a dispatcher ends in the retry heap or in flight: wait for
+            # both, so what is returned below really is everything left.
+            while self._inflight or self._sending:
                 await trio.sleep(0.02)
         async with trio.open_nursery() as n:
             for c in list(self.clients):
@@ -272,6 +275,13 @@ class Channel:
             await self._submit_job(client, job, now)
 
     async def _submit_job(self, client: EsmeClient, job: Job, now: float) -> None:
+        self._sending += 1
+        try:
+            await self._send_segments(client, job, now)
+        finally:
+            self._sending -= 1
+
+    async def _send_segments(self, client: EsmeClient, job: Job, now: float) -> None:
         rec = job.record
         if job.pdus is None:
             try:

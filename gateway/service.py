@@ -24,7 +24,7 @@ from gateway.smpp import text as T
 from gateway.states import State
 from gateway.store.base import Store
 from gateway.store.records import PRIORITY, MessageRecord, MessageView, SegmentRecord
-from gateway.throttle import TenantLimiter
+from gateway.throttle import SECONDS_PER_DAY, TenantLimiter, utc_day
 
 log = structlog.get_logger("gateway.service")
 
@@ -76,6 +76,7 @@ class Gateway:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.store.run)
+            await self._restore_quotas()
             for ch_cfg in self.cfg.channels:
                 if ch_cfg.enabled:
                     await self._start_channel(ch_cfg)
@@ -99,6 +100,14 @@ class Gateway:
             for ch in list(self.channels.values()):
                 n.start_soon(ch.drain_and_stop, timeout)
         await self.store.flush()
+
+    async def _restore_quotas(self) -> None:
+        """Today's usage per tenant comes from the store, so a restart does not hand every
+        tenant a fresh daily quota."""
+        wall = self.wall()
+        midnight = utc_day(wall) * SECONDS_PER_DAY
+        for tenant, used in (await self.store.count_since(midnight)).items():
+            self.limiter.restore(tenant, used, wall)
 
     async def _recover(self) -> None:
         """After a restart: put every unfinished message back where it belongs."""

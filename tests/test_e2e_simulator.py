@@ -181,3 +181,26 @@ async def test_faulty_smsc_still_every_message_final(nursery, tmp_path, fault):
         sent = await gw.accept(tenant, SendMessage(to=[f"4915112{i:06d}" for i in range(60)], text="x"))
         got = await wait_final(gw, tenant, [m.id for m in sent], timeout=30)
         assert got == ["delivered"] * 60
+
+
+async def test_daily_quota_survives_a_restart(nursery, tmp_path):
+    extra_quota = 'daily_quota = 5\n'
+    async with simulator(sim_config()) as srv:
+        text = gateway_config_text(tmp_path / "gw.db", [("sim", srv.port)]).replace(
+            "tps = 10000\n", "tps = 10000\n" + extra_quota, 1
+        )
+        cfg = C.parse(text)
+        async with trio.open_nursery() as first:
+            gw = Gateway(cfg, SqliteStore(cfg.store))
+            await first.start(gw.run)
+            tenant = gw.authenticate(API_KEY)
+            await gw.accept(tenant, SendMessage(to=[f"4915112{i:06d}" for i in range(4)], text="x"))
+            first.cancel_scope.cancel()
+        gw2 = Gateway(cfg, SqliteStore(cfg.store))
+        await nursery.start(gw2.run)
+        tenant = gw2.authenticate(API_KEY)
+        await gw2.accept(tenant, SendMessage(to="4915112999999", text="x"))  # the 5th
+        from gateway.errors import QuotaExceeded
+
+        with pytest.raises(QuotaExceeded):
+            await gw2.accept(tenant, SendMessage(to="4915112999998", text="x"))

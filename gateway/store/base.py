@@ -107,3 +107,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def count_by_state(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    async def count_since(self, since: float) -> dict[str, int]:
+        """Messages per tenant created at or after `since` (daily quota after a restart)."""

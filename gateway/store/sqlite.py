@@ -944,6 +944,16 @@ class SqliteStore(Store):
 
         return await self._read(q)
 
+    async def count_since(self, since: float) -> dict[str, int]:
+        def q(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT tenant, count(*) FROM messages WHERE created_at >= ? GROUP BY tenant",
+                (since,),
+            )
+            return dict(rows)
+
+        return await self._read(q)
+
 
 def _apply_states(conn: sqlite3.Connection, states: list[tuple], bulk: bool) -> int:
     """Apply queued state changes in queue order per message; returns how many applied.
