@@ -285,7 +285,7 @@ class Channel:
         rec = job.record
         if job.pdus is None:
             try:
-                job.pdus = build_pdus(rec, self.cfg, self.refs.next(rec.destination), now)
+                job.pdus = build_pdus(rec, self.cfg, rec.concat_ref or 0, now)
             except (T.TextError, P.PduError) as e:
                 self._finish(job, State.REJECTED, error_code="encoding", error=str(e))
                 self.stats.rejected += 1

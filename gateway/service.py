@@ -216,6 +216,7 @@ class Gateway:
                 created_at=now,
                 updated_at=now,
                 expires_at=now + (validity or ch_cfg.validity_seconds),
+                concat_ref=self.channels[channel].refs.next(dest) if count > 1 else None,
             )
             segs = [SegmentRecord(message_id=mid, seq=k + 1) for k in range(count)]
             built.append((rec, segs))

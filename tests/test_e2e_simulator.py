@@ -88,6 +88,9 @@ async def test_multipart_ucs2_is_split_submitted_and_reassembled(nursery, tmp_pa
         assert all(s.state == "delivered" for s in view.segments)
         assert len({s.smsc_message_id for s in view.segments}) == n  # one id per segment
         assert view.message.data_coding == 8
+        # the concatenation reference is fixed at intake and stored: a resend after a
+        # restart builds the same UDH as the segments the SMSC already has
+        assert view.message.concat_ref is not None
 
 
 async def test_throttled_smsc_slows_the_channel_but_loses_nothing(nursery, tmp_path):

@@ -573,7 +573,13 @@ async def test_v1_file_opens_in_the_store(db_path, nursery):
     conn = sqlite3.connect(db_path, isolation_level=None)
     migrate(conn, MIGRATIONS[:1])
     old, _ = msg(0)
-    conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(old))
+    # A row as v1 wrote it: the columns of that time (later versions add columns at the end).
+    v1_cols = [r[1] for r in conn.execute("PRAGMA table_info(messages)")]
+    row = msgspec.structs.asdict(old)
+    conn.execute(
+        f"INSERT INTO messages ({', '.join(v1_cols)}) VALUES ({', '.join('?' * len(v1_cols))})",
+        [row[c].value if hasattr(row[c], "value") else row[c] for c in v1_cols],
+    )
     conn.close()
     s = await open_store(nursery, db_path)  # v1 -> latest
     rec, segs = msg(1)

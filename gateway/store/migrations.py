@@ -96,9 +96,16 @@ V2 = """
 CREATE INDEX receipts_unmatched_key ON receipts (channel, id_key) WHERE message_id IS NULL;
 """
 
+# The concatenation reference is chosen at intake and stored, so segments resent after a
+# restart carry the same reference as those the SMSC already took (the handset reassembles).
+V3 = """
+ALTER TABLE messages ADD COLUMN concat_ref INTEGER;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, V1),
     (2, V2),
+    (3, V3),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -32,6 +32,7 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     expires_at: float
     submitted_at: float | None = None
     done_at: float | None = None
+    concat_ref: int | None = None  # UDH/SAR reference of a multipart message, fixed at intake
 
 
 class SegmentState:
