@@ -47,11 +47,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def gateway_config(tmp: Path, smsc_port: int, api: int, admin: int, binds: int, window: int) -> Path:
+def gateway_config(
+    tmp: Path, smsc_port: int, api: int, admin: int, binds: int, window: int, server: str
+) -> Path:
     text = f"""
 [listeners]
 api = "127.0.0.1:{api}"
 admin = "127.0.0.1:{admin}"
+server = "{server}"
 [store]
 path = "{tmp / 'gw.db'}"
 [logging]
@@ -215,13 +218,14 @@ def main() -> int:
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--profile", action="store_true", help="py-spy the gateway into bench/gateway-<workload>.txt")
     p.add_argument("--deadline", type=float, default=120.0, help="seconds per workload at most")
+    p.add_argument("--server", choices=["hypercorn", "h11"], default="hypercorn")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     workloads = ["single", "batch"] if a.workload == "both" else [a.workload]
     reports = {}
     with simulator(pin=False) as (sim, smsc_port), tempfile.TemporaryDirectory() as tmp:
         api, admin = free_port(), free_port()
-        cfg = gateway_config(Path(tmp), smsc_port, api, admin, a.binds, a.window)
+        cfg = gateway_config(Path(tmp), smsc_port, api, admin, a.binds, a.window, a.server)
         env = dict(os.environ, PYTHONGC="1")
         gw = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],

@@ -23,6 +23,7 @@ from hypercorn.trio import serve
 from gateway import config as C
 from gateway import logs
 from gateway.api.admin import AdminApp
+from gateway.api.h11server import serve as h11_serve
 from gateway.api.tenant import TenantApp
 from gateway.errors import ConfigError
 from gateway.service import Gateway
@@ -93,9 +94,11 @@ class Daemon:
                 (TenantApp(gw), cfg.listeners.api),
                 (AdminApp(gw, self.reload), cfg.listeners.admin),
             ):
-                await nursery.start(
-                    partial(serve, app, _hyper_config(bind), shutdown_trigger=shutdown.wait)
-                )
+                if cfg.listeners.server == "h11":
+                    server = partial(h11_serve, app, bind, shutdown_trigger=shutdown.wait)
+                else:
+                    server = partial(serve, app, _hyper_config(bind), shutdown_trigger=shutdown.wait)
+                await nursery.start(server)
             nursery.start_soon(self._signals)
             log.info(
                 "gateway_started",

@@ -36,19 +36,21 @@ def http(method: str, url: str, body: dict | None = None, key: str | None = API_
         return e.code, json.loads(e.read())
 
 
-def write_config(path, db, channels, api, admin, extra_channel_kw=None):
-    listeners = f'[listeners]\napi = "127.0.0.1:{api}"\nadmin = "127.0.0.1:{admin}"\n'
+def write_config(path, db, channels, api, admin, extra_channel_kw=None, server="h11"):
+    listeners = (
+        f'[listeners]\napi = "127.0.0.1:{api}"\nadmin = "127.0.0.1:{admin}"\nserver = "{server}"\n'
+    )
     path.write_text(gateway_config_text(db, channels, listeners=listeners, **(extra_channel_kw or {})))
 
 
-@pytest.fixture
-async def running(nursery, tmp_path):
+@pytest.fixture(params=["h11", "hypercorn"])
+async def running(nursery, tmp_path, request):
     smsc = ScriptedSmsc()
     port = await nursery.start(smsc.serve)
     smsc.on_submit = accept_with_receipt()
     api, admin = free_port(), free_port()
     path = tmp_path / "gateway.toml"
-    write_config(path, tmp_path / "gw.db", [("a", port)], api, admin)
+    write_config(path, tmp_path / "gw.db", [("a", port)], api, admin, server=request.param)
     daemon = Daemon(path)
     await nursery.start(daemon.run)
     await wait_until(lambda: daemon.gateway.channels["a"].up)
@@ -94,7 +96,8 @@ async def test_sighup_adds_a_channel_and_retunes_tps_without_touching_binds(runn
     smsc_b = ScriptedSmsc()
     port_b = await nursery.start(smsc_b.serve)
     api_port, admin_port = api.rsplit(":", 1)[1], admin.rsplit(":", 1)[1]
-    write_config(path, tmp_path / "gw.db", [("a", port), ("b", port_b)], api_port, admin_port, {"tps": 250.0})
+    server = daemon.cfg.listeners.server
+    write_config(path, tmp_path / "gw.db", [("a", port), ("b", port_b)], api_port, admin_port, {"tps": 250.0}, server)
     binds_before = smsc.binds
     os.kill(os.getpid(), signal.SIGHUP)
     await wait_until(lambda: "b" in daemon.gateway.channels and daemon.gateway.channels["b"].up)
@@ -102,7 +105,7 @@ async def test_sighup_adds_a_channel_and_retunes_tps_without_touching_binds(runn
     assert a.cfg.tps == 250.0 and a.rate.configured_rate == 250.0
     assert smsc.binds == binds_before  # channel a was retuned in place, not reconnected
     # remove b again
-    write_config(path, tmp_path / "gw.db", [("a", port)], api_port, admin_port, {"tps": 250.0})
+    write_config(path, tmp_path / "gw.db", [("a", port)], api_port, admin_port, {"tps": 250.0}, server)
     os.kill(os.getpid(), signal.SIGHUP)
     await wait_until(lambda: "b" not in daemon.gateway.channels)
     await wait_until(lambda: smsc_b.unbinds == 1)
