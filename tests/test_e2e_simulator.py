@@ -3,7 +3,6 @@ throttling, submit, receipts, multipart UCS2, failover, reload mid-traffic."""
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 import trio
 

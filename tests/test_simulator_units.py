@@ -18,12 +18,12 @@ from gateway.smpp import pdu as P
 from gateway.smpp.constants import CommandId, CommandStatus
 from gateway.smpp.errors import PduError
 from gateway.smpp.receipt import parse_receipt_text
-from simulators.smsc import logs
+from gateway import logs
 from simulators.smsc.config import Faults, Receipts
 from simulators.smsc.delivery import MO, Deliveries, Job
 from simulators.smsc.faults import NACK, RESPOND, SILENT, FaultState
 from simulators.smsc.ids import MessageIds
-from simulators.smsc.masking import mask_number
+from gateway.logs import mask_number
 from simulators.smsc.receipts import ReceiptPolicy, excerpt, smpp_absolute_time
 from simulators.smsc.stats import Stats
 from simulators.smsc.store import MessageStore, Record
@@ -80,7 +80,7 @@ def test_log_lines_mask_numbers():
     saved = structlog.get_config()
     logs.configure("json", "info", stream=out)
     try:
-        logs.get_logger().info(
+        logs.get_logger("smsc").info(
             "mo_queued", source="491701234567", destination="12345", account="test"
         )
     finally:

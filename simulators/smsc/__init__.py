@@ -5,5 +5,6 @@ connection (one ESME: reader/writer/housekeeping around a Session), handlers (an
 request), receipts (outcome, delay, receipt PDU), delivery (receiver routing, hold, retry),
 faults (misbehaviours), mo (mobile-originated messages), timers (one heap for every delay),
 store (bounded message ring), ids (message ids), control +
-httpserver (HTTP control API), recorder (--record), stats (counters), logs + masking, cli.
+httpserver (HTTP control API), recorder (--record), stats (counters), cli. Logging (with number masking) is
+gateway.logs, a leaf module shared with the gateway.
 """

@@ -22,7 +22,7 @@ import urllib.request
 
 import trio
 
-from simulators.smsc import logs
+from gateway import logs
 from simulators.smsc.config import (
     FAULT_NAMES,
     Config,

@@ -26,7 +26,7 @@ from simulators.smsc.connection import Connection
 from simulators.smsc.delivery import MO, Deliveries, Job
 from simulators.smsc.faults import FaultState
 from simulators.smsc.ids import MessageIds
-from simulators.smsc.logs import get_logger
+from gateway.logs import get_logger
 from simulators.smsc.receipts import ReceiptPolicy, smpp_absolute_time
 from simulators.smsc.recorder import Recorder
 from simulators.smsc.stats import Stats
