@@ -6,6 +6,7 @@ test spells out exactly (and the simulator is tested against the ESME separately
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 import trio
@@ -53,13 +54,19 @@ class ScriptedSmsc:
         self.received: list[P.Pdu] = []
         self.new_conn = trio.Event()
 
-    async def serve(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         self.port = listeners[0].socket.getsockname()[1]
+        if tls is not None:
+            listeners = [trio.SSLListener(lst, tls, https_compatible=False) for lst in listeners]
         task_status.started(self.port)
         await trio.serve_listeners(self._handle, listeners)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.abc.Stream) -> None:
         set_nodelay(stream)
         conn = Conn(self, stream)
         self.connections.append(conn)

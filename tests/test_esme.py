@@ -293,3 +293,37 @@ async def test_deliver_handler_gets_batches_and_answers_each(smsc, nursery):
             await trio.sleep(0.01)
     assert sum(batches) == 30 and len(batches) < 30  # batched, not one call per PDU
     await client.close()
+
+
+async def test_tls_bind_with_verified_certificate(nursery, tmp_path):
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = __import__("ssl").create_default_context(__import__("ssl").Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    smsc = ScriptedSmsc()
+    port = await nursery.start(lambda task_status: smsc.serve(task_status, tls=server_ctx))
+    client = EsmeClient(settings(port, tls=True, tls_ca_file=str(ca_file)))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        r = await client.submit(submit())
+    assert r.outcome is Outcome.ACCEPTED
+    await client.close()
+
+
+async def test_tls_refuses_an_unknown_certificate(nursery, tmp_path, mock_clock):
+    mock_clock.autojump_threshold = 0.05
+    import trustme
+
+    server_ctx = __import__("ssl").create_default_context(__import__("ssl").Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_ctx)
+    smsc = ScriptedSmsc()
+    port = await nursery.start(lambda task_status: smsc.serve(task_status, tls=server_ctx))
+    client = EsmeClient(settings(port, tls=True))  # system CAs: the test CA is unknown
+    nursery.start_soon(client.run)
+    await trio.sleep(3)
+    assert not client.bound and smsc.binds == 0
+    assert "SSL" in (client.last_error or "") or "certificate" in (client.last_error or "").lower()
+    await client.close()

@@ -153,6 +153,15 @@ class _Waiter:
             self.event.set()
 
 
+def describe(e: BaseException) -> str:
+    """`Type: message` of an I/O error, through trio's wrapping to the root cause (a TLS
+    stream failing its handshake says BrokenResourceError; the operator needs
+    "SSLCertVerificationError: certificate verify failed")."""
+    while not str(e) and e.__cause__ is not None:
+        e = e.__cause__
+    return f"{type(e).__name__}: {e}"
+
+
 class ClientClosed(Exception):
     code = "client_closed"
 
@@ -340,7 +349,7 @@ class EsmeClient:
                     bound = False
                     self.log.warning("bind_refused", status=status_name(e.status), retry_in=delay)
                 except (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as e:
-                    self.last_error = f"{type(e).__name__}: {e}"
+                    self.last_error = describe(e)
                     self.log.warning("connection_failed", error=self.last_error)
                     bound = False
                 if self._closing:
@@ -451,7 +460,7 @@ class EsmeClient:
             try:
                 data = await stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                self.last_error = f"{type(e).__name__}: {e}"
+                self.last_error = describe(e)
                 return
             if not data:
                 self.last_error = "connection closed by SMSC"
@@ -536,7 +545,7 @@ class EsmeClient:
                         await stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                     # The peer is gone: end this connection (run() reconnects).
-                    self.last_error = f"{type(e).__name__}: {e}"
+                    self.last_error = describe(e)
                     conn_scope.cancel()
                     return
 
