@@ -5,7 +5,8 @@ It serves exactly what the gateway's APIs need: HTTP/1.1 with keep-alive, reques
 ASGI 3 `http` scope (no lifespan events: the gateway's apps need none). No HTTP/2, no websockets, no TLS (terminate TLS
 in front, or use hypercorn). Chosen per listener in the config (`listeners.server`), because
 the brief measured ~150 us per request here against hypercorn's ~530 us; see
-docs/benchmarks.md for the measurement on this code.
+docs/benchmarks.md for the measurement on this code. A leaf module (h11, trio, structlog):
+the simulator serves its control API with it too.
 """
 
 from __future__ import annotations
@@ -35,15 +36,16 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on `host:port` until `shutdown_trigger()` returns; then stop accepting and
-    let requests in progress finish (bounded)."""
+    """Listen on `host:port` (port 0: any free port) until `shutdown_trigger()` returns;
+    then stop accepting. `task_status.started` gets the bound addresses as "host:port"."""
     host, _, port = bind.rpartition(":")
     listeners = await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
+    bound = [f"{h}:{p}" for h, p, *_ in (lst.socket.getsockname() for lst in listeners)]
     async with trio.open_nursery() as nursery:
         with trio.CancelScope() as accepting:
             async with trio.open_nursery() as conns:
                 conns.start_soon(_accept_loop, listeners, app, conns)
-                task_status.started([bind])
+                task_status.started(bound)
                 await shutdown_trigger()
                 accepting.cancel()
         nursery.cancel_scope.cancel()

@@ -1,4 +1,4 @@
-"""Control API of the simulator: a plain ASGI app (served by httpserver.serve_asgi).
+"""Control API of the simulator: a plain ASGI app (served by gateway.api.h11server).
 
     GET  /health                  {"status": "ok"}
     GET  /stats                   counters (the same as the exit summary)
@@ -20,7 +20,7 @@ import trio
 
 from gateway.smpp.errors import SmppError
 from simulators.smsc.config import ConfigError, parse_faults
-from simulators.smsc.httpserver import serve_asgi
+from gateway.api.h11server import serve
 
 if TYPE_CHECKING:
     from simulators.smsc.server import SmscServer
@@ -123,4 +123,11 @@ class ControlApp:
 async def serve_control(
     server: SmscServer, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
-    await serve_asgi(ControlApp(server), host, port, task_status=task_status)
+    """Serve until cancelled; `task_status.started` gets the bound port."""
+
+    async def started(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(ControlApp(server), f"{host}:{port}", shutdown_trigger=trio.sleep_forever, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(started)
+        task_status.started(int(binds[0].rsplit(":", 1)[1]))
