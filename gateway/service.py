@@ -121,7 +121,8 @@ class Gateway:
                     ch.adopt_submitted(job)
                 continue
             if m.state is State.SUBMITTING:
-                policy = self._channel_cfg(m.channel).on_submitting_recovery if self._channel_cfg(m.channel) else "resubmit"
+                ch_cfg = self.cfg.channel(m.channel) if m.channel else None
+                policy = ch_cfg.on_submitting_recovery if ch_cfg is not None else "resubmit"
                 if policy == "unknown":
                     self.store.set_state_nowait(
                         m.id, State.UNKNOWN, now=self.wall(), error="process stopped while submitting"
@@ -134,9 +135,6 @@ class Gateway:
             self.recovered += 1
         if views:
             log.info("recovered", messages=len(views), requeued=self.recovered)
-
-    def _channel_cfg(self, name: str | None) -> C.ChannelConfig | None:
-        return self.cfg.channel(name) if name else None
 
     # ---- intake --------------------------------------------------------------------------
 
