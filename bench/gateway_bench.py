@@ -218,7 +218,7 @@ def main() -> int:
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--profile", action="store_true", help="py-spy the gateway into bench/gateway-<workload>.txt")
     p.add_argument("--deadline", type=float, default=120.0, help="seconds per workload at most")
-    p.add_argument("--server", choices=["hypercorn", "h11"], default="hypercorn")
+    p.add_argument("--server", choices=["h11", "hypercorn"], default="h11")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     workloads = ["single", "batch"] if a.workload == "both" else [a.workload]
