@@ -777,3 +777,40 @@ def test_key_is_idempotent_for_numeric_readings(s: str) -> None:
     k = receipt_id_key(s, "decimal")
     if k.isascii() and k.isdigit():
         assert receipt_id_key(k, "decimal") == k
+
+
+# ---- the canonical-layout fast path gives exactly what the tolerant scan gives ----------
+
+from gateway.smpp.receipt import ReceiptText as _RT  # noqa: E402
+from gateway.smpp.receipt import _scan  # noqa: E402
+
+# Empty values and Latin-1 blanks included: there the fast path must step aside.
+_value = st.text(
+    alphabet=st.characters(codec="latin-1", exclude_characters="\x00"), min_size=0, max_size=12
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    mid=_value,
+    sub=_value,
+    dlvrd=_value,
+    sdate=st.text(alphabet="0123456789", min_size=0, max_size=14),
+    ddate=st.text(alphabet="0123456789", min_size=0, max_size=14),
+    stat=_value,
+    err=_value,
+    label=st.sampled_from(["text:", "Text:", "TEXT:"]),
+    text=st.text(alphabet=st.characters(codec="latin-1"), max_size=40),
+)
+def test_fast_path_agrees_with_the_scan(mid, sub, dlvrd, sdate, ddate, stat, err, label, text):
+    s = (
+        f"id:{mid} sub:{sub} dlvrd:{dlvrd} submit date:{sdate} done date:{ddate} "
+        f"stat:{stat} err:{err} {label}{text}"
+    )
+    assert parse_receipt_fields(s) == _RT(**_scan(s.rstrip("\x00")))
+
+
+def test_fast_path_agrees_on_the_corpus():
+    for rec in RECEIPTS:
+        s = rec["short_message"]
+        assert parse_receipt_fields(s) == _RT(**_scan(s.rstrip("\x00"))), rec["id"]

@@ -245,12 +245,27 @@ def _as_text(data: str | bytes | bytearray | memoryview) -> str:
     raise TypeError(f"receipt text must be str or bytes, not {type(data).__name__}")
 
 
+# The SMPP 3.4 Appendix B layout exactly as most SMSCs write it: every label once, in
+# order, single spaces, no empty values. Such a text is split by one regex match (~2 us)
+# instead of the tolerant scan below (~20 us); anything else takes the scan. A test checks
+# that both give the same fields wherever the fast path applies.
+_CANONICAL = re.compile(
+    r"id:([^ \t\n\r\f\v]+) sub:([^ \t\n\r\f\v]+) dlvrd:([^ \t\n\r\f\v]+)"
+    r" submit date:([0-9]+) done date:([0-9]+) stat:([^ \t\n\r\f\v]+)"
+    r" err:([^ \t\n\r\f\v]+) [Tt]ext:(.*)",
+    re.DOTALL,
+)
+
+
 def parse_receipt_fields(data: str | bytes) -> ReceiptText:
     """Every receipt field found in `data`, even if it does not amount to a receipt.
 
     Never raises for str or bytes input; a text with no fields gives all None.
     """
     s = _as_text(data).rstrip("\x00")
+    m = _CANONICAL.fullmatch(s)
+    if m is not None:
+        return ReceiptText(*m.groups())
     return ReceiptText(**_scan(s))
 
 
