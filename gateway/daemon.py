@@ -62,6 +62,7 @@ class Daemon:
         self.cfg = C.load(self.config_path)
         self.gateway: Gateway | None = None
         self._stop = trio.Event()
+        self.stopped = trio.Event()  # set once run() has drained and closed everything
 
     async def reload(self) -> C.ConfigDiff:
         """Re-read and apply the config file. Raises ConfigError, changing nothing."""
@@ -116,6 +117,7 @@ class Daemon:
             await gw.drain()
             nursery.cancel_scope.cancel()
         log.info("gateway_stopped")
+        self.stopped.set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -75,6 +75,8 @@ async def test_http_send_and_stats(running):
     status, ready = await trio.to_thread.run_sync(http, "GET", f"{admin}/readyz", None, None)
     assert status == 200 and ready["ready"]
     daemon.stop()
+    with trio.fail_after(10):
+        await daemon.stopped.wait()
 
 
 async def test_sighup_with_bad_file_changes_nothing(running):
@@ -89,6 +91,8 @@ async def test_sighup_with_bad_file_changes_nothing(running):
     status, err = await trio.to_thread.run_sync(http, "POST", f"{admin}/admin/reload", None, None)
     assert status == 400 and "$.logging.level" in err["error"]["message"]
     daemon.stop()
+    with trio.fail_after(10):
+        await daemon.stopped.wait()
 
 
 async def test_sighup_adds_a_channel_and_retunes_tps_without_touching_binds(running, nursery):
@@ -110,9 +114,13 @@ async def test_sighup_adds_a_channel_and_retunes_tps_without_touching_binds(runn
     await wait_until(lambda: "b" not in daemon.gateway.channels)
     await wait_until(lambda: smsc_b.unbinds == 1)
     daemon.stop()
+    with trio.fail_after(10):
+        await daemon.stopped.wait()
 
 
 async def test_sigterm_drains_and_unbinds(running):
     daemon, path, smsc, port, api, admin, _ = running
     os.kill(os.getpid(), signal.SIGTERM)
-    await wait_until(lambda: smsc.unbinds == 1)
+    with trio.fail_after(10):
+        await daemon.stopped.wait()  # drained and closed on its own, not by the test's teardown
+    assert smsc.unbinds == 1
