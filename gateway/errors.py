@@ -105,13 +105,6 @@ class Unavailable(GatewayError):
     smpp_status = CommandStatus.ESME_RX_T_APPN
 
 
-class InvalidTransition(GatewayError):
-    """A message state change that the state table does not allow (a bug, not input)."""
-
-    code = "invalid_transition"
-    http_status = 500
-
-
 class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
     http_status = 405

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 
-from gateway.errors import InvalidTransition
 
 
 class State(str, enum.Enum):
@@ -55,8 +54,3 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 def can_move(old: State, new: State) -> bool:
     return new in TRANSITIONS[old]
-
-
-def check_move(old: State, new: State) -> None:
-    if new not in TRANSITIONS[old]:
-        raise InvalidTransition(f"message state {old.value} -> {new.value} is not allowed")

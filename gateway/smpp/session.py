@@ -176,7 +176,6 @@ class Session:
         self._inbox = bytearray()
         self._outbox: list[bytes] = []
         self._events: list[Any] = []
-        self._pending_bind: int | None = None  # command_id of the bind in flight
         self._peer_pending: dict[int, P.Pdu] = {}  # peer requests awaiting our answer (binds)
 
     # ---- state ---------------------------------------------------------------------
@@ -268,7 +267,6 @@ class Session:
             self._windowed += 1
         if cid in _BOUND_STATE_OF_BIND:
             self.state = State.BINDING
-            self._pending_bind = cid
         elif cid == C.UNBIND:
             self.state = State.UNBINDING
         return pdu
@@ -341,7 +339,6 @@ class Session:
             cid = o.pdu.command_id
             if cid in _BOUND_STATE_OF_BIND and self._state is State.BINDING:
                 self.state = State.OPEN  # the bind may be tried again
-                self._pending_bind = None
             elif cid == C.UNBIND and self._state is State.UNBINDING:
                 self.state = State.CLOSED
             out.append(RequestTimedOut(o.pdu))
@@ -424,7 +421,6 @@ class Session:
                 if pdu.command_status == CommandStatus.ESME_ROK and pdu.command_id != C.GENERIC_NACK
                 else State.OPEN
             )
-            self._pending_bind = None
         elif rcid == C.UNBIND:
             self._events.append(ResponseReceived(pdu, request))
             if self._state is not State.CLOSED:  # a crossing unbind may have closed it
