@@ -140,11 +140,16 @@ async def wait_ready(admin: int, proc: subprocess.Popen) -> None:
             await trio.sleep(0.1)
 
 
-async def delivered(admin: int) -> int:
+async def store_stats(admin: int) -> dict:
     client = await HttpClient.connect(admin)
     _, body = await client.request("GET", "/admin/stats")
     await client.stream.aclose()
-    return json.loads(body)["messages_by_state"].get("delivered", 0)
+    return json.loads(body)["store"]
+
+
+async def delivered(admin: int) -> int:
+    """Messages the store has moved to `delivered` since it opened (committed)."""
+    return (await store_stats(admin))["finished"].get("delivered", 0)
 
 
 async def run_workload(
@@ -246,13 +251,22 @@ def main() -> int:
                     )
                     time.sleep(1)
                 cpu_gw, cpu_sim, cpu_me = cpu_seconds(gw.pid), cpu_seconds(sim.pid), time.process_time()
+                writer0 = trio.run(store_stats, admin)
                 r = trio.run(run_workload, api, admin, count, a.clients, per, base, a.deadline)
+                writer1 = trio.run(store_stats, admin)
                 r["cpu_s"] = {
                     "gateway": round(cpu_seconds(gw.pid) - cpu_gw, 2),
                     "simulator": round(cpu_seconds(sim.pid) - cpu_sim, 2),
                     "loadgen": round(time.process_time() - cpu_me, 2),
                 }
                 r["gateway_cpu_us_per_msg"] = round(r["cpu_s"]["gateway"] / max(r["delivered"], 1) * 1e6, 1)
+                # the store writer's thread, part of the gateway's CPU
+                writer_cpu = writer1["commit_cpu_seconds"] - writer0["commit_cpu_seconds"]
+                r["writer_cpu_us_per_msg"] = round(writer_cpu / max(r["delivered"], 1) * 1e6, 1)
+                r["writer_batches"] = writer1["batches"] - writer0["batches"]
+                r["state_writes_per_msg"] = round(
+                    (writer1["state_writes"] - writer0["state_writes"]) / max(r["delivered"], 1), 2
+                )
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=30)
@@ -264,7 +278,9 @@ def main() -> int:
                         f"{r['msgs_per_s']:,.0f} msg/s first request -> last receipt stored "
                         f"(accepted {r['accepted_per_s']:,.0f}/s); request p50 {r['latency_ms']['p50']} ms "
                         f"p99 {r['latency_ms']['p99']} ms; CPU s {r['cpu_s']}; gateway "
-                        f"{r['gateway_cpu_us_per_msg']} us/msg; complete={r['complete']} {r['errors'] or ''}",
+                        f"{r['gateway_cpu_us_per_msg']} us/msg (store writer {r['writer_cpu_us_per_msg']} us/msg, "
+                        f"{r['writer_batches']} commits, {r['state_writes_per_msg']} state writes/msg); "
+                        f"complete={r['complete']} {r['errors'] or ''}",
                         flush=True,
                     )
         finally:

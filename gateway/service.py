@@ -352,7 +352,7 @@ class Gateway:
     async def snapshot(self) -> dict:
         return {
             "channels": [ch.snapshot() for ch in self.channels.values()],
-            "messages_by_state": await self.store.count_by_state(),
+            "messages_open": await self.store.count_open(),
             "store": msgspec.to_builtins(getattr(self.store, "stats", {})),
             "recovered": self.recovered,
         }

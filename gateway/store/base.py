@@ -106,7 +106,8 @@ class Store(abc.ABC):
     async def unmatched_receipts(self, channel: str | None = None) -> list[ReceiptRecord]: ...
 
     @abc.abstractmethod
-    async def count_by_state(self) -> dict[str, int]: ...
+    async def count_open(self) -> dict[str, int]:
+        """Messages in each non-final state (the backlog; cheap enough to poll)."""
 
     @abc.abstractmethod
     async def count_since(self, since: float) -> dict[str, int]:

@@ -114,6 +114,9 @@ class StoreStats(msgspec.Struct, kw_only=True):
     duplicates: int = 0  # inserts answered with the existing message (tenant, client_ref)
     transitions_applied: int = 0
     transitions_refused: int = 0  # illegal moves (or unknown message ids), never applied
+    state_writes: int = 0  # message rows updated for those moves (a batch's chain is one)
+    # messages that reached each final state since the store opened (monitoring: rates)
+    finished: dict[str, int] = msgspec.field(default_factory=dict)
     segments_updated: int = 0
     segments_missing: int = 0  # segment updates naming no stored segment
     receipts: int = 0
@@ -152,16 +155,20 @@ def _q(state: State) -> str:
     return f"'{state.value}'"
 
 
-# Writes. By default each group of rows (one kind, one batch) is ONE statement with ONE
-# parameter: the rows as a JSON array, unpacked by json_each inside SQLite. Why not
-# executemany: sqlite3 releases the GIL around every statement step, i.e. once per row, and
-# each time the writer thread has to win it back from the trio thread; when that thread is
-# busy, each hand-over can cost up to the switch interval (5 ms). Measured with the trio
-# thread kept busy (bench/store_bench.py --busy): executemany collapsed to 10-800 msg/s
-# (commits of 175 rows taking up to 2 s), the bulk form kept 1.8-3.3k msg/s. It costs ~30%
-# more writer CPU (JSON unpacking, outside the GIL) and was 10-30% slower with an idle trio
-# thread. SqliteStore(bulk_writes=False) selects executemany (the row-by-row statements
-# below are also the fallback for a group holding a NUL character).
+# Writes. By default each group of rows (one kind, one batch) is written by a few
+# multi-row statements: `INSERT ... VALUES (?, ...), (?, ...), ...` and
+# `UPDATE ... FROM (VALUES ...) AS v`, up to _CHUNK_ROWS rows each. Why not executemany:
+# sqlite3 releases the GIL around every statement step, i.e. once per row, and each time the
+# writer thread has to win it back from the trio thread; when that thread is busy, each
+# hand-over can cost up to the switch interval (5 ms). Measured with the trio thread kept
+# busy (bench/store_bench.py --busy): executemany collapsed to 10-800 msg/s (commits of 175
+# rows taking up to 2 s); one statement per group kept its rate. The first bulk form passed
+# the rows as one JSON parameter unpacked by json_each; SQLite 3.40 re-parses the JSON text
+# for every `->>` column, which made a 21-column message insert cost 12-13 us a row against
+# 5 us with bound VALUES (docs/benchmarks.md, "Store"). Bound values also carry NUL
+# characters, which JSON text in SQLite cannot. SqliteStore(bulk_writes=False) selects
+# executemany. Statement texts are cached per row count; counts are split into powers of
+# two so each kind has at most log2(_CHUNK_ROWS) + 1 texts.
 _INSERT_MESSAGE = f"INSERT INTO messages ({_cols(_MSG_FIELDS)}) VALUES ({_marks(len(_MSG_FIELDS))})"
 _INSERT_SEGMENT = f"INSERT INTO segments ({_cols(_SEG_FIELDS)}) VALUES ({_marks(len(_SEG_FIELDS))})"
 _INSERT_RECEIPT = (
@@ -174,100 +181,107 @@ _UPDATE_SEGMENT = (
     + " WHERE message_id = ? AND seq = ?"
 )
 
-
-def _unpack(n: int) -> str:
-    return ", ".join(f"j.value->>{i}" for i in range(n))
+_CHUNK_ROWS = 128  # rows per multi-row statement at most (a power of two)
 
 
-_BULK_INSERT_MESSAGE = (
-    f"INSERT INTO messages ({_cols(_MSG_FIELDS)})"
-    f" SELECT {_unpack(len(_MSG_FIELDS))} FROM json_each(?1) AS j"
-)
-_BULK_INSERT_SEGMENT = (
-    f"INSERT INTO segments ({_cols(_SEG_FIELDS)})"
-    f" SELECT {_unpack(len(_SEG_FIELDS))} FROM json_each(?1) AS j"
-)
-_BULK_INSERT_RECEIPT = (
-    f"INSERT INTO receipts ({_cols(_RCPT_FIELDS)})"
-    f" SELECT {_unpack(len(_RCPT_FIELDS))} FROM json_each(?1) AS j"
-)
+def _v(i: int) -> str:
+    """Column i (0-based) of a `(VALUES ...) AS v` row."""
+    return f"v.column{i + 1}"
+
+
+# `{rows}` is replaced by the rows' placeholders: "(?, ?), (?, ?), ..."
+_BULK_INSERT_MESSAGE = f"INSERT INTO messages ({_cols(_MSG_FIELDS)}) VALUES {{rows}}"
+_BULK_INSERT_SEGMENT = f"INSERT INTO segments ({_cols(_SEG_FIELDS)}) VALUES {{rows}}"
+_BULK_INSERT_RECEIPT = f"INSERT INTO receipts ({_cols(_RCPT_FIELDS)}) VALUES {{rows}}"
 # UPDATE ... FROM changes a target row at most once: callers pass each key once.
 _BULK_UPDATE_SEGMENT = (
     "UPDATE segments SET "
-    + ", ".join(f"{n} = j.value->>{i}" for i, n in enumerate(_SEG_FIELDS[2:]))
-    + " FROM json_each(?1) AS j"
-    + f" WHERE segments.message_id = j.value->>{len(_SEG_FIELDS) - 2}"
-    + f" AND segments.seq = j.value->>{len(_SEG_FIELDS) - 1}"
+    + ", ".join(f"{n} = {_v(i)}" for i, n in enumerate(_SEG_FIELDS[2:]))
+    + " FROM (VALUES {rows}) AS v"
+    + f" WHERE segments.message_id = {_v(len(_SEG_FIELDS) - 2)}"
+    + f" AND segments.seq = {_v(len(_SEG_FIELDS) - 1)}"
 )
 # Which (tenant, client_ref) of a batch exist: one statement, joined to the unique index.
 _FIND_CLIENT_REFS = (
-    f"SELECT {_cols(_MSG_FIELDS, 'm.')} FROM json_each(?1) AS j CROSS JOIN messages AS m"
-    " ON m.tenant = j.value->>0 AND m.client_ref = j.value->>1"
+    f"SELECT {_cols(_MSG_FIELDS, 'm.')} FROM (VALUES {{rows}}) AS v CROSS JOIN messages AS m"
+    " ON m.tenant = v.column1 AND m.client_ref = v.column2"
 )
 _SELECT_MESSAGE = f"SELECT {_cols(_MSG_FIELDS)} FROM messages"
 _SELECT_SEGMENT = f"SELECT {_cols(_SEG_FIELDS)} FROM segments"
 # Link the unmatched receipts of (channel, id_key) to their segment: (message_id, seq,
 # channel, id_key). Always executemany: few rows (receipts that overtook their resp), and an
-# UPDATE ... FROM json_each form would let the planner start from the receipts table.
+# UPDATE ... FROM (VALUES ...) form would let the planner start from the receipts table.
 _MATCH_RECEIPT = (
     "UPDATE receipts SET message_id = ?1, seq = ?2"
     " WHERE channel = ?3 AND id_key = ?4 AND message_id IS NULL"
 )
 _SELECT_RECEIPT = f"SELECT {_cols(_RCPT_FIELDS)} FROM receipts"
 _NOT_FINAL = ", ".join(_q(s) for s in State if s not in FINAL)
-# Recovery. INDEXED BY: with few distinct states, ANALYZE statistics make the state index
-# look unselective and the planner would scan the whole table (final messages included).
+# Open messages through the partial index messages_open (migration v4): `done_at IS NULL`
+# selects it; the state test keeps the answer exact for a row inserted in a final state.
+def _open_where(p: str = "") -> str:
+    return f"{p}done_at IS NULL AND {p}state IN ({_NOT_FINAL})"
+
+
 _UNFINISHED_MESSAGES = (
-    f"{_SELECT_MESSAGE} INDEXED BY messages_state WHERE state IN ({_NOT_FINAL})"
+    f"{_SELECT_MESSAGE} INDEXED BY messages_open WHERE {_open_where()}"
     " ORDER BY created_at, rowid"
 )
 _UNFINISHED_SEGMENTS = (
-    f"SELECT {_cols(_SEG_FIELDS, 's.')} FROM messages AS m INDEXED BY messages_state"
-    f" CROSS JOIN segments AS s ON s.message_id = m.id WHERE m.state IN ({_NOT_FINAL})"
+    f"SELECT {_cols(_SEG_FIELDS, 's.')} FROM messages AS m INDEXED BY messages_open"
+    f" CROSS JOIN segments AS s ON s.message_id = m.id WHERE {_open_where('m.')}"
+)
+_COUNT_OPEN = (
+    f"SELECT state, count(*) FROM messages INDEXED BY messages_open WHERE {_open_where()}"
+    " GROUP BY state"
 )
 
 
-_OPTIONAL = ("channel", "attempts", "error_code", "error")  # set_state_nowait's extras
+# set_state_nowait's optional columns; `submitted_at` is set by a move to SUBMITTED, or
+# carried by a coalesced chain of moves that passed through SUBMITTED (_apply_states).
+_OPTIONAL = ("channel", "attempts", "error_code", "error")
+_FIELDS = _OPTIONAL + ("submitted_at",)
 _SOURCES: dict[State, tuple[State, ...]] = {
     new: tuple(old for old in State if new in TRANSITIONS[old]) for new in State
 }
 
 
 @functools.cache
-def state_sql(new: State, fields: tuple[str, ...] = (), bulk: bool = False) -> str | None:
+def state_sql(
+    new: State, fields: tuple[str, ...] = (), bulk: bool = False, *, first: State | None = None
+) -> str | None:
     """The UPDATE for a move to `new`, generated from gateway.states.TRANSITIONS (the one
     definition): `... WHERE id = ? AND state IN (<every s with new in TRANSITIONS[s]>)`, so
     an illegal move changes no row (and is counted). None if no state may move to `new`.
 
+    `first`: for a chain of moves coalesced into one write (first -> ... -> new, each step
+    legal after the one before), the stored state must be a legal source of `first`.
+
     Values, in order: id, now, then each of `fields` (the optional columns the caller set;
-    the others stay unchanged): positional, or with `bulk` as the rows of one JSON array
-    (UPDATE ... FROM json_each; each id once). `updated_at` is always set, `submitted_at`
-    on a move to SUBMITTED, `done_at` on a move to a final state.
+    the others stay unchanged): positional, or with `bulk` as the rows of a
+    `FROM (VALUES {rows}) AS v` (each id once). `updated_at` is always set, `submitted_at`
+    on a move to SUBMITTED (unless given in `fields`), `done_at` on a move to a final state.
     """
     new = State(new)
-    sources = _SOURCES[new]
+    sources = _SOURCES[State(first) if first is not None else new]
     if not sources:
         return None
-    assert all(f in _OPTIONAL for f in fields), fields
+    assert all(f in _FIELDS for f in fields), fields
     n = 2 + len(fields)
-    v = [f"j.value->>{i}" for i in range(n)] if bulk else [f"?{i + 1}" for i in range(n)]
+    v = [_v(i) for i in range(n)] if bulk else [f"?{i + 1}" for i in range(n)]
     sets = [f"state = {_q(new)}", f"updated_at = {v[1]}"]
     sets += [f"{name} = {v[2 + i]}" for i, name in enumerate(fields)]
-    if new is State.SUBMITTED:
+    if new is State.SUBMITTED and "submitted_at" not in fields:
         sets.append(f"submitted_at = {v[1]}")
     if new in FINAL:
         sets.append(f"done_at = {v[1]}")
-    # json_each has an `id` column too: qualify. The unary + keeps the planner off the state
-    # index whatever the statistics say (it would scan every message in those states): the
-    # row is found by id only.
+    # The unary + keeps the planner off the state index whatever the statistics say (it
+    # would scan every message in those states): the row is found by id only.
     return (
-        f"UPDATE messages SET {', '.join(sets)}{' FROM json_each(?1) AS j' if bulk else ''}"
+        f"UPDATE messages SET {', '.join(sets)}{' FROM (VALUES {rows}) AS v' if bulk else ''}"
         f" WHERE messages.id = {v[0]}"
         f" AND +messages.state IN ({', '.join(_q(s) for s in sources)})"
     )
-
-
-_NUL = b"\\u0000"  # a NUL character, as msgspec writes it in JSON
 
 
 def _message(row: Sequence[Any]) -> MessageRecord:
@@ -321,6 +335,8 @@ class _Counts:
         "duplicates",
         "applied",
         "refused",
+        "state_writes",
+        "finished",
         "seg_updated",
         "seg_missing",
         "receipts",
@@ -334,11 +350,14 @@ class _Counts:
         for name in self.__slots__:
             setattr(self, name, 0)
         self.rejected = []
+        self.finished = {}
 
     def add(self, other: _Counts) -> None:
         for name in self.__slots__:
-            if name not in ("rejected", "isolated", "transactions"):
+            if name not in ("rejected", "isolated", "transactions", "finished"):
                 setattr(self, name, getattr(self, name) + getattr(other, name))
+        for state, n in other.finished.items():
+            self.finished[state] = self.finished.get(state, 0) + n
 
 
 _NEW, _OPEN, _CLOSING, _CLOSED = range(4)
@@ -352,7 +371,7 @@ class SqliteStore(Store):
     beyond StoreConfig exist for benchmarks and tests: `synchronous` ("FULL" is the only
     setting that keeps "durable before reply" through a power cut), `busy_timeout` (seconds
     a write waits for a lock held by another process), `shutdown_timeout`, `bulk_writes`
-    (False: executemany instead of one JSON-parameter statement per group, see the comment
+    (False: executemany instead of a few multi-row statements per group, see the comment
     above _INSERT_MESSAGE).
     """
 
@@ -377,6 +396,7 @@ class SqliteStore(Store):
         self._busy_timeout = busy_timeout
         self._shutdown_timeout = shutdown_timeout
         self._bulk_writes = bulk_writes
+        self._chunk_rows = _CHUNK_ROWS
         self._batch_max = max(1, config.batch_max)
         self._batch_wait = max(0.0, config.batch_wait_ms) / 1000.0
         self._status = _NEW
@@ -444,7 +464,7 @@ class SqliteStore(Store):
             timeout=self._busy_timeout,
             isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
             check_same_thread=False,
-            cached_statements=256,  # state_sql variants
+            cached_statements=1024,  # state_sql variants x row counts (_chunks)
         )
         r = None
         try:
@@ -453,6 +473,10 @@ class SqliteStore(Store):
                 raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
             w.execute(f"PRAGMA synchronous={self._synchronous}")
             w.execute("PRAGMA foreign_keys=ON")
+            # Multi-row statements bind rows x columns values: stay under the build's limit.
+            limit = w.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_MSG_FIELDS)
+            while self._chunk_rows > max(1, limit):
+                self._chunk_rows >>= 1
             before, after = migrate(w)
             r = sqlite3.connect(
                 self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
@@ -633,6 +657,9 @@ class SqliteStore(Store):
         s.duplicates += counts.duplicates
         s.transitions_applied += counts.applied
         s.transitions_refused += counts.refused
+        s.state_writes += counts.state_writes
+        for state, n in counts.finished.items():
+            s.finished[state] = s.finished.get(state, 0) + n
         s.segments_updated += counts.seg_updated
         s.segments_missing += counts.seg_missing
         s.receipts += counts.receipts
@@ -725,9 +752,7 @@ class SqliteStore(Store):
         if inserts:
             self._apply_inserts(conn, inserts, counts)
         if states:
-            applied = _apply_states(conn, states, self._bulk_writes)
-            counts.applied += applied
-            counts.refused += len(states) - applied
+            _apply_states(conn, states, self._bulk_writes, self._chunk_rows, counts)
         if segments:
             n = self._write(conn, _BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT, list(segments.values()))
             missing = len(segments) - n
@@ -740,24 +765,14 @@ class SqliteStore(Store):
             counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
 
     def _write(self, conn: sqlite3.Connection, bulk_sql: str, row_sql: str, rows: list) -> int:
-        return _write(conn, bulk_sql, row_sql, rows, self._bulk_writes)
+        return _write(conn, bulk_sql, row_sql, rows, self._bulk_writes, self._chunk_rows)
 
     def _apply_inserts(self, conn: sqlite3.Connection, ops: list[_Op], counts: _Counts) -> None:
         # Which (tenant, client_ref) already exist: one indexed join for the whole batch.
         keys = [key for op in ops for _rec, key, _row, _segs in op.data if key is not None]
         known: dict[tuple[str, str], MessageRecord] = {}
         if keys:
-            payload = msgspec.json.encode(keys)
-            if _NUL in payload:  # json_each would cut the text at the NUL: ask one by one
-                rows_found = [
-                    row
-                    for key in keys
-                    for row in conn.execute(
-                        f"{_SELECT_MESSAGE} WHERE tenant = ? AND client_ref = ?", key
-                    )
-                ]
-            else:
-                rows_found = conn.execute(_FIND_CLIENT_REFS, (payload,)).fetchall()
+            rows_found = _read_rows(conn, _FIND_CLIENT_REFS, keys, self._chunk_rows)
             for row in rows_found:
                 rec = _message(row)
                 known[(rec.tenant, rec.client_ref)] = rec
@@ -933,13 +948,13 @@ class SqliteStore(Store):
 
         return await self._read(q)
 
-    async def count_by_state(self) -> dict[str, int]:
-        """Every state, with 0 for those no message is in."""
+    async def count_open(self) -> dict[str, int]:
+        """Messages in each non-final state (0 for none): reads the open-message index only,
+        so the cost follows the backlog, not the history."""
 
         def q(conn: sqlite3.Connection) -> dict[str, int]:
-            counts = {s.value: 0 for s in State}
-            for state, n in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
-                counts[state] = n
+            counts = {s.value: 0 for s in State if s not in FINAL}
+            counts.update(conn.execute(_COUNT_OPEN))
             return counts
 
         return await self._read(q)
@@ -955,44 +970,120 @@ class SqliteStore(Store):
         return await self._read(q)
 
 
-def _apply_states(conn: sqlite3.Connection, states: list[tuple], bulk: bool) -> int:
-    """Apply queued state changes in queue order per message; returns how many applied.
+def _apply_states(
+    conn: sqlite3.Connection, states: list[tuple], bulk: bool, chunk: int, counts: _Counts
+) -> None:
+    """Apply queued state changes in queue order per message; counts applied and refused
+    moves, rows written, and messages that reached a final state.
 
-    The n-th change of each message goes into round n and rounds run in order, so several
-    changes of one message in one batch (queued -> submitting -> queued -> submitting) keep
-    their order. Inside a round every message appears once: changes are grouped freely by
-    target state and by the optional fields they set, one statement per group.
+    Coalescing: consecutive changes of one message in one batch form a chain as long as
+    each move is legal after the one before (gateway.states.TRANSITIONS, checked here); a
+    chain is ONE write, to its last state, guarded by the sources of its first move, with
+    the last value of every optional field (queued -> submitting -> submitted -> delivered
+    within a batch is one row update, not four). The chain applies as a whole or not at all:
+    if the stored state refuses the first move, the later ones are refused with it, where
+    one by one a later move might have applied; moves come from the pipeline's own state
+    machine, so a refusal is already an anomaly (counted).
+
+    A move that is illegal after the previous one of its message starts a new chain; the
+    n-th chain of each message goes into round n and rounds run in order. Inside a round
+    every message appears once: chains are grouped by (first, last, fields set, moves), one
+    statement per group.
     """
-    rounds: list[dict[tuple, list[tuple]]] = [{}]
-    seen: dict[str, int] = {}
+    chains: dict[str, list[list]] = {}
     for mid, new, now, *extra in states:
-        r = seen.get(mid, 0)
-        seen[mid] = r + 1
-        if r == len(rounds):
-            rounds.append({})
-        fields = tuple(name for name, value in zip(_OPTIONAL, extra) if value is not None)
-        values = (mid, now, *(value for value in extra if value is not None))
-        rounds[r].setdefault((new, fields), []).append(values)
-    applied = 0
+        moves = chains.get(mid)
+        if moves is not None:
+            last = moves[-1]
+            if new in TRANSITIONS[last[1]]:
+                last[1] = new
+                last[2] = now
+                last[3] = [x if x is not None else y for x, y in zip(extra, last[3])]
+                if new is State.SUBMITTED:
+                    last[5] = now
+                last[4] += 1
+                continue
+        move = [new, new, now, extra, 1, now if new is State.SUBMITTED else None]
+        if moves is None:
+            chains[mid] = [move]
+        else:
+            moves.append(move)
+    rounds: list[dict[tuple, list[tuple]]] = [{}]
+    for mid, moves in chains.items():
+        for r, (first, new, now, extra, weight, submitted_at) in enumerate(moves):
+            if r == len(rounds):
+                rounds.append({})
+            if submitted_at is not None and new is not State.SUBMITTED:
+                extra = (*extra, submitted_at)  # the chain went through SUBMITTED
+            fields = tuple(name for name, value in zip(_FIELDS, extra) if value is not None)
+            values = (mid, now, *(value for value in extra if value is not None))
+            rounds[r].setdefault((first, new, fields, weight), []).append(values)
+    finished = counts.finished
     for groups in rounds:
-        for (new, fields), rows in groups.items():
-            sql = state_sql(new, fields)
-            if sql is not None:  # else nothing may move to `new`: all refused
-                applied += _write(conn, state_sql(new, fields, True), sql, rows, bulk)
-    return applied
+        for (first, new, fields, weight), rows in groups.items():
+            sql = state_sql(new, fields, first=first)
+            n = 0
+            if sql is not None:  # else nothing may move to `first`: all refused
+                n = _write(conn, state_sql(new, fields, True, first=first), sql, rows, bulk, chunk)
+            counts.applied += n * weight
+            counts.refused += (len(rows) - n) * weight
+            counts.state_writes += n
+            if n and new in FINAL:
+                finished[new.value] = finished.get(new.value, 0) + n
+
+
+@functools.cache
+def _sized(sql: str, rows: int, cols: int) -> str:
+    row = "(" + ", ".join("?" * cols) + ")"
+    return sql.replace("{rows}", ", ".join([row] * rows))
+
+
+def _chunks(n: int, chunk: int) -> list[int]:
+    """Row counts of the statements for n rows: full chunks, then powers of two."""
+    sizes = [chunk] * (n // chunk)
+    rest = n % chunk
+    bit = chunk >> 1
+    while rest:
+        if rest >= bit:
+            sizes.append(bit)
+            rest -= bit
+        bit >>= 1
+    return sizes
 
 
 def _write(
-    conn: sqlite3.Connection, bulk_sql: str, row_sql: str, rows: list[tuple], bulk: bool
+    conn: sqlite3.Connection,
+    bulk_sql: str,
+    row_sql: str,
+    rows: list[tuple],
+    bulk: bool,
+    chunk: int = _CHUNK_ROWS,
 ) -> int:
     """Run a write for every row; returns the number of rows changed. executemany, or with
-    `bulk` one statement with the rows as one JSON parameter. SQLite's JSON functions end a
-    text at a NUL character: a group holding one always goes through executemany."""
-    if bulk:
-        payload = msgspec.json.encode(rows)
-        if _NUL not in payload:
-            return conn.execute(bulk_sql, (payload,)).rowcount
-    return conn.executemany(row_sql, rows).rowcount
+    `bulk` a few multi-row statements (`{rows}` in bulk_sql stands for the placeholders)."""
+    if not bulk:
+        return conn.executemany(row_sql, rows).rowcount
+    cols = len(rows[0])
+    changed = i = 0
+    for size in _chunks(len(rows), chunk):
+        part = rows[i : i + size]
+        i += size
+        changed += conn.execute(
+            _sized(bulk_sql, size, cols), [v for row in part for v in row]
+        ).rowcount
+    return changed
+
+
+def _read_rows(conn: sqlite3.Connection, sql: str, keys: list[tuple], chunk: int) -> list:
+    """A multi-row VALUES query (`{rows}` in sql) for every key; all result rows."""
+    cols = len(keys[0])
+    out: list = []
+    i = 0
+    for size in _chunks(len(keys), chunk):
+        part = keys[i : i + size]
+        i += size
+        out += conn.execute(_sized(sql, size, cols), [v for key in part for v in key]).fetchall()
+    return out
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
