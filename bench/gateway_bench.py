@@ -142,9 +142,9 @@ async def wait_ready(admin: int, proc: subprocess.Popen) -> None:
 
 async def store_stats(admin: int) -> dict:
     client = await HttpClient.connect(admin)
-    _, body = await client.request("GET", "/admin/stats")
+    _, body = await client.request("GET", "/admin/stats/store")
     await client.stream.aclose()
-    return json.loads(body)["store"]
+    return json.loads(body)
 
 
 async def delivered(admin: int) -> int:

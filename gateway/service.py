@@ -349,11 +349,14 @@ class Gateway:
 
     # ---- stats ----------------------------------------------------------------------------
 
+    def store_stats(self) -> dict:
+        return msgspec.to_builtins(getattr(self.store, "stats", {}))
+
     async def snapshot(self) -> dict:
         return {
             "channels": [ch.snapshot() for ch in self.channels.values()],
             "messages_open": await self.store.count_open(),
-            "store": msgspec.to_builtins(getattr(self.store, "stats", {})),
+            "store": self.store_stats(),
             "recovered": self.recovered,
         }
 

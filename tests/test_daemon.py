@@ -72,6 +72,10 @@ async def test_http_send_and_stats(running):
     assert view["state"] == "delivered"
     status, stats = await trio.to_thread.run_sync(http, "GET", f"{admin}/admin/stats", None, None)
     assert status == 200 and stats["channels"][0]["receipts_matched"] == 1
+    assert stats["store"]["finished"] == {"delivered": 1}
+    assert sum(stats["messages_open"].values()) == 0
+    status, store = await trio.to_thread.run_sync(http, "GET", f"{admin}/admin/stats/store", None, None)
+    assert status == 200 and store["finished"] == {"delivered": 1} and store["messages_inserted"] == 1
     status, ready = await trio.to_thread.run_sync(http, "GET", f"{admin}/readyz", None, None)
     assert status == 200 and ready["ready"]
     daemon.stop()

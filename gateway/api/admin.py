@@ -1,6 +1,7 @@
 """Admin API (plain ASGI, loopback by default): stats and reload for the operations team.
 
-    GET  /admin/stats    channels (binds, queues, rates), messages by state, store counters
+    GET  /admin/stats    channels (binds, queues, rates), open messages by state, store counters
+    GET  /admin/stats/store  the store writer's counters only (no database read: cheap to poll)
     POST /admin/reload   re-read the config file; 200 with the applied diff, or 400 with the
                          config error and its path (the running config is left untouched)
     GET  /healthz        liveness;  GET /readyz  200 once recovery is done and a channel is up
@@ -34,6 +35,10 @@ class AdminApp:
             if method != "GET":
                 raise MethodNotAllowed(f"{method} not allowed on {path}")
             await respond(send, 200, await self.gw.snapshot())
+        elif path == "/admin/stats/store":
+            if method != "GET":
+                raise MethodNotAllowed(f"{method} not allowed on {path}")
+            await respond(send, 200, self.gw.store_stats())
         elif path == "/admin/reload":
             if method != "POST":
                 raise MethodNotAllowed(f"{method} not allowed on {path}")
