@@ -48,7 +48,8 @@ def free_port() -> int:
 
 
 def gateway_config(
-    tmp: Path, smsc_port: int, api: int, admin: int, binds: int, window: int, server: str
+    tmp: Path, smsc_port: int, api: int, admin: int, binds: int, window: int, server: str,
+    batch_wait_ms: float = 2.0,
 ) -> Path:
     text = f"""
 [listeners]
@@ -57,6 +58,7 @@ admin = "127.0.0.1:{admin}"
 server = "{server}"
 [store]
 path = "{tmp / 'gw.db'}"
+batch_wait_ms = {batch_wait_ms}
 [logging]
 level = "warning"
 format = "json"
@@ -222,15 +224,19 @@ def main() -> int:
     p.add_argument("--binds", type=int, default=2)
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--profile", action="store_true", help="py-spy the gateway into bench/gateway-<workload>.txt")
+    p.add_argument("--gil", action="store_true", help="with --profile: sample only the thread holding the GIL")
     p.add_argument("--deadline", type=float, default=120.0, help="seconds per workload at most")
-    p.add_argument("--server", choices=["h11", "hypercorn"], default="h11")
+    p.add_argument("--server", choices=["builtin", "hypercorn"], default="builtin")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0, help="store.batch_wait_ms of the gateway")
     a = p.parse_args()
     workloads = ["single", "batch"] if a.workload == "both" else [a.workload]
     reports = {}
     with simulator(pin=False) as (sim, smsc_port), tempfile.TemporaryDirectory() as tmp:
         api, admin = free_port(), free_port()
-        cfg = gateway_config(Path(tmp), smsc_port, api, admin, a.binds, a.window, a.server)
+        cfg = gateway_config(
+            Path(tmp), smsc_port, api, admin, a.binds, a.window, a.server, a.batch_wait_ms
+        )
         env = dict(os.environ, PYTHONGC="1")
         gw = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],
@@ -246,7 +252,7 @@ def main() -> int:
                 spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
                 if a.profile and Path(spy_bin).exists():
                     spy = subprocess.Popen(
-                        [spy_bin, "record", "-p", str(gw.pid), "-f", "raw", "-r", "200", "-o", str(ROOT / "bench" / f"gateway-{w}.txt"), "--nonblocking"],
+                        [spy_bin, "record", "-p", str(gw.pid), "-f", "raw", "-r", "200", "-o", str(ROOT / "bench" / f"gateway-{w}.txt"), "--nonblocking", *(["--gil"] if a.gil else [])],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )
                     time.sleep(1)

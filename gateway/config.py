@@ -41,10 +41,11 @@ class Listeners(_Base, kw_only=True):
     api: str = "127.0.0.1:8080"
     admin: str = "127.0.0.1:8081"
     max_body_bytes: int = 1_048_576
-    # The HTTP server under the (plain ASGI) apps: the small h11 server in
-    # gateway/api/h11server.py (HTTP/1.1; 1.5-1.7x the requests/s, docs/benchmarks.md), or
+    # The HTTP server under the (plain ASGI) apps: the small built-in server in
+    # gateway/api/httpserver.py (HTTP/1.1; a fraction of hypercorn's CPU per request,
+    # docs/architecture.md), or
     # hypercorn's trio worker (HTTP/2, TLS termination).
-    server: Literal["h11", "hypercorn"] = "h11"
+    server: Literal["builtin", "hypercorn"] = "builtin"
 
 
 class StoreConfig(_Base, kw_only=True):

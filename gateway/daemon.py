@@ -23,7 +23,7 @@ from hypercorn.trio import serve
 from gateway import config as C
 from gateway import logs
 from gateway.api.admin import AdminApp
-from gateway.api.h11server import serve as h11_serve
+from gateway.api.httpserver import serve as builtin_serve
 from gateway.api.tenant import TenantApp
 from gateway.errors import ConfigError
 from gateway.service import Gateway
@@ -95,8 +95,8 @@ class Daemon:
                 (TenantApp(gw), cfg.listeners.api),
                 (AdminApp(gw, self.reload), cfg.listeners.admin),
             ):
-                if cfg.listeners.server == "h11":
-                    server = partial(h11_serve, app, bind, shutdown_trigger=shutdown.wait)
+                if cfg.listeners.server == "builtin":
+                    server = partial(builtin_serve, app, bind, shutdown_trigger=shutdown.wait)
                 else:
                     server = partial(serve, app, _hyper_config(bind), shutdown_trigger=shutdown.wait)
                 await nursery.start(server)

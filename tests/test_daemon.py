@@ -36,14 +36,14 @@ def http(method: str, url: str, body: dict | None = None, key: str | None = API_
         return e.code, json.loads(e.read())
 
 
-def write_config(path, db, channels, api, admin, extra_channel_kw=None, server="h11"):
+def write_config(path, db, channels, api, admin, extra_channel_kw=None, server="builtin"):
     listeners = (
         f'[listeners]\napi = "127.0.0.1:{api}"\nadmin = "127.0.0.1:{admin}"\nserver = "{server}"\n'
     )
     path.write_text(gateway_config_text(db, channels, listeners=listeners, **(extra_channel_kw or {})))
 
 
-@pytest.fixture(params=["h11", "hypercorn"])
+@pytest.fixture(params=["builtin", "hypercorn"])
 async def running(nursery, tmp_path, request):
     smsc = ScriptedSmsc()
     port = await nursery.start(smsc.serve)

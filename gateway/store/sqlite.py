@@ -67,6 +67,7 @@ and closes both connections. Ops still queued after that fail with StoreUnavaila
 from __future__ import annotations
 
 import functools
+import operator
 import re
 import sqlite3
 import time
@@ -241,6 +242,7 @@ _COUNT_OPEN = (
 # carried by a coalesced chain of moves that passed through SUBMITTED (_apply_states).
 _OPTIONAL = ("channel", "attempts", "error_code", "error")
 _FIELDS = _OPTIONAL + ("submitted_at",)
+_not_none = functools.partial(operator.is_not, None)
 _SOURCES: dict[State, tuple[State, ...]] = {
     new: tuple(old for old in State if new in TRANSITIONS[old]) for new in State
 }
@@ -990,37 +992,55 @@ def _apply_states(
     every message appears once: chains are grouped by (first, last, fields set, moves), one
     statement per group.
     """
-    chains: dict[str, list[list]] = {}
-    for mid, new, now, *extra in states:
+    # Hot: every state change of the pipeline passes here, in the writer's thread with the
+    # GIL held; a message's first move stays the queued tuple until a second one merges in.
+    chains: dict[str, list] = {}
+    submitted = State.SUBMITTED
+    for op in states:
+        mid = op[0]
         moves = chains.get(mid)
-        if moves is not None:
-            last = moves[-1]
-            if new in TRANSITIONS[last[1]]:
-                last[1] = new
-                last[2] = now
-                last[3] = [x if x is not None else y for x, y in zip(extra, last[3])]
-                if new is State.SUBMITTED:
-                    last[5] = now
-                last[4] += 1
-                continue
-        move = [new, new, now, extra, 1, now if new is State.SUBMITTED else None]
         if moves is None:
-            chains[mid] = [move]
-        else:
-            moves.append(move)
-    rounds: list[dict[tuple, list[tuple]]] = [{}]
+            chains[mid] = [op]
+            continue
+        last = moves[-1]
+        new = op[1]
+        if new in TRANSITIONS[last[1]]:
+            if type(last) is tuple:  # start a chain: [first, last, now, extras, moves, sub]
+                last = moves[-1] = [
+                    last[1], last[1], last[2], list(last[3:]), 1,
+                    last[2] if last[1] is submitted else None,
+                ]
+            last[1] = new
+            last[2] = op[2]
+            last[4] += 1
+            extra = last[3]
+            for i, value in enumerate(op[3:]):
+                if value is not None:
+                    extra[i] = value
+            if new is submitted:
+                last[5] = op[2]
+            continue
+        moves.append(op)
+    rounds: list[dict[tuple, list[list]]] = [{}]
+    not_none = _not_none
     for mid, moves in chains.items():
-        for r, (first, new, now, extra, weight, submitted_at) in enumerate(moves):
+        for r, move in enumerate(moves):
             if r == len(rounds):
                 rounds.append({})
-            if submitted_at is not None and new is not State.SUBMITTED:
-                extra = (*extra, submitted_at)  # the chain went through SUBMITTED
-            fields = tuple(name for name, value in zip(_FIELDS, extra) if value is not None)
-            values = (mid, now, *(value for value in extra if value is not None))
-            rounds[r].setdefault((first, new, fields, weight), []).append(values)
+            if type(move) is tuple:  # a single move
+                first = new = move[1]
+                now, weight, extra = move[2], 1, move[3:]
+            else:
+                first, new, now, extra, weight, submitted_at = move
+                if submitted_at is not None and new is not submitted:
+                    extra = (*extra, submitted_at)  # the chain went through SUBMITTED
+            mask = tuple(map(not_none, extra))
+            values = [mid, now, *filter(not_none, extra)]
+            rounds[r].setdefault((first, new, mask, weight), []).append(values)
     finished = counts.finished
     for groups in rounds:
-        for (first, new, fields, weight), rows in groups.items():
+        for (first, new, mask, weight), rows in groups.items():
+            fields = tuple(name for name, present in zip(_FIELDS, mask) if present)
             sql = state_sql(new, fields, first=first)
             n = 0
             if sql is not None:  # else nothing may move to `first`: all refused

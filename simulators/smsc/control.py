@@ -1,4 +1,4 @@
-"""Control API of the simulator: a plain ASGI app (served by gateway.api.h11server).
+"""Control API of the simulator: a plain ASGI app (served by gateway.api.httpserver).
 
     GET  /health                  {"status": "ok"}
     GET  /stats                   counters (the same as the exit summary)
@@ -20,7 +20,7 @@ import trio
 
 from gateway.smpp.errors import SmppError
 from simulators.smsc.config import ConfigError, parse_faults
-from gateway.api.h11server import serve
+from gateway.api.httpserver import serve
 
 if TYPE_CHECKING:
     from simulators.smsc.server import SmscServer

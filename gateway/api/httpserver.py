@@ -1,0 +1,209 @@
+"""A small HTTP/1.1 server for ASGI apps on trio: the lean alternative to hypercorn.
+
+It serves exactly what the gateway's APIs need: HTTP/1.1 with keep-alive and pipelining,
+request bodies (Content-Length or chunked, read whole, bounded), `Expect: 100-continue`,
+one request at a time per connection, the ASGI 3 `http` scope (no lifespan events: the
+gateway's apps need none). No HTTP/2, no websockets, no TLS (terminate TLS in front, or use
+hypercorn). Parsing is gateway.api.http11 (sans-IO); this module is the trio driver.
+
+Chosen per listener in the config (`listeners.server`): on one message per request it
+needs a fraction of hypercorn's CPU per request (docs/benchmarks.md). A leaf module (trio,
+structlog, msgspec): the simulator serves its control API with it too.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+
+from gateway.api.http11 import NEED_DATA, HttpError, Request, RequestReader, response_head
+
+log = structlog.get_logger("gateway.api.httpserver")
+
+App = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024  # the apps refuse smaller bodies themselves (413)
+MAX_CONNECTIONS = 4096  # accepting pauses beyond this many open connections
+IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection may sit idle (or a request stall)
+READ_SIZE = 64 * 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+async def serve(
+    app: App,
+    bind: str,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on `host:port` (port 0: any free port) until `shutdown_trigger()` returns;
+    then stop accepting. `task_status.started` gets the bound addresses as "host:port"."""
+    host, _, port = bind.rpartition(":")
+    listeners = await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
+    bound = [f"{h}:{p}" for h, p, *_ in (lst.socket.getsockname() for lst in listeners)]
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as accepting:
+            async with trio.open_nursery() as conns:
+                conns.start_soon(_accept_loop, listeners, app, conns)
+                task_status.started(bound)
+                await shutdown_trigger()
+                accepting.cancel()
+        nursery.cancel_scope.cancel()
+
+
+async def _accept_loop(listeners: list[trio.SocketListener], app: App, conns: trio.Nursery) -> None:
+    limit = trio.CapacityLimiter(MAX_CONNECTIONS)
+
+    async def one(listener: trio.SocketListener) -> None:
+        async with listener:
+            while True:
+                token = object()
+                await limit.acquire_on_behalf_of(token)
+                stream = await listener.accept()
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conns.start_soon(_connection, stream, app, partial(limit.release_on_behalf_of, token))
+
+    async with trio.open_nursery() as n:
+        for listener in listeners:
+            n.start_soon(one, listener)
+
+
+async def _connection(stream: trio.SocketStream, app: App, release: Callable[[], None]) -> None:
+    reader = RequestReader(max_head=MAX_HEAD_BYTES, max_body=MAX_BODY_BYTES)
+    try:
+        peer = stream.socket.getpeername()
+        async with stream:
+            while True:
+                try:
+                    req = reader.next_request()
+                    if req is NEED_DATA:
+                        if reader.expects_continue:
+                            reader.continue_sent()
+                            await stream.send_all(_CONTINUE)
+                        with trio.move_on_after(IDLE_TIMEOUT):
+                            data = await stream.receive_some(READ_SIZE)
+                            if data:
+                                reader.feed(data)
+                                continue
+                        return  # closed by the peer, or idle too long
+                except HttpError as e:
+                    await _send_error(stream, e.status, e.message)
+                    return
+                assert isinstance(req, Request)
+                if not await _handle(stream, req, app, peer) or not req.keep_alive:
+                    return
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        return
+    finally:
+        release()
+
+
+async def _send_error(stream: trio.SocketStream, status: int, message: str) -> None:
+    """A refused request: JSON error body (the APIs' shape), then the connection closes."""
+    code = "bad_request" if status == 400 else f"http_{status}"
+    body = msgspec.json.encode({"error": {"code": code, "message": message}})
+    head = response_head(
+        status,
+        [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ],
+    )
+    try:
+        await stream.send_all(head + body)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def _handle(stream: trio.SocketStream, req: Request, app: App, peer: Any) -> bool:
+    """Run the app for one request; returns whether the connection may serve another."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": req.http_version,
+        "method": req.method,
+        "scheme": "http",
+        "path": req.path.decode("latin-1"),
+        "raw_path": req.path,
+        "query_string": req.query,
+        "root_path": "",
+        "headers": req.headers,
+        "client": peer[:2] if isinstance(peer, tuple) else None,
+        "server": None,
+    }
+    head_only = req.method == "HEAD"
+    body_given = False
+    status = 0
+    headers: list = []
+    started = done = chunked = False
+
+    async def receive() -> dict:
+        nonlocal body_given
+        if body_given:
+            await trio.sleep_forever()  # past the end: an app waiting for a disconnect
+        body_given = True
+        return {"type": "http.request", "body": req.body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        # The head waits for the first body message, so a whole response usually leaves
+        # in one write (one syscall, one TCP segment).
+        nonlocal status, headers, started, done, chunked
+        kind = message["type"]
+        if kind == "http.response.start":
+            if started or status:
+                raise RuntimeError("response already started")
+            status = message["status"]
+            headers = list(message.get("headers", ()))
+            return
+        if kind != "http.response.body" or not status or done:
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        out = b""
+        if not started:
+            started = True
+            names = {name.lower() for name, _ in headers}
+            if b"content-length" not in names:
+                if more:
+                    chunked = True
+                    headers.append((b"transfer-encoding", b"chunked"))
+                else:
+                    headers.append((b"content-length", b"%d" % len(body)))
+            if not req.keep_alive:
+                headers.append((b"connection", b"close"))
+            out = response_head(status, headers)
+        if not head_only:
+            if chunked:
+                if body:
+                    out += b"%x\r\n%s\r\n" % (len(body), body)
+                if not more:
+                    out += b"0\r\n\r\n"
+            else:
+                out += body
+        if not more:
+            done = True
+        if out:
+            await stream.send_all(out)
+
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        log.exception("asgi_app_failed", path=scope["path"])
+        if not started:
+            await _send_error(stream, 500, "internal error")
+        return False
+    if not started:
+        if status:  # a start without a body message: send the head alone
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            log.error("asgi_app_sent_no_response", path=scope["path"])
+            await _send_error(stream, 500, "internal error")
+            return False
+    return done
