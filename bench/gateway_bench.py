@@ -154,8 +154,43 @@ async def delivered(admin: int) -> int:
     return (await store_stats(admin))["finished"].get("delivered", 0)
 
 
+async def timeline(admin: int, every: float = 0.5) -> None:
+    """Print per-interval rates of each pipeline step (where the pipeline stalls). Reads the
+    full /admin/stats (open-message counts included): it costs the gateway some CPU."""
+
+    async def sample() -> tuple[int, ...]:
+        client = await HttpClient.connect(admin)
+        _, body = await client.request("GET", "/admin/stats")
+        await client.stream.aclose()
+        s = json.loads(body)
+        chs = s["channels"]
+        return (
+            s["store"]["messages_inserted"],
+            sum(c["dispatched"] for c in chs),
+            sum(c["segments_accepted"] for c in chs),
+            sum(c["receipts"] for c in chs),
+            sum(s["store"]["finished"].values()),
+            sum(sum(c["queue"].values()) for c in chs),
+        )
+
+    t0 = time.perf_counter()
+    last = await sample()
+    while True:
+        await trio.sleep(every)
+        now = await sample()
+        d = [(b - a) / every for a, b in zip(last, now)]
+        print(
+            f"  t={time.perf_counter() - t0:5.1f}s per second: inserted {d[0]:7,.0f} dispatched"
+            f" {d[1]:7,.0f} accepted by SMSC {d[2]:7,.0f} receipts {d[3]:7,.0f} finished"
+            f" {d[4]:7,.0f}; queued {now[5]:,}",
+            file=sys.stderr,
+        )
+        last = now
+
+
 async def run_workload(
-    api: int, admin: int, count: int, clients: int, per_request: int, base: int, deadline: float = 120.0
+    api: int, admin: int, count: int, clients: int, per_request: int, base: int,
+    deadline: float = 120.0, show_timeline: bool = False,
 ) -> dict:
     requests = count // per_request
     latencies: list[float] = []
@@ -182,15 +217,19 @@ async def run_workload(
 
     before = await delivered(admin)
     t0 = time.perf_counter()
-    with trio.move_on_after(deadline):
-        async with trio.open_nursery() as n:
-            for _ in range(clients):
-                n.start_soon(worker)
-        t_accepted = time.perf_counter()
-        target = before + requests * per_request
-        while await delivered(admin) < target:
-            await trio.sleep(0.05)
-    t_done = time.perf_counter()
+    async with trio.open_nursery() as watch:
+        if show_timeline:
+            watch.start_soon(timeline, admin)
+        with trio.move_on_after(deadline):
+            async with trio.open_nursery() as n:
+                for _ in range(clients):
+                    n.start_soon(worker)
+            t_accepted = time.perf_counter()
+            target = before + requests * per_request
+            while await delivered(admin) < target:
+                await trio.sleep(0.05)
+        t_done = time.perf_counter()
+        watch.cancel_scope.cancel()
     done = await delivered(admin) - before
     if done < requests * per_request:
         client = await HttpClient.connect(admin)
@@ -228,6 +267,7 @@ def main() -> int:
     p.add_argument("--deadline", type=float, default=120.0, help="seconds per workload at most")
     p.add_argument("--server", choices=["builtin", "hypercorn"], default="builtin")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--timeline", action="store_true", help="print inserted/finished rates every 0.5 s")
     p.add_argument("--batch-wait-ms", type=float, default=2.0, help="store.batch_wait_ms of the gateway")
     a = p.parse_args()
     workloads = ["single", "batch"] if a.workload == "both" else [a.workload]
@@ -258,7 +298,9 @@ def main() -> int:
                     time.sleep(1)
                 cpu_gw, cpu_sim, cpu_me = cpu_seconds(gw.pid), cpu_seconds(sim.pid), time.process_time()
                 writer0 = trio.run(store_stats, admin)
-                r = trio.run(run_workload, api, admin, count, a.clients, per, base, a.deadline)
+                r = trio.run(
+                    run_workload, api, admin, count, a.clients, per, base, a.deadline, a.timeline
+                )
                 writer1 = trio.run(store_stats, admin)
                 r["cpu_s"] = {
                     "gateway": round(cpu_seconds(gw.pid) - cpu_gw, 2),

@@ -844,3 +844,22 @@ def test_state_sql_follows_the_transition_table():
     sql = state_sql(State.DELIVERED, ("submitted_at",), first=State.SUBMITTING)
     assert sql.endswith("AND +messages.state IN ('queued')")
     assert "submitted_at = ?3" in sql and "done_at = ?2" in sql
+
+
+async def test_a_full_queue_takes_progress_before_intake(db_path):
+    """Receipts and state changes queued behind a flood of inserts go in the next batch;
+    a flush waits for everything queued before it, deferred inserts included."""
+    s = SqliteStore(config(db_path, batch_max=10))
+    inserts = [S._Op(S._INSERT, [], weight=4) for _ in range(5)]  # 20 rows > batch_max
+    receipt = S._Op(S._RECEIPT, [()], weight=3)
+    state = S._Op(S._STATE, ("m", State.QUEUED), weight=1)
+    flush = S._Op(S._FLUSH, None, weight=0)
+    late = S._Op(S._STATE, ("m2", State.QUEUED), weight=1)
+    for op in [*inserts[:3], receipt, *inserts[3:], state, flush, late]:
+        s._enqueue(op)
+    first = s._take()
+    assert first == [inserts[0], receipt, state, late]  # progress (5 rows) + one insert
+    assert s._take() == inserts[1:3]  # 8 rows: a third would exceed batch_max
+    assert s._urgent == 1  # the flush still waits for the last inserts
+    assert s._take() == [*inserts[3:], flush]
+    assert s._queue == [] and s._queued_weight == 0 and s._urgent == 0

@@ -546,19 +546,47 @@ class SqliteStore(Store):
         return op.result
 
     def _take(self) -> list[_Op]:
+        """The next batch: everything queued if it fits `batch_max` rows; else pipeline
+        progress first (receipts, state changes, segment updates, receipt matches), then
+        intake inserts, each class in queue order, up to `batch_max`.
+
+        Why progress first: a receipt's deliver_sm_resp waits for its commit, and the SMSC
+        keeps at most a window of them unanswered per bind. Strictly in queue order, a flood
+        of intake (50 requests of 100 messages queue 10k rows) put each receipt batch behind
+        it: receipts were acknowledged after 0.3-0.6 s, the SMSC's window stayed full and
+        delivery stalled until the intake stopped (bench/gateway_bench.py --timeline).
+        Reordering is safe because progress never names a message whose insert is still
+        queued: the pipeline sees a message only after insert_messages returned. A flush is
+        taken only with every op queued before it (it promises exactly that)."""
         q = self._queue
-        if self._queued_weight <= self._batch_max:
+        budget = self._batch_max
+        if self._queued_weight <= budget:
             self._queue = []
             self._queued_weight = 0
             self._urgent = 0
             return q
-        weight = flushes = i = 0
-        while i < len(q) and (i == 0 or weight < self._batch_max):
-            weight += q[i].weight
-            flushes += q[i].kind == _FLUSH
-            i += 1
-        batch = q[:i]
-        del q[:i]
+        take = [False] * len(q)
+        weight = 0
+        for cls in (False, True):  # progress, then inserts; FIFO within each
+            for i, op in enumerate(q):
+                if op.kind == _FLUSH or (op.kind == _INSERT) is not cls:
+                    continue
+                if weight and weight + op.weight > budget:
+                    break
+                take[i] = True
+                weight += op.weight
+        batch: list[_Op] = []
+        rest: list[_Op] = []
+        flushes = 0
+        complete = True  # every op so far is in the batch
+        for i, op in enumerate(q):
+            if op.kind == _FLUSH and complete:
+                take[i] = True
+                flushes += 1
+            elif not take[i]:
+                complete = False
+            (batch if take[i] else rest).append(op)
+        self._queue = rest
         self._queued_weight -= weight
         self._urgent -= flushes
         self._first_at = trio.current_time()  # the rest has waited at least since now
