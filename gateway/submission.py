@@ -5,6 +5,8 @@ No I/O: the channel calls these; tests call them directly.
 
 from __future__ import annotations
 
+import functools
+
 from gateway.config import ChannelConfig
 from gateway.smpp import pdu as P
 from gateway.smpp import text as T
@@ -34,7 +36,11 @@ def source_ton_npi(source: str, cfg: ChannelConfig) -> tuple[int, int]:
 
 def relative_validity(seconds: float) -> str:
     """SMPP 3.4 relative time "YYMMDDhhmmss000R" for a validity period (capped at 63 days)."""
-    s = max(60, min(int(seconds), 63 * 86400))
+    return _relative(max(60, min(int(seconds), 63 * 86400)))
+
+
+@functools.lru_cache(maxsize=4096)  # a busy channel submits many messages per second
+def _relative(s: int) -> str:
     days, rem = divmod(s, 86400)
     hours, rem = divmod(rem, 3600)
     minutes, secs = divmod(rem, 60)
@@ -113,6 +119,9 @@ SEGMENT_FINAL = frozenset(
 def message_state_from_segments(states: list[str]) -> State | None:
     """All delivered -> delivered; any final failure -> that failure (the first one);
     otherwise None (still waiting for receipts)."""
+    if len(states) == 1:  # most messages
+        s = states[0]
+        return State.DELIVERED if s == SegmentState.DELIVERED else _FAILED_SEGMENT_TO_MESSAGE.get(s)
     for s in states:
         failed = _FAILED_SEGMENT_TO_MESSAGE.get(s)
         if failed is not None:
