@@ -13,7 +13,9 @@ Flow inside a channel (all tasks in the nursery the channel owns):
 Nothing here awaits per message on the submit path: dispatchers hand PDUs to the ESME with
 `submit_nowait` and a callback, so a window of 64 stays full with no task switch per PDU.
 Store writes on that path are `*_nowait` (group-committed by the store's writer); the
-durable points are intake (before the API answers) and receipts (before deliver_sm_resp).
+durable points are intake (before the API answers) and receipts (before deliver_sm_resp),
+plus, on channels with `on_submitting_recovery = "unknown"`, the SUBMITTING move before the
+submit_sm leaves (one commit per dispatcher batch; see _dispatch_recorded).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import structlog
 import trio
 
 from gateway.config import ChannelConfig
+from gateway.errors import Unavailable
 from gateway.lanes import Lanes
 from gateway.smpp import pdu as P
 from gateway.smpp import text as T
@@ -267,12 +270,58 @@ class Channel:
             if self._draining:
                 self.queue.put(job, job.record.priority, front=True)
                 return
-            now = self._wall()
-            if job.record.expires_at <= now:
-                self._finish(job, State.EXPIRED, error="validity period passed before submission")
-                self.stats.expired += 1
+            if self.cfg.on_submitting_recovery == "unknown":
+                await self._dispatch_recorded(client, job)
                 continue
-            await self._submit_job(client, job, now)
+            now = self._wall()
+            if not self._expired(job, now):
+                self._mark_submitting(job)
+                await self._submit_job(client, job, now)
+
+    async def _dispatch_recorded(self, client: EsmeClient, first: Job) -> None:
+        """Dispatch for `on_submitting_recovery = "unknown"`: the SMSC must never get a
+        message the store does not know is being submitted, or a crash right after the
+        submit would resend it (a duplicate) instead of marking it unknown. So the
+        SUBMITTING moves are committed before the PDUs leave: this job and whatever else is
+        queued, up to a window's worth, share one commit."""
+        jobs = [first]
+        while len(jobs) < client.settings.window:
+            more = self.queue.get_nowait()
+            if more is None:
+                break
+            jobs.append(more)
+        now = self._wall()
+        jobs = [job for job in jobs if not self._expired(job, now)]
+        for job in jobs:
+            self._mark_submitting(job)
+        self._sending += 1  # a drain waits for these: they are off the queue
+        try:
+            await self.store.flush()
+        except Unavailable as e:  # the store is failing: send nothing, back to the queue
+            self.log.warning("submitting_not_recorded", error=str(e), jobs=len(jobs))
+            for job in reversed(jobs):
+                job.record.attempts -= 1
+                self._set_state(job, State.QUEUED)
+                self.queue.put(job, job.record.priority, front=True)
+            await trio.sleep(0.5)
+            return
+        finally:
+            self._sending -= 1
+        for job in jobs:
+            await self._submit_job(client, job, self._wall())
+
+    def _expired(self, job: Job, now: float) -> bool:
+        if job.record.expires_at > now:
+            return False
+        self._finish(job, State.EXPIRED, error="validity period passed before submission")
+        self.stats.expired += 1
+        return True
+
+    def _mark_submitting(self, job: Job) -> None:
+        rec = job.record
+        rec.attempts += 1
+        self._set_state(job, State.SUBMITTING, attempts=rec.attempts)
+        self.stats.dispatched += 1
 
     async def _submit_job(self, client: EsmeClient, job: Job, now: float) -> None:
         self._sending += 1
@@ -282,6 +331,7 @@ class Channel:
             self._sending -= 1
 
     async def _send_segments(self, client: EsmeClient, job: Job, now: float) -> None:
+        """Send the job's pending segments (marked SUBMITTING already)."""
         rec = job.record
         if job.pdus is None:
             try:
@@ -295,9 +345,6 @@ class Channel:
         ]
         job.outcomes = {}
         job.pending = len(to_send)
-        rec.attempts += 1
-        self._set_state(job, State.SUBMITTING, attempts=rec.attempts)
-        self.stats.dispatched += 1
         bucket = self.rate.bucket
         for i in to_send:
             # try_take costs ~0.3 us, an awaited take() ~8 us of scheduling: ask first.

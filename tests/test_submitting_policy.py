@@ -1,0 +1,93 @@
+"""on_submitting_recovery = "unknown": the SUBMITTING move is committed before the SMSC
+sees the submit_sm (else a crash right after the submit would resend it), and a store that
+cannot record it sends nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+
+import trio
+
+from gateway.service import Gateway
+from gateway.store import sqlite as S
+from gateway.store.sqlite import SqliteStore
+from gateway.api.tenant import TenantApp
+from tests.gateway_helpers import AsgiClient, accept_with_receipt, gateway_config, wait_until
+from tests.scripted_smsc import ScriptedSmsc
+
+
+def stored_state(db, message_id: str) -> str | None:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        row = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
+    return row[0] if row else None
+
+
+async def test_unknown_policy_commits_submitting_before_the_submit(nursery, tmp_path):
+    smsc = ScriptedSmsc()
+    port = await nursery.start(smsc.serve)
+    db = tmp_path / "gw.db"
+    seen: list[str | None] = []
+    reply = accept_with_receipt()
+
+    def react(conn, pdu):
+        # the gateway's message id is not in the PDU: every stored message is checked
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+            states = [s for (s,) in c.execute("SELECT state FROM messages WHERE destination = ?", (pdu.destination_addr,))]
+        seen.extend(states)
+        return reply(conn, pdu)
+
+    smsc.on_submit = react
+    cfg = gateway_config(db, [("a", port)], on_submitting_recovery="unknown", window=8)
+    store = SqliteStore(cfg.store)
+    flushes = 0
+    real_flush = store.flush
+
+    async def counted_flush():
+        nonlocal flushes
+        flushes += 1
+        await real_flush()
+
+    store.flush = counted_flush
+    gw = Gateway(cfg, store)
+    await nursery.start(gw.run)
+    await wait_until(lambda: gw.channels["a"].up)
+    flushes = 0
+    client = AsgiClient(TenantApp(gw))
+    to = [f"49151000{i:05d}" for i in range(30)]
+    status, body = await client.request("POST", "/v1/messages", {"to": to, "text": "hi", "category": "otp"})
+    assert status == 202
+    ids = [m["id"] for m in body["messages"]]
+    await wait_until(lambda: all(stored_state(db, i) == "delivered" for i in ids), timeout=10)
+    assert len(seen) == 30 and set(seen) == {"submitting"}
+    # 30 jobs with a window of 8: they shared commits, not one each
+    assert 4 <= flushes <= 10
+
+
+async def test_unknown_policy_sends_nothing_while_the_store_fails(nursery, tmp_path):
+    smsc = ScriptedSmsc()
+    port = await nursery.start(smsc.serve)
+    cfg = gateway_config(tmp_path / "gw.db", [("a", port)], on_submitting_recovery="unknown")
+    store = SqliteStore(cfg.store)
+    gw = Gateway(cfg, store)
+    await nursery.start(gw.run)
+    await wait_until(lambda: gw.channels["a"].up)
+    client = AsgiClient(TenantApp(gw))
+    real_execute = store._execute
+    failing = True
+
+    def execute(batch):
+        if failing and any(op.kind == S._FLUSH for op in batch):  # the dispatcher's flush
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_execute(batch)
+
+    store._execute = execute
+    status, body = await client.request("POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"})
+    assert status == 202
+    await trio.sleep(0.3)
+    assert not [p for p in smsc.received if p.command_name == "submit_sm"]
+    assert gw.channels["a"].stats.dispatched >= 1  # it tried, and put the job back
+    failing = False
+    mid = body["messages"][0]["id"]
+    await wait_until(lambda: stored_state(tmp_path / "gw.db", mid) == "submitted", timeout=10)
+    assert [p for p in smsc.received if p.command_name == "submit_sm"]
