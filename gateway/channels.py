@@ -252,9 +252,14 @@ class Channel:
         """Remove everything waiting in the queue (failover moves it elsewhere)."""
         return self.queue.drain()
 
-    def adopt_submitted(self, job: Job) -> None:
-        """After a restart: a submitted message whose receipts are still due."""
+    def adopt_submitted(self, job: Job, *, orphan: bool = False) -> None:
+        """After a restart: a submitted message whose receipts are still due. An `orphan`
+        was submitted by a channel no longer configured: its receipts cannot come through
+        this channel's SMSC (its SMSC ids could collide with ours, so they are not indexed);
+        it is only kept to be expired when its validity has passed."""
         self._remember_for_receipts(job)
+        if orphan:
+            return
         for i, seg in enumerate(job.segments):
             if seg.id_key and seg.state == SegmentState.SUBMITTED:
                 self._by_key[seg.id_key] = (job, i)

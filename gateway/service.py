@@ -72,6 +72,7 @@ class Gateway:
         self._reload_lock = trio.Lock()
         self.started = trio.Event()
         self.recovered = 0
+        self.orphans = 0  # submitted messages of a removed channel, kept only to expire
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -112,6 +113,14 @@ class Gateway:
         for tenant, used in (await self.store.count_since(midnight)).items():
             self.limiter.restore(tenant, used, wall)
 
+    def _orphanage(self, m: MessageRecord) -> Channel | None:
+        """A running channel to keep a message whose own channel is gone: one of its route,
+        else any."""
+        for name in self.router.candidates(m.destination, m.category):
+            if name in self.channels:
+                return self.channels[name]
+        return next(iter(self.channels.values()), None)
+
     async def _recover(self) -> None:
         """After a restart: put every unfinished message back where it belongs."""
         views = await self.store.unfinished()
@@ -122,6 +131,11 @@ class Gateway:
                 ch = self.channels.get(m.channel or "")
                 if ch is not None:
                     ch.adopt_submitted(job)
+                else:  # its channel was removed from the config: expire it in time
+                    ch = self._orphanage(m)
+                    if ch is not None:
+                        ch.adopt_submitted(job, orphan=True)
+                        self.orphans += 1
                 continue
             if m.state is State.SUBMITTING:
                 ch_cfg = self.cfg.channel(m.channel) if m.channel else None
@@ -137,7 +151,7 @@ class Gateway:
             self._route_job(job, initial=False)
             self.recovered += 1
         if views:
-            log.info("recovered", messages=len(views), requeued=self.recovered)
+            log.info("recovered", messages=len(views), requeued=self.recovered, orphans=self.orphans)
 
     # ---- intake --------------------------------------------------------------------------
 
@@ -380,6 +394,7 @@ class Gateway:
             "messages_open": await self.store.count_open(),
             "store": self.store_stats(),
             "recovered": self.recovered,
+            "orphans": self.orphans,
         }
 
 

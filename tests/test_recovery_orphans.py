@@ -1,0 +1,55 @@
+"""A message submitted by a channel that is no longer configured after a restart: kept by
+a running channel only to be expired in time (its SMSC ids are not matched against ours)."""
+
+from __future__ import annotations
+
+import trio
+
+from gateway.api.tenant import TenantApp
+from gateway.service import Gateway
+from gateway.states import State
+from gateway.store.sqlite import SqliteStore
+from tests.gateway_helpers import AsgiClient, gateway_config, wait_until
+from tests.scripted_smsc import ScriptedSmsc
+
+
+async def test_submitted_message_of_a_removed_channel_expires(nursery, tmp_path):
+    old_smsc, new_smsc = ScriptedSmsc(), ScriptedSmsc()
+    old_port = await nursery.start(old_smsc.serve)
+    new_port = await nursery.start(new_smsc.serve)
+    db = tmp_path / "gw.db"
+    clock = [1_800_000_000.0]
+
+    # 1) channel "old" takes the message; its SMSC accepts it and never sends a receipt
+    cfg = gateway_config(db, [("old", old_port)])
+    async with trio.open_nursery() as first:
+        gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
+        await first.start(gw.run)
+        await wait_until(lambda: gw.channels["old"].up)
+        status, body = await AsgiClient(TenantApp(gw)).request(
+            "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
+        )
+        assert status == 202
+        mid = body["messages"][0]["id"]
+        await wait_until(lambda: mid in gw.channels["old"]._awaiting)
+        await gw.store.flush()
+        first.cancel_scope.cancel()
+
+    # 2) restart with only channel "new": the message is adopted as an orphan
+    cfg = gateway_config(db, [("new", new_port)])
+    gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
+    await nursery.start(gw.run)
+    new = gw.channels["new"]
+    assert gw.orphans == 1 and mid in new._awaiting
+    view = await gw.store.get_view(mid)
+    assert view.message.state is State.SUBMITTED and view.message.channel == "old"
+    key = view.segments[0].id_key
+    assert key and key not in new._by_key  # the other SMSC's ids are not matched to it
+
+    # 3) validity + the receipt grace period pass: housekeeping expires it
+    clock[0] = view.message.expires_at + 3601
+    await wait_until(lambda: mid not in new._awaiting, timeout=5)
+    await gw.store.flush()
+    view = await gw.store.get_view(mid)
+    assert view.message.state is State.EXPIRED
+    assert view.segments[0].state == "expired"
