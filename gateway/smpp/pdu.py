@@ -812,6 +812,42 @@ BIND_REQUESTS = frozenset(
 )
 
 
+class Encoded(msgspec.Struct, gc=False):
+    """A PDU whose body is wire bytes already: everything after the 16-octet header, exactly
+    as this codec encodes it. For senders that write the same shape many times (the
+    simulator's submit_sm_resp and receipts) from a template; whoever builds one is
+    responsible for the bytes matching the codec (their tests compare the two). `Session`
+    sends it like any PDU: a request gets its sequence number in the header, a resend a new
+    one, at the cost of one header pack. `decode()` gives the typed PDU."""
+
+    command_id: int
+    body: bytes
+    sequence_number: int = 0
+    command_status: int = 0
+
+    @property
+    def command_name(self) -> str:
+        return CommandId(self.command_id).name.lower()
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.command_id & RESPONSE_BIT)
+
+    def encode(self) -> bytes:
+        return (
+            _HEADER_PACK(
+                16 + len(self.body), self.command_id, self.command_status, self.sequence_number
+            )
+            + self.body
+        )
+
+    def decode(self) -> Pdu:
+        return decode(self.encode())
+
+
+_HEADER_PACK = HEADER.pack
+
+
 def peek_header(b: bytes) -> tuple[int, int, int, int]:
     """(command_length, command_id, command_status, sequence_number) of the first 16 bytes."""
     return HEADER.unpack_from(b, 0)
