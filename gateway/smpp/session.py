@@ -170,7 +170,6 @@ class _Outstanding(msgspec.Struct, gc=False):
 # Requests whose response changes the bind state: always reported as events.
 _STATEFUL = frozenset({*_BOUND_STATE_OF_BIND, C.UNBIND})
 _GENERIC_NACK = int(C.GENERIC_NACK)
-_HEADER = P.HEADER
 _UNPACK_HEADER = P.HEADER.unpack_from
 _DECODERS = P.DECODERS
 _MAX_SEQUENCE = P.MAX_SEQUENCE
