@@ -17,6 +17,7 @@ from gateway.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus, Tag
 from gateway.smpp.errors import PduError
 from gateway.smpp.pdu import (
     _BODIES,
+    DECODERS,
     PDU_CLASSES,
     TLV_TYPES,
     DestAddress,
@@ -307,6 +308,61 @@ def test_decode_every_prefix_of_a_valid_pdu(p: Pdu) -> None:
     b = p.encode()
     for n in range(len(b) - 1, -1, -max(1, len(b) // 40)):
         _decode_total(_mutate(b, ("truncate", n, False), True) if n >= 4 else b[:n])
+
+
+@FUZZ
+@given(
+    pdus(),
+    st.lists(MUTATION, max_size=3),
+    st.one_of(st.binary(max_size=40), st.just(b"\0" * 40), st.just(b"\x04\x27\x00\x01\x02")),
+)
+def test_decoder_reads_nothing_past_its_frame(p: Pdu, mutations: list[tuple], after: bytes) -> None:
+    """The session decodes frames inside its read buffer: a decoder given the frame's end
+    must succeed with the same PDU as decoding the frame alone, or fail as it does."""
+    b = p.encode()
+    for m in mutations:
+        if len(b) < 16:
+            break
+        b = _mutate(b, m, True)
+    assume(len(b) >= 16)
+    length, cid, status, seq = struct.unpack_from(">IIII", b)
+    decoder = DECODERS.get(cid)
+    assume(decoder is not None and length == len(b))
+    try:
+        alone: Pdu | None = decode(b)
+    except PduError:
+        alone = None
+    try:
+        in_place: Pdu | None = decoder(b + after, 16, length, status, seq)
+    except (PduError, IndexError, struct.error):
+        in_place = None
+    assert in_place == alone
+
+
+def test_receipt_decoder_reads_nothing_past_its_frame() -> None:
+    """Every truncation of a receipt (TLVs with the fast paths), followed by bytes that
+    would complete its last TLV, decodes in place exactly as alone."""
+    receipt = PDU_CLASSES[CommandId.DELIVER_SM](
+        sequence_number=7,
+        esm_class=4,
+        source_addr="4915112345678",
+        destination_addr="Acme",
+        short_message=b"id:1f sub:001 dlvrd:001 stat:DELIVRD err:000 text:",
+        tlvs=[Tlv(Tag.RECEIPTED_MESSAGE_ID, "1f"), Tlv(Tag.MESSAGE_STATE, 2)],
+    ).encode()
+    decoder = DECODERS[CommandId.DELIVER_SM]
+    for n in range(16, len(receipt) + 1):
+        b = _mutate(receipt, ("truncate", n, False), True)
+        for after in (b"", b"\x02", b"\x00" * 8, b"\x00\x01\x02", receipt):
+            try:
+                alone: Pdu | None = decode(b)
+            except PduError:
+                alone = None
+            try:
+                in_place: Pdu | None = decoder(b + after, 16, len(b), 0, 7)
+            except (PduError, IndexError, struct.error):
+                in_place = None
+            assert in_place == alone, (n, after)
 
 
 # ---------------------------------------------------------------------------------------

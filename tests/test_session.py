@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from gateway.smpp import pdu as P
 from gateway.smpp import session as S
 from gateway.smpp.constants import CommandStatus
-from gateway.smpp.errors import ProtocolError
+from gateway.smpp.errors import PduError, ProtocolError
 
 
 def pair(window: int = 10) -> tuple[S.Session, S.Session]:
@@ -271,3 +271,151 @@ def test_any_split_of_the_stream_gives_the_same_events(cuts):
     got += [type(e).__name__ + repr(getattr(e, "pdu", None)) for e in chunked.next_events()]
     assert got == expected
     assert reference.data_to_send() == chunked.data_to_send()
+
+
+# ---- responses through on_response; decoding in place -------------------------------------
+
+
+def test_on_response_completes_requests_without_events():
+    esme, smsc = bound_pair(window=4)
+    got = []
+    esme.on_response = lambda resp, req: got.append((resp, req))
+    a, b, link = esme.send(sm()), esme.send(sm()), esme.send(P.EnquireLink())
+    pump(esme, smsc)
+    assert esme.outstanding == 3
+    smsc.send(P.SubmitSmResp(sequence_number=b.sequence_number, message_id="b"))
+    smsc.send(P.GenericNack(sequence_number=a.sequence_number, command_status=CommandStatus.ESME_RTHROTTLED))
+    assert pump(smsc, esme) == []  # the enquire_link_resp went out first, automatically
+    assert [(r.command_id, q) for r, q in got] == [
+        (P.EnquireLinkResp.command_id, link),
+        (P.SubmitSmResp.command_id, b),
+        (P.GenericNack.command_id, a),
+    ]
+    assert got[1][0].message_id == "b"
+    assert esme.outstanding == 0 and esme.window_used == 0
+
+
+def test_on_response_leaves_bind_unbind_and_strays_to_events():
+    got = []
+    esme = S.Session(S.Role.ESME, on_response=lambda resp, req: got.append(resp))
+    smsc = S.Session(S.Role.SMSC)
+    esme.send(P.BindTransceiver(system_id="gw", password="pw"))
+    (ev,) = pump(esme, smsc)
+    smsc.send(P.make_response(ev.pdu, system_id="smsc"))
+    (ev,) = pump(smsc, esme)
+    assert isinstance(ev, S.ResponseReceived) and esme.state is S.State.BOUND_TRX
+    req = esme.send(sm())
+    esme.receive_data(P.QuerySmResp(sequence_number=req.sequence_number, message_id="x").encode())
+    (ev,) = esme.next_events()
+    assert isinstance(ev, S.UnexpectedResponse) and esme.is_outstanding(req.sequence_number)
+    esme.send(P.Unbind())
+    pump(esme, smsc)
+    events = pump(smsc, esme)
+    assert [type(e) for e in events] == [S.ResponseReceived, S.Unbound]
+    assert got == [] and esme.state is S.State.CLOSED
+
+
+def test_on_response_gets_the_nack_for_an_unreadable_response():
+    esme, _ = bound_pair()
+    got = []
+    esme.on_response = lambda resp, req: got.append((resp, req))
+    req = esme.send(sm())
+    raw = bytes.fromhex("0000001180000004000000000000") + req.sequence_number.to_bytes(2, "big") + b"9"
+    esme.receive_data(raw)
+    (ev,) = esme.next_events()
+    assert isinstance(ev, S.InvalidPdu)
+    ((resp, request),) = got
+    assert request is req and resp.command_id == P.GenericNack.command_id
+    assert resp.command_status == CommandStatus.ESME_RINVCMDLEN and esme.window_used == 0
+
+
+def test_a_failing_response_handler_loses_no_frames():
+    esme, smsc = bound_pair()
+    seen = []
+
+    def handler(resp, req):
+        seen.append(resp.message_id)
+        if len(seen) == 1:
+            raise RuntimeError("application bug")
+
+    esme.on_response = handler
+    reqs = [esme.send(sm()) for _ in range(3)]
+    pump(esme, smsc)
+    for i, r in enumerate(reqs):
+        smsc.send(P.SubmitSmResp(sequence_number=r.sequence_number, message_id=str(i)))
+    with pytest.raises(RuntimeError):
+        esme.receive_data(smsc.data_to_send())
+    esme.receive_data(b"")  # what followed the failing frame is still buffered
+    assert seen == ["0", "1", "2"] and esme.outstanding == 0
+
+
+def _frames() -> list[bytes]:
+    receipt = P.DeliverSm(
+        sequence_number=3,
+        source_addr="4915112345678",
+        destination_addr="Acme",
+        esm_class=4,
+        short_message=b"id:1 sub:001 dlvrd:001 stat:DELIVRD err:000 text:",
+        tlvs=[P.Tlv(0x001E, "1f"), P.Tlv(0x0427, 2)],
+    )
+    multi = P.SubmitMulti(
+        sequence_number=4,
+        dest_addresses=[P.DestAddress(1, 1, 1, "4915"), P.DestAddress(2, dl_name="list")],
+        short_message=b"x",
+    )
+    return [
+        sm(sequence_number=2, validity_period="000001000000000R").encode(),
+        receipt.encode(),
+        multi.encode(),
+        P.SubmitMultiResp(
+            sequence_number=5, message_id="m", unsuccess_smes=[P.UnsuccessSme(1, 1, "49", 8)]
+        ).encode(),
+        P.QuerySmResp(sequence_number=6, message_id="q", final_date="", message_state=2).encode(),
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(range(5)),
+    st.integers(min_value=0, max_value=400),
+    st.integers(min_value=0, max_value=255),
+    st.booleans(),
+    st.sampled_from([b"", b"\0" * 40, b"\xff" * 40]),
+)
+def test_decoding_in_place_reads_nothing_past_the_frame(which, cut, byte, truncate, after):
+    """A frame decoded inside a larger read buffer gives exactly what decoding it alone
+    gives (the PDU, or the same error and answer), whatever bytes follow it."""
+    frame = bytearray(_frames()[which])
+    if truncate:
+        frame = frame[: max(16, len(frame) - 1 - cut % (len(frame) - 15))]
+    else:
+        frame[16 + cut % (len(frame) - 16)] = byte
+    frame[:4] = len(frame).to_bytes(4, "big")
+    frame = bytes(frame)
+    follower = sm(sequence_number=99).encode()
+    try:
+        expected: object = P.decode(frame)
+    except PduError as e:
+        expected = (e.command_status, str(e))
+    role = S.Role.ESME if which == 1 else S.Role.SMSC  # a side that may receive the frame
+
+    def session() -> S.Session:
+        s = S.Session(role, window=100)
+        s.state = S.State.BOUND_TRX
+        return s
+
+    s = session()
+    s.receive_data(frame + after + follower if not after else frame + follower + after)
+    first = s.next_events()[0]
+    if isinstance(expected, tuple):
+        assert isinstance(first, S.InvalidPdu)
+        assert (first.error.command_status, str(first.error)) == expected
+    else:
+        assert isinstance(first, (S.RequestReceived, S.UnexpectedResponse))
+        assert first.pdu == expected
+    alone = session()
+    alone.receive_data(frame)
+    first_alone = alone.next_events()[0]
+    assert type(first_alone) is type(first)
+    answer = alone.data_to_send()
+    assert s.data_to_send()[: len(answer)] == answer

@@ -12,6 +12,7 @@ import pytest
 import structlog
 import trio
 import trio.lowlevel
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.smpp import pdu as P
@@ -152,6 +153,92 @@ def test_receipt_text_and_excerpts():
 
 addr = st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=255), max_size=20)
 u8 = st.integers(0, 255)
+
+
+long_addr = st.one_of(
+    addr,
+    st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=255), min_size=20, max_size=22),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD"]),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 20),
+    st.tuples(u8, u8, long_addr, u8, u8, long_addr),
+    st.binary(min_size=1, max_size=160),
+    st.sampled_from([0, 3, 8, 0xF0, 0xE5]),
+    st.sampled_from([0, 0x40]),
+    st.one_of(
+        st.text(alphabet="0123456789abcdef", min_size=1, max_size=64),
+        st.text(alphabet="0123456789abcdef", min_size=150, max_size=200),
+    ),
+    st.floats(1_600_000_000, 1_900_000_000),
+    st.floats(0, 200),
+)
+def test_encoded_receipt_is_what_build_encodes(
+    stat, text, tlvs, seconds, excerpt_len, addrs, sm, dc, esm, mid, submitted, after
+):
+    """The template path (ReceiptPolicy.encoded) writes the same bytes as build() + the
+    codec, or is build() itself; an address the codec refuses is refused the same way."""
+    policy = ReceiptPolicy(
+        Receipts(
+            text=text, tlvs=tlvs, date_with_seconds=seconds, text_excerpt_length=excerpt_len
+        ),
+        random.Random(0),
+    )
+    dton, dnpi, daddr, ston, snpi, saddr = addrs
+    sub = P.SubmitSm(
+        source_addr_ton=ston,
+        source_addr_npi=snpi,
+        source_addr=saddr,
+        dest_addr_ton=dton,
+        dest_addr_npi=dnpi,
+        destination_addr=daddr,
+        esm_class=esm,
+        data_coding=dc,
+        short_message=sm,
+    )
+    done = submitted + after
+    rec = Record(7, mid, "a", sub, submitted, stat, True, state=2, done=done)
+    for _ in range(2):  # the second time from the caches
+        try:
+            expected = policy.build(rec).encode()
+        except PduError as e:
+            with pytest.raises(PduError) as ei:
+                policy.encoded(rec).encode()
+            assert ei.value.command_status == e.command_status
+            continue
+        got = policy.encoded(rec)
+        assert got.encode() == expected
+        got.sequence_number = 9
+        assert P.decode(got.encode()).sequence_number == 9
+
+
+def test_encoded_receipt_falls_back_to_build():
+    sub = P.SubmitSm(destination_addr="4917", short_message=b"Hello")
+    rec = Record(5, "0005", "a", sub, 1_700_000_000.0, "DELIVRD", state=2, done=1_700_000_000.0)
+    fast = ReceiptPolicy(Receipts(), random.Random(0))
+    assert isinstance(fast.encoded(rec), P.Encoded)
+    assert P.decode(fast.encoded(rec).encode()) == fast.build(rec)
+    slow = ReceiptPolicy(Receipts(network_error_code=True), random.Random(0))
+    assert slow.encoded(rec) == slow.build(rec)
+    rec.short_message = b"replaced"
+    assert fast.encoded(rec) == fast.build(rec)
+    # Refused as build() + the codec refuse them: text over 255 octets, long addresses.
+    long_id = Record(5, "a" * 200, "a", sub, 1_700_000_000.0, "DELIVRD", state=2, done=1.0)
+    with pytest.raises(PduError) as ei:
+        fast.encoded(long_id).encode()
+    assert ei.value.command_status == S.ESME_RINVMSGLEN
+    for field in ("source_addr", "destination_addr"):
+        bad = P.SubmitSm(short_message=b"Hello", **{field: "4" * 21})
+        rec = Record(6, "06", "a", bad, 1_700_000_000.0, "DELIVRD", state=2, done=1.0)
+        with pytest.raises(PduError) as ei:
+            fast.encoded(rec).encode()
+        assert ei.value.command_status == S.ESME_RINVSRCADR
 
 
 # ---- timer heap ------------------------------------------------------------------------------

@@ -140,6 +140,16 @@ def classify(response: P.Pdu) -> SubmitResult:
     return SubmitResult(Outcome.REJECTED, status, message_id, response)
 
 
+_GENERIC_NACK = int(CommandId.GENERIC_NACK)
+_ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
+_ACCEPTED = Outcome.ACCEPTED
+# ESME_ROK answers built positionally: (sequence_number, command_status, tlvs, message_id).
+_ACK_CLASS = {
+    int(CommandId.DELIVER_SM): P.DeliverSmResp,
+    int(CommandId.DATA_SM): P.DataSmResp,
+}
+
+
 class _Waiter:
     __slots__ = ("event", "result")
 
@@ -219,6 +229,8 @@ class EsmeClient:
         self._deliver_wake = trio.Event()
         self._deliver_room = trio.lowlevel.ParkingLot()
         self._conn_scope: trio.CancelScope | None = None
+        self._completed = False  # a request completed during the current read
+        self._now: Callable[[], float] = trio.current_time
         self._last_rx = 0.0
         self.last_error: str | None = None
 
@@ -282,7 +294,7 @@ class EsmeClient:
         if self._closing or session is None:
             return False
         try:
-            session.send(request, trio.current_time(), timeout)
+            session.send(request, self._now(), timeout)
         except ProtocolError:
             return False
         self._waiters[request.sequence_number] = on_result
@@ -381,8 +393,14 @@ class EsmeClient:
             st.host, st.port, tls=self._tls_context(), timeout=st.connect_timeout
         )
         self.stats.connects += 1
-        session = S.Session(S.Role.ESME, window=st.window, response_timeout=st.response_timeout)
+        session = S.Session(
+            S.Role.ESME,
+            window=st.window,
+            response_timeout=st.response_timeout,
+            on_response=self._on_response,
+        )
         self._stream, self._session = stream, session
+        self._now = trio.lowlevel.current_clock().current_time
         self._wake_writer = trio.Event()
         self._send_lock = trio.Lock()
         was_bound = False
@@ -465,19 +483,17 @@ class EsmeClient:
             if not data:
                 self.last_error = "connection closed by SMSC"
                 return
-            self._last_rx = trio.current_time()
-            session.receive_data(data)
+            self._last_rx = self._now()
+            session.receive_data(data)  # responses complete through _on_response
             end = False
-            completed = False
             for ev in session.next_events():
                 t = type(ev)
-                if t is S.ResponseReceived:
-                    self._on_response(ev.pdu, ev.request)
-                    completed = True
-                elif t is S.RequestReceived:
+                if t is S.RequestReceived:
                     self.stats.delivered_in += 1
                     self._deliver_pending.append(ev.pdu)
                     self._deliver_wake.set()
+                elif t is S.ResponseReceived:  # unbind_resp
+                    self._on_response(ev.pdu, ev.request)
                 elif t is S.Unbound:
                     self.log.info("unbound", by_peer=ev.by_peer)
                     end = True
@@ -491,7 +507,8 @@ class EsmeClient:
                         command=ev.pdu.command_name,
                         seq=ev.pdu.sequence_number,
                     )
-            if completed:
+            if self._completed:
+                self._completed = False
                 self._window_lot.unpark_all()  # once per read: the sender refills in a burst
             self._wake_writer.set()
             if end:
@@ -507,11 +524,25 @@ class EsmeClient:
                 return
 
     def _on_response(self, response: P.Pdu, request: P.Pdu) -> None:
-        if request.command_id == CommandId.ENQUIRE_LINK:
+        """The session's response handler (called while it decodes a read)."""
+        self._completed = True
+        if request.command_id == _ENQUIRE_LINK:
             return
-        result = classify(response)
-        self._count(result)
-        self._finish(request.sequence_number, result)
+        if response.command_status == 0 and response.command_id != _GENERIC_NACK:
+            # The common case, classify() inlined.
+            result = SubmitResult(
+                _ACCEPTED, 0, getattr(response, "message_id", None), response
+            )
+            self.stats.accepted += 1
+        else:
+            result = classify(response)
+            self._count(result)
+        on_result = self._waiters.pop(request.sequence_number, None)
+        if on_result is not None:
+            try:
+                on_result(result)
+            except Exception:  # a caller's callback bug must not break the reader
+                self.log.exception("result_callback_failed")
 
     def _count(self, result: SubmitResult) -> None:
         o = result.outcome
@@ -588,14 +619,17 @@ class EsmeClient:
             except Exception:  # the handler's bug must not kill the bind; the SMSC redelivers
                 self.log.exception("deliver_handler_failed", pdus=len(batch))
                 statuses = [CommandStatus.ESME_RX_T_APPN] * len(batch)
+            acks = _ACK_CLASS
             for pdu, status in zip(batch, statuses, strict=True):
-                if P.response_class(pdu.command_id) is None:
+                cls = acks.get(pdu.command_id)
+                if cls is not None and status == 0:
+                    resp = cls(pdu.sequence_number, 0, [], "")
+                elif P.response_class(pdu.command_id) is None:
                     continue  # alert_notification: nothing to answer
-                resp = (
-                    P.make_response(pdu, status, message_id="")
-                    if status == CommandStatus.ESME_ROK
-                    else P.error_response(pdu.command_id, pdu.sequence_number, status)
-                )
+                elif status == CommandStatus.ESME_ROK:
+                    resp = P.make_response(pdu, status, message_id="")
+                else:
+                    resp = P.error_response(pdu.command_id, pdu.sequence_number, status)
                 try:
                     session.send(resp)
                 except ProtocolError:

@@ -131,15 +131,42 @@ class _Bad(Exception):
     """Internal: a fast encoder met a bad value; the checked path says which."""
 
 
+# Receipts make up most TLVs read: receipted_message_id (a C-string) and message_state (one
+# octet). Every one-octet integer TLV, header and value, maps to one shared Tlv (Tlv is
+# frozen), found by its 5 bytes; receipted_message_id has its own branch.
+_INT1_TLVS: dict[bytes, Tlv] = {
+    struct.pack(">HHB", tag, 1, v): Tlv(tag, v)
+    for tag, kind in TLV_TYPES.items()
+    if kind == _INT1
+    for v in range(256)
+}
+_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+assert _RECEIPTED_MESSAGE_ID == 0x001E and TLV_TYPES[_RECEIPTED_MESSAGE_ID] == _CSTR
+
+
 def _decode_tlvs(b: bytes, p: int, end: int) -> list[Tlv]:
+    """The TLVs in b[p:end]. Reads nothing at or past `end` (b may hold more after it)."""
     tlvs: list[Tlv] = []
     types = TLV_TYPES
+    int1 = _INT1_TLVS
     while p < end:
         if end - p < 4:
             raise PduError(
                 f"{end - p} byte(s) after the mandatory fields are too short for a TLV header",
                 S.ESME_RINVCMDLEN,
             )
+        if b[p + 1] == 0x1E and b[p] == 0:  # receipted_message_id, NUL-terminated
+            q = p + 4 + (b[p + 2] << 8 | b[p + 3])
+            if p + 4 < q <= end and b[q - 1] == 0:
+                tlvs.append(Tlv(_RECEIPTED_MESSAGE_ID, b[p + 4 : q - 1].decode("latin-1")))
+                p = q
+                continue
+        elif end - p >= 5:
+            t = int1.get(b[p : p + 5])
+            if t is not None:
+                tlvs.append(t)
+                p += 5
+                continue
         tag, length = _TLV_HEAD.unpack_from(b, p)
         p += 4
         q = p + length
@@ -783,6 +810,42 @@ AlertNotification: type[Pdu]
 BIND_REQUESTS = frozenset(
     {CommandId.BIND_RECEIVER, CommandId.BIND_TRANSMITTER, CommandId.BIND_TRANSCEIVER}
 )
+
+
+class Encoded(msgspec.Struct, gc=False):
+    """A PDU whose body is wire bytes already: everything after the 16-octet header, exactly
+    as this codec encodes it. For senders that write the same shape many times (the
+    simulator's submit_sm_resp and receipts) from a template; whoever builds one is
+    responsible for the bytes matching the codec (their tests compare the two). `Session`
+    sends it like any PDU: a request gets its sequence number in the header, a resend a new
+    one, at the cost of one header pack. `decode()` gives the typed PDU."""
+
+    command_id: int
+    body: bytes
+    sequence_number: int = 0
+    command_status: int = 0
+
+    @property
+    def command_name(self) -> str:
+        return CommandId(self.command_id).name.lower()
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.command_id & RESPONSE_BIT)
+
+    def encode(self) -> bytes:
+        return (
+            _HEADER_PACK(
+                16 + len(self.body), self.command_id, self.command_status, self.sequence_number
+            )
+            + self.body
+        )
+
+    def decode(self) -> Pdu:
+        return decode(self.encode())
+
+
+_HEADER_PACK = HEADER.pack
 
 
 def peek_header(b: bytes) -> tuple[int, int, int, int]:

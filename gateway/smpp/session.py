@@ -15,7 +15,12 @@ each bind state. Rules it enforces on its own, because every SMPP peer needs the
 - sequence numbers: 1..0x7FFFFFFF, wrapping to 1, never reusing one still outstanding;
 - responses are matched to outstanding requests by sequence number (any order); a response
   nobody asked for is reported, not crashed on; `generic_nack` completes the request with
-  its sequence number (status says why);
+  its sequence number (status says why). A driver that sets `on_response` gets the
+  responses to its message traffic and enquire_links as calls `on_response(response,
+  request)` made from inside `receive_data`, in wire order, instead of as events (no event
+  object, no dispatch per response); bind and unbind responses, which change the state,
+  stay events. The handler may call `send`; if it raises, the exception propagates and
+  the frames after its own stay buffered for the next `receive_data`;
 - every request carries a deadline (`now + response_timeout`); `expire(now)` reports the
   overdue ones and forgets them, so no request is ever left without an outcome;
 - `window`: at most that many outstanding "windowed" requests (message traffic); `send`
@@ -27,6 +32,12 @@ each bind state. Rules it enforces on its own, because every SMPP peer needs the
   under 16 or over the maximum) cannot be resynchronised: the session answers generic_nack
   and moves to CLOSED, and the driver drops the connection.
 
+Frames are decoded in place: the per-command decoder reads the body straight from the read
+buffer between the frame's start and its command_length (no copy per frame). A decoder
+reads past its frame only on its way to failing, and when it fails the frame alone is
+decoded again (`pdu.decode_frame`), so errors and answers are exactly those of decoding the
+frame by itself.
+
 Bind states follow SMPP 3.4 section 2.2: OPEN -> (bind) -> BOUND_TX/RX/TRX -> (unbind) ->
 CLOSED. BINDING and UNBINDING are the moments between a request and its response.
 """
@@ -34,6 +45,8 @@ CLOSED. BINDING and UNBINDING are the moments between a request and its response
 from __future__ import annotations
 
 import enum
+import struct
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -149,9 +162,23 @@ class UnexpectedResponse(msgspec.Struct, gc=False):
 class _Outstanding(msgspec.Struct, gc=False):
     pdu: P.Pdu
     deadline: float
+    answer: int  # the command_id of its response (generic_nack also answers it)
+    plain: bool  # not a bind or unbind: its response changes no state
+    windowed: bool
 
 
-_HEADER = P.HEADER
+# Requests whose response changes the bind state: always reported as events.
+_STATEFUL = frozenset({*_BOUND_STATE_OF_BIND, C.UNBIND})
+_GENERIC_NACK = int(C.GENERIC_NACK)
+_UNPACK_HEADER = P.HEADER.unpack_from
+_DECODERS = P.DECODERS
+_MAX_SEQUENCE = P.MAX_SEQUENCE
+# A body decoded in place (inside the read buffer) may read past its frame only on its way
+# to failing; these are the ways it fails. The frame is then decoded alone, which gives the
+# canonical PduError.
+_DECODE_FAILURES = (PduError, IndexError, struct.error)
+
+ResponseHandler = Callable[[P.Pdu, P.Pdu], None]
 
 
 class Session:
@@ -162,8 +189,12 @@ class Session:
         window: int = 10,
         response_timeout: float = 10.0,
         max_pdu_length: int = P.DEFAULT_MAX_PDU_LENGTH,
+        on_response: ResponseHandler | None = None,
     ) -> None:
         self.role = role
+        # Set: responses to requests other than bind and unbind complete through
+        # `on_response(response, request)` during receive_data, instead of as events.
+        self.on_response = on_response
         self.peer_role = Role.SMSC if role is Role.ESME else Role.ESME
         self._bound_as: State | None = None  # the bound state an UNBINDING session came from
         self.state = State.OPEN
@@ -173,7 +204,7 @@ class Session:
         self._seq = 0
         self._outstanding: dict[int, _Outstanding] = {}
         self._windowed = 0
-        self._inbox = bytearray()
+        self._rest = b""  # the start of a PDU not yet wholly received
         self._outbox: list[bytes] = []
         self._events: list[Any] = []
         self._peer_pending: dict[int, P.Pdu] = {}  # peer requests awaiting our answer (binds)
@@ -199,6 +230,8 @@ class Session:
             self._may_receive = _LEGAL[(self._bound_as, self.peer_role)]
         else:
             self._may_receive = _LEGAL[(new, self.peer_role)]
+        # Requests the application handles with nothing for the session to do first.
+        self._plain_receive = self._may_receive & WINDOWED
 
     # ---- introspection -------------------------------------------------------------
 
@@ -256,33 +289,44 @@ class Session:
         windowed = cid in WINDOWED
         if windowed and self._windowed >= self.window:
             raise ProtocolError("window full", CommandStatus.ESME_RTHROTTLED)
-        pdu.sequence_number = self._next_sequence()
+        outstanding = self._outstanding
+        seq = self._seq + 1
+        if seq > _MAX_SEQUENCE or seq in outstanding:
+            seq = self._next_sequence()
+        else:
+            self._seq = seq
+        pdu.sequence_number = seq
         data = pdu.encode()
         self._outbox.append(data)
         if cid in _NO_RESPONSE:
             return pdu
-        deadline = now + (self.response_timeout if timeout is None else timeout)
-        self._outstanding[pdu.sequence_number] = _Outstanding(pdu, deadline)
+        plain = cid not in _STATEFUL
+        outstanding[seq] = _Outstanding(
+            pdu,
+            now + (self.response_timeout if timeout is None else timeout),
+            cid | RESPONSE_BIT,
+            plain,
+            windowed,
+        )
         if windowed:
             self._windowed += 1
-        if cid in _BOUND_STATE_OF_BIND:
-            self.state = State.BINDING
-        elif cid == C.UNBIND:
-            self.state = State.UNBINDING
+        elif not plain:
+            self.state = State.BINDING if cid in _BOUND_STATE_OF_BIND else State.UNBINDING
         return pdu
 
     def _send_response(self, pdu: P.Pdu) -> None:
-        if self.state is State.CLOSED:
+        if self._state is State.CLOSED:
             raise ProtocolError("session closed")
         data = pdu.encode()
-        request = self._peer_pending.pop(pdu.sequence_number, None)
         self._outbox.append(data)
-        if request is not None and request.command_id in _BOUND_STATE_OF_BIND:
-            # Our answer to the peer's bind decides the state (SMSC role).
-            if pdu.command_status == CommandStatus.ESME_ROK:
-                self.state = _BOUND_STATE_OF_BIND[request.command_id]
-            else:
-                self.state = State.OPEN
+        if self._peer_pending:
+            request = self._peer_pending.pop(pdu.sequence_number, None)
+            if request is not None and request.command_id in _BOUND_STATE_OF_BIND:
+                # Our answer to the peer's bind decides the state (SMSC role).
+                if pdu.command_status == CommandStatus.ESME_ROK:
+                    self.state = _BOUND_STATE_OF_BIND[request.command_id]
+                else:
+                    self.state = State.OPEN
 
     def data_to_send(self) -> bytes:
         """Everything queued for the socket since the last call, as one buffer."""
@@ -295,34 +339,75 @@ class Session:
     # ---- receiving -----------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the socket. Complete PDUs become events; partial ones wait."""
-        if self.state is State.CLOSED and not self._outstanding:
+        """Feed bytes from the socket. Complete PDUs become events (or, for responses with
+        an `on_response` handler set, handler calls); partial ones wait."""
+        if self._state is State.CLOSED and not self._outstanding:
             return
-        inbox = self._inbox
-        inbox += data
+        rest = self._rest
+        buf = rest + data if rest else data
+        if buf.__class__ is not bytes:
+            buf = bytes(buf)  # decoded fields are slices of it: they must be bytes
         pos = 0
-        end = len(inbox)
+        end = len(buf)
         max_len = self.max_pdu_length
-        while end - pos >= 16:
-            length, cid, status, seq = _HEADER.unpack_from(inbox, pos)
-            if length < 16 or length > max_len:
-                self._fatal(
-                    PduError(
-                        f"command_length {length} outside 16..{max_len}",
-                        CommandStatus.ESME_RINVCMDLEN,
-                        command_id=cid,
-                        sequence_number=seq,
+        outstanding = self._outstanding
+        events = self._events
+        unpack = _UNPACK_HEADER
+        decoders = _DECODERS
+        try:
+            while end - pos >= 16:
+                length, cid, status, seq = unpack(buf, pos)
+                if length < 16 or length > max_len:
+                    pos = end  # cannot be resynchronised: drop everything
+                    self._fatal(
+                        PduError(
+                            f"command_length {length} outside 16..{max_len}",
+                            CommandStatus.ESME_RINVCMDLEN,
+                            command_id=cid,
+                            sequence_number=seq,
+                        )
                     )
-                )
-                inbox.clear()
-                return
-            if end - pos < length:
-                break
-            raw = bytes(inbox[pos : pos + length])
-            pos += length
-            self._handle_frame(raw, length, cid, status, seq)
-        if pos:
-            del inbox[:pos]
+                    return
+                start = pos
+                pos += length
+                if pos > end:
+                    pos = start
+                    break
+                # Decode in place: the body is read from the buffer between start and pos.
+                decoder = decoders.get(cid)
+                pdu = None
+                if decoder is not None:
+                    try:
+                        pdu = decoder(buf, start + 16, pos, status, seq)
+                    except _DECODE_FAILURES:
+                        pass
+                if pdu is None:
+                    try:
+                        pdu = P.decode_frame(buf[start:pos], length, cid, status, seq)
+                    except PduError as e:
+                        self._answer_invalid(e)
+                        continue
+                if cid & RESPONSE_BIT:
+                    o = outstanding.get(seq)
+                    handler = self.on_response
+                    if (
+                        handler is not None
+                        and o is not None
+                        and o.plain
+                        and (cid == o.answer or cid == _GENERIC_NACK)
+                    ):
+                        del outstanding[seq]
+                        if o.windowed:
+                            self._windowed -= 1
+                        handler(pdu, o.pdu)
+                    else:
+                        self._handle_response(pdu)
+                elif cid in self._plain_receive:
+                    events.append(RequestReceived(pdu))
+                else:
+                    self._handle_request(pdu)
+        finally:
+            self._rest = buf[pos:] if pos < end else b""
 
     def next_events(self) -> list[Any]:
         events = self._events
@@ -335,7 +420,8 @@ class Session:
         out = []
         for seq in late:
             o = self._outstanding.pop(seq)
-            self._release(o.pdu)
+            if o.windowed:
+                self._windowed -= 1
             cid = o.pdu.command_id
             if cid in _BOUND_STATE_OF_BIND and self._state is State.BINDING:
                 self.state = State.OPEN  # the bind may be tried again
@@ -352,10 +438,6 @@ class Session:
         self.state = State.CLOSED
         return pending
 
-    def _release(self, request: P.Pdu) -> None:
-        if request.command_id in WINDOWED:
-            self._windowed -= 1
-
     def _fatal(self, error: PduError) -> None:
         self._outbox.append(
             P.GenericNack(
@@ -365,26 +447,19 @@ class Session:
         self.state = State.CLOSED
         self._events.append(InvalidPdu(error, fatal=True))
 
-    def _handle_frame(self, raw: bytes, length: int, cid: int, status: int, seq: int) -> None:
-        try:
-            pdu = P.decode_frame(raw, length, cid, status, seq)
-        except PduError as e:
-            self._answer_invalid(e)
-            return
+    def _handle_request(self, pdu: P.Pdu) -> None:
+        """A request other than plain message traffic in a state that allows it."""
         cid = pdu.command_id
-        if cid & RESPONSE_BIT:
-            self._handle_response(pdu)
-            return
         if cid not in self._may_receive:
             status = (
                 CommandStatus.ESME_RALYBND
-                if cid in _BOUND_STATE_OF_BIND and self.state in _BOUND
+                if cid in _BOUND_STATE_OF_BIND and self._state in _BOUND
                 else CommandStatus.ESME_RINVBNDSTS
             )
             err = ProtocolError(
-                f"{pdu.command_name} not allowed in state {self.state.value}", status
+                f"{pdu.command_name} not allowed in state {self._state.value}", status
             )
-            if self.state is not State.CLOSED:
+            if self._state is not State.CLOSED:
                 self._outbox.append(P.error_response(cid, pdu.sequence_number, status).encode())
             self._events.append(InvalidPdu(err))
             return
@@ -413,7 +488,11 @@ class Session:
             return
         del self._outstanding[pdu.sequence_number]
         request = o.pdu
-        self._release(request)
+        if o.windowed:
+            self._windowed -= 1
+        if o.plain and self.on_response is not None:
+            self.on_response(pdu, request)
+            return
         rcid = request.command_id
         if rcid in _BOUND_STATE_OF_BIND:
             self.state = (
@@ -435,11 +514,15 @@ class Session:
             # A response we cannot read still completes the request it answers, with the
             # decode error as its status, so nothing waits for it forever.
             o = self._outstanding.get(seq)
-            if o is not None and cid in (C.GENERIC_NACK, o.pdu.command_id | RESPONSE_BIT):
+            if o is not None and cid in (C.GENERIC_NACK, o.answer):
                 del self._outstanding[seq]
-                self._release(o.pdu)
+                if o.windowed:
+                    self._windowed -= 1
                 nack = P.GenericNack(sequence_number=seq, command_status=e.command_status)
-                self._events.append(ResponseReceived(nack, o.pdu))
+                if o.plain and self.on_response is not None:
+                    self.on_response(nack, o.pdu)
+                else:
+                    self._events.append(ResponseReceived(nack, o.pdu))
             self._events.append(InvalidPdu(e))
             return
         # Framing and unknown commands get generic_nack (SMPP 3.4 section 4.3); a known
@@ -451,6 +534,6 @@ class Session:
             answer = P.GenericNack(sequence_number=seq, command_status=e.command_status)
         else:
             answer = P.error_response(cid, seq, e.command_status)
-        if self.state is not State.CLOSED:
+        if self._state is not State.CLOSED:
             self._outbox.append(answer.encode())
         self._events.append(InvalidPdu(e))

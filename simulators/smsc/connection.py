@@ -58,7 +58,14 @@ class Connection:
         self.server = server
         self._stats = server.stats
         self.stream = stream
-        self.session = Session(Role.SMSC, window=cfg.window, response_timeout=cfg.response_timeout)
+        # Answers to our deliver_sm complete through _on_answer while the session decodes.
+        self.session = Session(
+            Role.SMSC,
+            window=cfg.window,
+            response_timeout=cfg.response_timeout,
+            on_response=self._on_answer,
+        )
+        self._now = trio.current_time()  # of the read being handled
         self.account: AccountRuntime | None = None
         self.bind_type: str | None = None
         self.submits = 0  # submit_sm received on this connection (fault counters)
@@ -165,11 +172,11 @@ class Connection:
             if not data:
                 self.log.debug("peer_closed")
                 return
-            session.receive_data(data)
             now = trio.current_time()
-            self.last_rx = now
+            self.last_rx = self._now = now
             self._in_reader = True
             try:
+                session.receive_data(data)
                 self._handle(session.next_events(), now)
             finally:
                 self._in_reader = False
@@ -296,6 +303,10 @@ class Connection:
                     sequence_number=ev.pdu.sequence_number,
                     status=ev.pdu.command_status,
                 )
+
+    def _on_answer(self, resp: P.Pdu, request: P.Pdu) -> None:
+        """The session's response handler: deliver_sm_resp (and enquire_link_resp)."""
+        self._on_response(resp, request, self._now)
 
     def _on_response(self, resp: P.Pdu, request: P.Pdu, now: float) -> None:
         if request.command_id == _DELIVER_SM:

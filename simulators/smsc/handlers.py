@@ -37,6 +37,8 @@ _BIND_TYPES = {
 }
 _SC_INTERFACE_VERSION = [P.Tlv(int(Tag.SC_INTERFACE_VERSION), INTERFACE_VERSION_34)]
 _SubmitSmResp = P.SubmitSmResp
+_Encoded = P.Encoded
+_SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
 
 
 def valid_address(address: str) -> bool:
@@ -131,10 +133,15 @@ def on_submit_sm(conn: Connection, pdu: Any, now: float) -> None:
     )
     server.store.put(rec)
     st.messages_accepted += 1
-    conn.session.send(_SubmitSmResp(sequence_number=pdu.sequence_number, message_id=mid))
+    # submit_sm_resp from its template: message_id + NUL is the whole body (ids are ASCII).
+    conn.session.send(
+        _Encoded(_SUBMIT_SM_RESP, mid.encode() + b"\0", pdu.sequence_number)
+        if len(mid) < 65
+        else _SubmitSmResp(sequence_number=pdu.sequence_number, message_id=mid)
+    )
     st.resps_ok += 1
     if rec.receipt:
-        acct.deliveries.deliver(Job(policy.build(rec)), now)
+        acct.deliveries.deliver(Job(policy.encoded(rec)), now)
 
 
 def _refuse(conn: Connection, pdu: Any, status: int) -> None:

@@ -216,7 +216,7 @@ class SmscServer:
             targets = [(d[:3], d[3]) for d in rec.dests if policy.wanted(rd, d[3])]
         for dest, stat in targets:
             try:
-                pdu = policy.build(rec, dest, stat)
+                pdu = policy.build(rec, dest, stat) if dest is not None else policy.encoded(rec)
             except (PduError, SmppError) as e:
                 self.stats.receipts_failed += 1
                 self.log.warning("receipt_unencodable", message_id=rec.id, error=str(e))
