@@ -82,7 +82,9 @@ class Request:
 # RFC 9110 5.6.2 token; field values: visible ASCII, obs-text, SP and HTAB inside.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _METHOD = re.compile(_TOKEN)
-_HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?)[ \t]*")
+# A field value may hold visible characters, obs-text, SP and HTAB: anything else (CR, LF,
+# NUL, other controls, DEL) is refused. One C-level search per line, no backtracking.
+_BAD_VALUE_CHAR = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 _ABSOLUTE = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;.*)?")
@@ -225,15 +227,18 @@ class RequestReader:
         hosts = 0
         connection = b""
         expect = False
-        match = _HEADER.fullmatch
+        token = _METHOD.fullmatch
+        bad_char = _BAD_VALUE_CHAR.search
         for line in lines[1:]:
-            m = match(line)
-            if m is None:
+            name, colon, value = line.partition(b":")
+            if not colon or token(name) is None:
                 if line[:1] in (b" ", b"\t"):
                     raise HttpError(400, "folded header lines are not accepted")
                 raise HttpError(400, "malformed header line")
-            name = m.group(1).lower()
-            value = m.group(2)
+            value = value.strip(b" \t")
+            if bad_char(value) is not None:
+                raise HttpError(400, "malformed header line")
+            name = name.lower()
             headers.append((name, value))
             if name == b"content-length":
                 if not value.isdigit() or len(value) > 18:
