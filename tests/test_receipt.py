@@ -814,3 +814,346 @@ def test_fast_path_agrees_on_the_corpus():
     for rec in RECEIPTS:
         s = rec["short_message"]
         assert parse_receipt_fields(s) == _RT(**_scan(s.rstrip("\x00"))), rec["id"]
+
+
+# ---- receipt_from_pdu and receipt_id_key against their reference readings ---------------
+#
+# receipt_from_pdu reads the canonical layout with one regex inline, memoises dates and skips
+# work the answer does not need; receipt_id_key has fast paths for plain numeric ids. The
+# reference below is the straightforward composition they replace (fields from the tolerant
+# scan only, dates parsed every time, MessageState(...) by value, ids through _classify):
+# both must give equal answers for every PDU and id.
+
+from gateway.smpp import receipt as _R  # noqa: E402
+from gateway.smpp.constants import (  # noqa: E402
+    ESM_CLASS_INTERMEDIATE_NOTIFICATION as _INTERMEDIATE,
+)
+from gateway.smpp.pdu import PDU_CLASSES as _PDU_CLASSES  # noqa: E402
+from gateway.smpp.pdu import Tlv as _Tlv  # noqa: E402
+from gateway.smpp.constants import CommandId as _CommandId  # noqa: E402
+
+_DeliverSm = _PDU_CLASSES[_CommandId.DELIVER_SM]
+
+
+def _ref_clean(value):
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    return value.strip(" \t\r\n\f\v\x00") or None
+
+
+def _ref_tlv(pdu, tag):
+    getter = getattr(pdu, "tlv", None)
+    return getter(tag) if getter is not None else None
+
+
+def _ref_fields(raw: bytes):
+    """(fields, decoded) like _text_of, but always through the tolerant scan."""
+
+    def scan(data):
+        s = (data if isinstance(data, str) else data.decode("latin-1")).rstrip("\x00")
+        fields = _RT(**_scan(s))
+        return fields if fields.id is not None or fields.stat is not None else None
+
+    fields = scan(raw)
+    if fields is not None:
+        return fields, False
+    if len(raw) >= 4 and raw[0] == 0 and raw[2] == 0:
+        b = raw if len(raw) % 2 == 0 else raw + b"\x00"
+        fields = scan(b.decode("utf-16-be", errors="replace"))
+        if fields is not None:
+            return fields, True
+    return None, False
+
+
+def _ref_state(value):
+    if isinstance(value, (bytes, bytearray)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return MessageState(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _ref_stat(stat):
+    if not stat:
+        return None
+    s = stat.strip(" \t\r\n\f\v\x00").upper().replace("-", "_").replace(" ", "_")
+    state = _R._STAT_TABLE.get(s)
+    if state is not None:
+        return state
+    if s.isascii() and s.isdigit() and len(s) <= 2:
+        return _ref_state(int(s))
+    if "_" in s:
+        prefix, word = s.rsplit("_", 1)
+        state = _R._STAT_TABLE.get(word)
+        if state in _R._QUALIFIABLE and prefix.rsplit("_", 1)[-1] not in ("NOT", "NON", "UN"):
+            return state
+    return None
+
+
+def _ref_excerpt(raw: str) -> str:
+    try:
+        b = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        return raw
+    text = _R._utf16_reading(b)
+    if text is not None:
+        return text
+    if not b.isascii():
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return raw
+
+
+def _ref_date(value):
+    """parse_receipt_date as first written: no memo, slices and int()s."""
+    if value is None:
+        return None
+    s = value.strip(" \t\r\n\f\v\x00")
+    if not (s.isascii() and s.isdigit()):
+        return None
+    n = len(s)
+    if n == 10:
+        candidates = [(s[0:2], s[2:4], s[4:6], s[6:8], s[8:10], "0")]
+    elif n == 12:
+        candidates = [
+            (s[0:2], s[2:4], s[4:6], s[6:8], s[8:10], s[10:12]),
+            (s[0:4], s[4:6], s[6:8], s[8:10], s[10:12], "0"),
+        ]
+    elif n == 14:
+        candidates = [(s[0:4], s[4:6], s[6:8], s[8:10], s[10:12], s[12:14])]
+    else:
+        return None
+    for y, mo, d, h, mi, sec in candidates:
+        year = int(y)
+        if len(y) == 2:
+            year += 2000 if year < 69 else 1900
+        try:
+            return datetime(year, int(mo), int(d), int(h), int(mi), int(sec))
+        except ValueError:
+            continue
+    return None
+
+
+def _ref_receipt(pdu, lenient: bool = False):
+    kind = _R._esm_receipt_type(getattr(pdu, "esm_class", 0))
+    flagged = kind in (0x04, _INTERMEDIATE) or _ref_clean(
+        _ref_tlv(pdu, Tag.RECEIPTED_MESSAGE_ID)
+    ) is not None
+    raw = getattr(pdu, "short_message", None) or b""
+    if not raw:
+        payload = _ref_tlv(pdu, Tag.MESSAGE_PAYLOAD)
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            raw = bytes(payload)
+        elif isinstance(payload, str):
+            raw = payload.encode("latin-1", errors="replace")
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1", errors="replace")
+    fields, decoded = _ref_fields(bytes(raw))
+    if not flagged and not (lenient and fields is not None):
+        return None
+    tlv_id = _ref_clean(_ref_tlv(pdu, Tag.RECEIPTED_MESSAGE_ID))
+    text_id = _ref_clean(fields.id) if fields is not None else None
+    state = _ref_state(_ref_tlv(pdu, Tag.MESSAGE_STATE))
+    if state is None and fields is not None:
+        state = _ref_stat(fields.stat)
+    text = None
+    if fields is not None and fields.text is not None:
+        text = fields.text if decoded else _ref_excerpt(fields.text)
+    return Receipt(
+        message_id=tlv_id or text_id,
+        state=state,
+        error_code=fields.err if fields is not None else None,
+        network_error=_R._network_error(_ref_tlv(pdu, Tag.NETWORK_ERROR_CODE)),
+        done_date=_ref_date(fields.done_date) if fields is not None else None,
+        submit_date=_ref_date(fields.submit_date) if fields is not None else None,
+        text_fields=fields,
+        receipted_message_id=tlv_id,
+        text=text,
+        intermediate=kind == _INTERMEDIATE,
+    )
+
+
+def _ref_key(raw: str, fmt: str) -> str:
+    s = raw.strip(" \t\r\n\f\v\x00")
+    kind, value = _R._classify(s, fmt)
+    if value is not None:
+        return str(value)
+    return s.lower() if kind == "uuid" else s
+
+
+def _same_receipt(a, b) -> bool:
+    # Receipt == compares field by field; `is` for the enum keeps IntEnum from passing as int.
+    return a == b and (a is None or a.state is b.state)
+
+
+_latin1 = st.characters(codec="latin-1")
+_word = st.text(alphabet=_latin1, max_size=10)  # empties, blanks, NULs: fast path steps aside
+_plain = st.text(alphabet="0123456789abcdefABCDEFxX", min_size=1, max_size=12)
+_dates = st.one_of(
+    st.text(alphabet="0123456789", min_size=0, max_size=15),
+    st.sampled_from(["2403151230", "7001010000", "201506201641", "20240315123059", "9913321299"]),
+)
+_stats = st.one_of(
+    st.sampled_from(["DELIVRD", "UNDELIV", "delivrd", "EN-ROUTE", "2", "X_REJECTD"]), _word
+)
+_excerpts = st.one_of(
+    st.text(alphabet=_latin1, max_size=30),
+    st.text(max_size=10).map(lambda t: t.encode("utf-16-be").decode("latin-1")),
+    st.text(max_size=10).map(lambda t: t.encode("utf-8").decode("latin-1")),
+)
+
+
+@st.composite
+def _receipt_pdus(draw):
+    """A deliver_sm (a real Pdu struct, or a stand-in) with a canonical-layout text."""
+    mid = draw(st.one_of(_plain, _word))
+    label = draw(st.sampled_from(["text:", "Text:", "TEXT:"]))
+    text = (
+        f"id:{mid} sub:{draw(st.one_of(_plain, _word))} dlvrd:{draw(st.one_of(_plain, _word))}"
+        f" submit date:{draw(_dates)} done date:{draw(_dates)} stat:{draw(_stats)}"
+        f" err:{draw(st.one_of(_plain, _word))} {label}"
+        f"{draw(_excerpts)}{draw(st.sampled_from(['', '', chr(0), chr(0) * 3]))}"
+    ).encode("latin-1")
+    if draw(st.booleans()):
+        text = text.decode("latin-1").encode("utf-16-be", errors="replace")
+    tlvs = {}
+    tlv_id = draw(st.none() | st.just(mid) | _word | st.binary(max_size=6))
+    if tlv_id is not None:
+        tlvs[Tag.RECEIPTED_MESSAGE_ID] = tlv_id
+    state = draw(
+        st.none() | st.integers(-1, 10) | st.binary(max_size=2) | st.booleans()
+        | st.sampled_from(list(MessageState))
+    )
+    if state is not None:
+        tlvs[Tag.MESSAGE_STATE] = state
+    nec = draw(st.none() | st.binary(min_size=2, max_size=4))
+    if nec is not None:
+        tlvs[Tag.NETWORK_ERROR_CODE] = nec
+    in_payload = draw(st.booleans())
+    if in_payload:
+        tlvs[Tag.MESSAGE_PAYLOAD] = text
+    esm = draw(st.sampled_from([0x00, 0x04, 0x20, 0x44, 0x08]) | st.integers(0, 255))
+    sm = b"" if in_payload else text
+    if draw(st.booleans()):
+        return _DeliverSm(
+            esm_class=esm, short_message=sm, tlvs=[_Tlv(int(t), v) for t, v in tlvs.items()]
+        )
+    return _pdu(sm, esm_class=esm, **{t.name.lower(): v for t, v in tlvs.items()})
+
+
+@settings(max_examples=500, deadline=None)
+@given(pdu=_receipt_pdus(), lenient=st.booleans())
+def test_receipt_from_pdu_agrees_with_the_reference(pdu, lenient: bool) -> None:
+    got = receipt_from_pdu(pdu, lenient=lenient)
+    assert _same_receipt(got, _ref_receipt(pdu, lenient))
+    again = receipt_from_pdu(pdu, lenient=lenient)  # the date memo gives what parsing gives
+    assert _same_receipt(again, got)
+
+
+@pytest.mark.parametrize("rec", RECEIPTS, ids=[r["id"] for r in RECEIPTS])
+def test_receipt_from_pdu_agrees_with_the_reference_on_the_corpus(rec: dict) -> None:
+    raw = bytes.fromhex(rec["short_message_hex"])
+    tlvs = rec.get("pdu_tlvs") or {}
+    for pdu in (
+        _pdu(raw),
+        _pdu(raw, esm_class=0),
+        _pdu(b"", message_payload=raw, receipted_message_id="38601fa", message_state=2),
+        _DeliverSm(esm_class=0x04, short_message=raw[:254], tlvs=[
+            _Tlv(int(Tag[k.upper()]), v) for k, v in tlvs.items() if k.upper() in Tag.__members__
+        ]),
+    ):
+        for lenient in (False, True):
+            assert _same_receipt(receipt_from_pdu(pdu, lenient=lenient), _ref_receipt(pdu, lenient))
+
+
+def test_receipt_from_pdu_canonical_values() -> None:
+    # One canonical receipt through the codec, every field spelled out (the fast path).
+    pdu = _DeliverSm(
+        esm_class=0x04,
+        short_message=STD + b"\x00",
+        tlvs=[_Tlv(int(Tag.RECEIPTED_MESSAGE_ID), "38601FA\x00"), _Tlv(int(Tag.MESSAGE_STATE), 5)],
+    )
+    r = receipt_from_pdu(pdu)
+    assert r == Receipt(
+        message_id="38601FA",
+        state=MessageState.UNDELIVERABLE,
+        error_code="000",
+        done_date=datetime(2010, 2, 10, 17, 31),
+        submit_date=datetime(2010, 2, 10, 17, 30),
+        text_fields=ReceiptText(
+            "0059113978", "001", "001", "1002101730", "1002101731", "DELIVRD", "000", "@$#!%&/:"
+        ),
+        receipted_message_id="38601FA",
+        text="@$#!%&/:",
+    )
+    assert r is not None and r.state is MessageState.UNDELIVERABLE
+    assert receipt_id_key(r.message_id, "hex") == receipt_id_key("0059113978", "decimal")
+
+
+_id_chars = st.sampled_from(list("0123456789abcdefABCDEFxXgz_-+ \t\x00\xa0٣") + ["0x", "0X"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    raw=st.one_of(
+        st.lists(_id_chars, max_size=70).map("".join),
+        st.text(alphabet="0123456789abcdefABCDEFxX_", max_size=8),  # what int() also reads
+        st.integers(0, 16**66).map(lambda n: format(n, "x")),
+        st.integers(0, 10**66).map(str),
+        st.text(max_size=70),
+        st.uuids().map(str),
+    ),
+    fmt=st.sampled_from(ID_FORMATS),
+)
+def test_receipt_id_key_agrees_with_the_reference(raw: str, fmt: str) -> None:
+    assert receipt_id_key(raw, fmt) == _ref_key(raw, fmt)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789 \x00", max_size=16),
+        st.sampled_from([10, 12, 14]).flatmap(
+            lambda n: st.text(alphabet="0123456789", min_size=n, max_size=n)
+        ),
+        st.tuples(
+            st.datetimes(min_value=datetime(1000, 1, 1)),
+            st.sampled_from(["%y%m%d%H%M", "%y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d%H%M%S"]),
+        ).map(lambda t: t[0].strftime(t[1])),
+        st.text(max_size=30),
+    )
+)
+def test_date_memo_gives_what_parsing_gives(value: str) -> None:
+    assert parse_receipt_date(value) == _ref_date(value)
+    assert parse_receipt_date(value) == _ref_date(value)  # from the memo this time
+
+
+def test_date_memo_keys_are_exact() -> None:
+    # Blanks str.strip() knows but the date parser does not must not share a memo entry.
+    values = ["\x1c2403151230", "2403151230\x85", " 2403151230\x00", "2403151230", "\xa02403151230"]
+    for v in values + values[::-1]:
+        assert parse_receipt_date(v) == _ref_date(v), repr(v)
+
+
+def test_date_memo_is_bounded() -> None:
+    for i in range(_R._DATE_MEMO_MAX + 10):
+        assert parse_receipt_date(f"{i:010d}") == _ref_date(f"{i:010d}")
+    assert len(_R._DATE_MEMO) <= _R._DATE_MEMO_MAX
+    assert parse_receipt_date("x" * 100) is None  # long strings are parsed, not kept
+    assert "x" * 100 not in _R._DATE_MEMO
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(alphabet=_latin1, max_size=20), st.text(max_size=20)))
+def test_excerpt_and_stat_agree_with_the_reference(s: str) -> None:
+    assert decode_receipt_excerpt(s) == _ref_excerpt(s)
+    assert stat_to_state(s) is _ref_stat(s)

@@ -159,6 +159,7 @@ _FIELDS = ("id", "sub", "dlvrd", "submit_date", "done_date", "stat", "err", "tex
 
 # Blanks are ASCII only: the text is Latin-1 decoded bytes, and \x85 / \xa0 are data there.
 _BLANK = " \t\r\n\f\v"
+_BLANK_NUL = _BLANK + "\x00"
 _WS_RE = re.compile(r"[ \t\r\n\f\v]*")
 _TOKEN_RE = re.compile(r"[^ \t\r\n\f\v]*")
 _LABEL_BODY = r"(id|sub|dlvrd|submit[ _]?date|done[ _]?date|stat|err|text):"
@@ -246,15 +247,19 @@ def _as_text(data: str | bytes | bytearray | memoryview) -> str:
 
 
 # The SMPP 3.4 Appendix B layout exactly as most SMSCs write it: every label once, in
-# order, single spaces, no empty values. Such a text is split by one regex match (~2 us)
-# instead of the tolerant scan below (~20 us); anything else takes the scan. A test checks
-# that both give the same fields wherever the fast path applies.
+# order, single spaces, no empty values. Such a text is split by one regex match (~0.7 us
+# with the groups) instead of the tolerant scan below (~15 us); anything else takes the scan.
+# Tests check that both give the same fields wherever the fast path applies, and that
+# receipt_from_pdu, which uses the match directly, gives what the scan would give.
+# With re.ASCII, \S is exactly [^ \t\n\r\f\v] and \d is [0-9] (and 20% faster to match).
 _CANONICAL = re.compile(
-    r"id:([^ \t\n\r\f\v]+) sub:([^ \t\n\r\f\v]+) dlvrd:([^ \t\n\r\f\v]+)"
-    r" submit date:([0-9]+) done date:([0-9]+) stat:([^ \t\n\r\f\v]+)"
-    r" err:([^ \t\n\r\f\v]+) [Tt]ext:(.*)",
-    re.DOTALL,
+    r"id:(\S+) sub:(\S+) dlvrd:(\S+) submit date:(\d+) done date:(\d+) stat:(\S+)"
+    r" err:(\S+) [Tt]ext:(.*)",
+    re.DOTALL | re.ASCII,
 )
+
+
+_canonical_match = _CANONICAL.fullmatch
 
 
 def parse_receipt_fields(data: str | bytes) -> ReceiptText:
@@ -304,6 +309,8 @@ def decode_receipt_excerpt(raw: str) -> str:
     and the ASCII reading is kept: data_coding cannot decide it either, since it describes
     the receipt (ASCII header included), not the original message. Never raises.
     """
+    if raw.isascii() and raw.isprintable():
+        return raw  # the common excerpt: no control octet (so not UTF-16), nothing to decode
     try:
         b = raw.encode("latin-1")
     except UnicodeEncodeError:
@@ -323,6 +330,14 @@ def decode_receipt_excerpt(raw: str) -> str:
 # Dates and states
 
 
+# Dates repeat: minute resolution, and submit date = done date in most receipts. Parsing one
+# (~1.4 us) costs 30 times a dict lookup, so results are kept per exact input string (pure
+# function, datetimes immutable). Bounded: emptied when full, short strings only.
+_DATE_MEMO: dict[str, datetime | None] = {}
+_DATE_MEMO_MAX = 4096
+_DATE_MEMO_LEN = 24
+
+
 def parse_receipt_date(value: str | None) -> datetime | None:
     """A receipt date as a naive datetime (the SMSC's clock, normally UTC); None if invalid.
 
@@ -336,30 +351,50 @@ def parse_receipt_date(value: str | None) -> datetime | None:
     """
     if value is None:
         return None
-    s = value.strip(_BLANK + "\x00")
+    if type(value) is not str or len(value) > _DATE_MEMO_LEN:
+        return _parse_date(value)
+    date = _DATE_MEMO.get(value, _MISSING)
+    if date is _MISSING:
+        date = _parse_date(value)
+        if len(_DATE_MEMO) >= _DATE_MEMO_MAX:
+            _DATE_MEMO.clear()
+        _DATE_MEMO[value] = date
+    return date  # type: ignore[return-value]
+
+
+_MISSING: Any = object()
+
+
+def _parse_date(value: str) -> datetime | None:
+    s = value.strip(_BLANK_NUL)
     if not (s.isascii() and s.isdigit()):
         return None
     n = len(s)
-    if n == 10:
-        candidates = [(s[0:2], s[2:4], s[4:6], s[6:8], s[8:10], "0")]
-    elif n == 12:
-        candidates = [
-            (s[0:2], s[2:4], s[4:6], s[6:8], s[8:10], s[10:12]),
-            (s[0:4], s[4:6], s[6:8], s[8:10], s[10:12], "0"),
-        ]
-    elif n == 14:
-        candidates = [(s[0:4], s[4:6], s[6:8], s[8:10], s[10:12], s[12:14])]
-    else:
-        return None
-    for y, mo, d, h, mi, sec in candidates:
-        year = int(y)
-        if len(y) == 2:
-            year += 2000 if year < 69 else 1900
-        try:
-            return datetime(year, int(mo), int(d), int(h), int(mi), int(sec))
-        except ValueError:
-            continue
+    # Read as one integer and split by divmod (half the cost of five slices and int()s).
+    if n == 10:  # YYMMDDhhmm, seconds 00
+        return _date(int(s) * 100, True)
+    if n == 12:  # YYMMDDhhmmss, else YYYYMMDDhhmm
+        v = int(s)
+        date = _date(v, True)
+        return date if date is not None else _date(v * 100, False)
+    if n == 14:  # YYYYMMDDhhmmss
+        return _date(int(s), False)
     return None
+
+
+def _date(v: int, two_digit_year: bool) -> datetime | None:
+    """The datetime of the digits YY..MMDDhhmmss (a non-negative integer), None if invalid."""
+    v, sec = divmod(v, 100)
+    v, mi = divmod(v, 100)
+    v, h = divmod(v, 100)
+    v, d = divmod(v, 100)
+    year, mo = divmod(v, 100)
+    if two_digit_year:
+        year += 2000 if year < 69 else 1900
+    try:
+        return datetime(year, mo, d, h, mi, sec)
+    except ValueError:
+        return None
 
 
 _STAT_TABLE: dict[str, MessageState] = {}
@@ -406,7 +441,11 @@ def stat_to_state(stat: str | None) -> MessageState | None:
     """
     if not stat:
         return None
-    s = stat.strip(_BLANK + "\x00").upper().replace("-", "_").replace(" ", "_")
+    if type(stat) is str:
+        state = _STAT_TABLE.get(stat)  # already normalised (`DELIVRD`): the lookup below gives it
+        if state is not None:
+            return state
+    s = stat.strip(_BLANK_NUL).upper().replace("-", "_").replace(" ", "_")
     state = _STAT_TABLE.get(s)
     if state is not None:
         return state
@@ -472,14 +511,22 @@ def _esm_receipt_type(esm_class: Any) -> int:
 
 
 def _clean_str(value: Any) -> str | None:
+    if type(value) is str:
+        return value.strip(_BLANK_NUL) or None
     if value is None:
         return None
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value).decode("latin-1")
     if not isinstance(value, str):
         return None
-    value = value.strip(_BLANK + "\x00")
+    value = value.strip(_BLANK_NUL)
     return value or None
+
+
+_TAG_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+_TAG_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+_TAG_NETWORK_ERROR_CODE = int(Tag.NETWORK_ERROR_CODE)
+_TAG_MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
 
 
 def _tlv(pdu: Any, tag: Tag) -> Any:
@@ -499,7 +546,12 @@ def is_receipt(pdu: Any) -> bool:
     return _clean_str(_tlv(pdu, Tag.RECEIPTED_MESSAGE_ID)) is not None
 
 
+_STATE_BY_VALUE: dict[int, MessageState] = {int(s): s for s in MessageState}
+
+
 def _message_state(value: Any) -> MessageState | None:
+    if type(value) is int:
+        return _STATE_BY_VALUE.get(value)  # MessageState(value) without the enum call
     if isinstance(value, (bytes, bytearray)) and len(value) == 1:
         value = value[0]
     if isinstance(value, int) and not isinstance(value, bool):
@@ -541,40 +593,74 @@ def receipt_from_pdu(pdu: Any, *, lenient: bool = False) -> Receipt | None:
     message id and the state. A receipt PDU whose text and TLVs say nothing still gives a
     Receipt (with None fields), so the caller can log it. Never raises on odd values.
     """
-    flagged = is_receipt(pdu)
+    # Every receipt of the gateway comes through here, so this is `is_receipt`, `_text_of`
+    # and the field reads inlined, each PDU attribute and TLV read once, with the canonical
+    # text taken by one regex match right here; any other text goes through `_text_of`.
+    esm = getattr(pdu, "esm_class", 0)
+    kind = esm & ESM_CLASS_RECEIPT_MASK if type(esm) is int else _esm_receipt_type(esm)
+    getter = getattr(pdu, "tlv", None)
+    if getter is not None:
+        tlv_id = getter(_TAG_RECEIPTED_MESSAGE_ID)
+        if tlv_id is not None:
+            tlv_id = _clean_str(tlv_id)
+    else:
+        tlv_id = None
+    flagged = kind == ESM_CLASS_SMSC_RECEIPT or kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION
+    if tlv_id is not None:
+        flagged = True
+
     raw = getattr(pdu, "short_message", None) or b""
     if not raw:
-        payload = _tlv(pdu, Tag.MESSAGE_PAYLOAD)
+        payload = getter(_TAG_MESSAGE_PAYLOAD) if getter is not None else None
         if isinstance(payload, (bytes, bytearray, memoryview)):
             raw = bytes(payload)
         elif isinstance(payload, str):
             raw = payload.encode("latin-1", errors="replace")
-    if isinstance(raw, str):
-        raw = raw.encode("latin-1", errors="replace")
-    fields, decoded = _text_of(bytes(raw))
+    if type(raw) is bytes:
+        s = raw.decode("latin-1")
+        m = _canonical_match(s.rstrip("\x00") if s[-1:] == "\x00" else s)
+    else:
+        m = None
+    if m is not None:  # parse_receipt_text would take its fast path: the same fields
+        fields: ReceiptText | None = ReceiptText(*m.groups())
+        decoded = False
+    else:
+        if isinstance(raw, str):
+            raw = raw.encode("latin-1", errors="replace")
+        fields, decoded = _text_of(bytes(raw))
     if not flagged and not (lenient and fields is not None):
         return None
 
-    tlv_id = _clean_str(_tlv(pdu, Tag.RECEIPTED_MESSAGE_ID))
-    text_id = _clean_str(fields.id) if fields is not None else None
-    state = _message_state(_tlv(pdu, Tag.MESSAGE_STATE))
-    if state is None and fields is not None:
+    state = None
+    if getter is not None:
+        value = getter(_TAG_MESSAGE_STATE)
+        if value is not None:
+            state = _message_state(value)
+        nec = getter(_TAG_NETWORK_ERROR_CODE)
+        network_error = _network_error(nec) if nec is not None else None
+    else:
+        network_error = None
+    if fields is None:
+        return Receipt(
+            tlv_id, state, None, network_error, None, None, None, tlv_id, None,
+            kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION,
+        )
+    if state is None:
         state = stat_to_state(fields.stat)
-    text = None
-    if fields is not None and fields.text is not None:
-        text = fields.text if decoded else decode_receipt_excerpt(fields.text)
+    text = fields.text
+    if text is not None and not decoded:
+        text = decode_receipt_excerpt(text)
     return Receipt(
-        message_id=tlv_id or text_id,
-        state=state,
-        error_code=fields.err if fields is not None else None,
-        network_error=_network_error(_tlv(pdu, Tag.NETWORK_ERROR_CODE)),
-        done_date=parse_receipt_date(fields.done_date) if fields is not None else None,
-        submit_date=parse_receipt_date(fields.submit_date) if fields is not None else None,
-        text_fields=fields,
-        receipted_message_id=tlv_id,
-        text=text,
-        intermediate=_esm_receipt_type(getattr(pdu, "esm_class", 0))
-        == ESM_CLASS_INTERMEDIATE_NOTIFICATION,
+        tlv_id or _clean_str(fields.id),
+        state,
+        fields.err,
+        network_error,
+        parse_receipt_date(fields.done_date),
+        parse_receipt_date(fields.submit_date),
+        fields,
+        tlv_id,
+        text,
+        kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION,
     )
 
 
@@ -594,7 +680,7 @@ _UUID_RE = re.compile(
 
 
 def _clean_id(raw: str) -> str:
-    return raw.strip(_BLANK + "\x00")
+    return raw.strip(_BLANK_NUL)
 
 
 def _classify(s: str, fmt: str) -> tuple[str, int | None]:
@@ -645,7 +731,20 @@ def receipt_id_key(raw: str, fmt: IdFormat = "auto") -> str:
     '59113978'`). Opaque ids give themselves after R1 ("auto" lowercases UUIDs). An empty
     id gives `''`, which must never be looked up. Raises ValueError only for an unknown `fmt`.
     """
-    s = _clean_id(raw)
+    s = raw.strip(_BLANK_NUL)
+    # Fast paths for the usual ids, same keys as `_classify`: up to 64 ASCII letters and
+    # digits. int() accepts nothing else there (no sign, blank or `_` can occur), `0x`
+    # included, which _HEX_RE allows too; a letter beyond f makes it raise: opaque.
+    if len(s) <= MAX_NUMERIC_ID_LENGTH and s.isascii():
+        if fmt == "hex":
+            if s.isalnum():
+                try:
+                    return str(int(s, 16))
+                except ValueError:
+                    return s
+        elif fmt == "decimal" or fmt == "auto":
+            if s.isdigit():
+                return str(int(s, 10))
     kind, value = _classify(s, fmt)
     if value is not None:
         return str(value)
