@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec_bench.py
+	$(BIN)/python bench/receipt_bench.py
 	$(BIN)/python bench/session_bench.py
 	$(BIN)/python bench/simulator_bench.py
 	$(BIN)/python bench/throttle_bench.py
