@@ -177,6 +177,17 @@ class ReceiptPolicy:
 
     # ---- the PDU -------------------------------------------------------------------------
 
+    def _middle(self, stat: str, submitted_at: float, done_at: float) -> str:
+        """The Appendix B text between the id and the excerpt: " sub:... text:"."""
+        fmt = self._submit_date
+        submitted = fmt(submitted_at)
+        done = submitted if done_at == submitted_at else fmt(done_at)
+        return (
+            f" sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} "
+            f"submit date:{submitted} done date:{done} "
+            f"stat:{stat} err:{self._err[stat]} text:"
+        )
+
     def build(
         self, rec: Record, dest: tuple[int, int, str] | None = None, stat: str | None = None
     ) -> P.Pdu:
@@ -205,14 +216,7 @@ class ReceiptPolicy:
                 ex = excerpt(data, dc, bool(pdu.esm_class & ESM_CLASS_UDHI), self._excerpt_len)
             else:
                 ex = data[: self._excerpt_len]
-            fmt = self._submit_date
-            submitted = fmt(rec.submitted)
-            done = submitted if rec.done == rec.submitted else fmt(rec.done)
-            sm = (
-                f"id:{mid} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} "
-                f"submit date:{submitted} done date:{done} "
-                f"stat:{stat} err:{self._err[stat]} text:"
-            ).encode("latin-1") + ex
+            sm = f"id:{mid}{self._middle(stat, rec.submitted, rec.done)}".encode("latin-1") + ex
         else:
             sm = b""
         if self._tlvs:
@@ -286,14 +290,7 @@ class ReceiptPolicy:
             mkey = (stat, int(rec.submitted), int(rec.done))
             middle = self._middles.get(mkey)
             if middle is None:
-                fmt = self._submit_date
-                submitted = fmt(rec.submitted)
-                done = submitted if rec.done == rec.submitted else fmt(rec.done)
-                middle = (
-                    f" sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'} "
-                    f"submit date:{submitted} done date:{done} "
-                    f"stat:{stat} err:{self._err[stat]} text:"
-                ).encode("latin-1")
+                middle = self._middle(stat, rec.submitted, rec.done).encode("latin-1")
                 if len(self._middles) >= _CACHE_MAX:
                     self._middles.clear()
                 self._middles[mkey] = middle
