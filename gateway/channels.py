@@ -461,11 +461,21 @@ class Channel:
 
     # ---- state bookkeeping -----------------------------------------------------------------
 
-    def _set_state(self, job: Job, state: State, **fields) -> None:
+    def _set_state(
+        self,
+        job: Job,
+        state: State,
+        *,
+        attempts: int | None = None,
+        error_code: str | None = None,
+        error: str | None = None,
+    ) -> None:
         rec = job.record
         rec.state = state
-        rec.updated_at = self._wall()
-        self.store.set_state_nowait(rec.id, state, now=rec.updated_at, channel=rec.channel, **fields)
+        rec.updated_at = now = self._wall()
+        self.store.set_state_nowait(
+            rec.id, state, now=now, channel=rec.channel, attempts=attempts, error_code=error_code, error=error
+        )
 
     def _finish(self, job: Job, state: State, *, error_code: str | None = None, error: str | None = None) -> None:
         rec = job.record

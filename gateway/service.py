@@ -213,7 +213,7 @@ class Gateway:
         built: list[tuple[MessageRecord, list[SegmentRecord]]] = []
         up: dict[str, bool] = {}
         # One text for every recipient: its encoding and segment count per channel config.
-        sizing: dict[str, tuple[T.Encoding, int]] = {}
+        sizing: dict[str, tuple[int, int]] = {}  # channel -> (data_coding, segment count)
         ids = new_message_ids(len(dests))
         for i, dest in enumerate(dests):
             channel = self._pick_channel(dest, body.category, up)
@@ -228,8 +228,8 @@ class Gateway:
                     )
                 except T.TextError as e:
                     raise MessageRejected(str(e), reason=e.code) from None
-                sized = sizing[channel] = (enc, count)
-            enc, count = sized
+                sized = sizing[channel] = (enc.data_coding, count)
+            data_coding, count = sized
             ref = body.client_ref
             if ref is not None and len(dests) > 1:
                 ref = f"{ref}#{i}"
@@ -245,15 +245,17 @@ class Gateway:
                 priority=PRIORITY[body.category],
                 state=State.QUEUED,
                 channel=channel,
-                data_coding=enc.data_coding,
+                data_coding=data_coding,
                 segment_count=count,
                 created_at=now,
                 updated_at=now,
                 expires_at=now + (validity or ch_cfg.validity_seconds),
                 concat_ref=self.channels[channel].refs.next(dest) if count > 1 else None,
             )
-            segs = [SegmentRecord(message_id=mid, seq=k + 1) for k in range(count)]
-            built.append((rec, segs))
+            if count == 1:
+                built.append((rec, [SegmentRecord(message_id=mid, seq=1)]))
+            else:
+                built.append((rec, [SegmentRecord(message_id=mid, seq=k + 1) for k in range(count)]))
         wall = self.wall()
         self.limiter.check_and_take(tenant.id, len(built), trio.current_time(), wall)
         try:
