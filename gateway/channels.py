@@ -41,7 +41,13 @@ from gateway.smpp.esme import EsmeClient, Outcome, SubmitResult
 from gateway.smpp.receipt import Receipt, receipt_from_pdu, receipt_id_key
 from gateway.states import State
 from gateway.store.base import Store
-from gateway.store.records import MessageRecord, ReceiptRecord, SegmentRecord, SegmentState
+from gateway.store.records import (
+    MessageRecord,
+    ReceiptRecord,
+    SegmentRecord,
+    SegmentState,
+    StateMove,
+)
 from gateway.submission import (
     RECEIPT_SEGMENT_STATE,
     SEGMENT_FINAL,
@@ -500,13 +506,20 @@ class Channel:
             if seg.id_key and self._by_key.get(seg.id_key, (None,))[0] is job:
                 del self._by_key[seg.id_key]
 
-    def _check_complete(self, job: Job) -> None:
+    def _check_complete(self, job: Job, stored_at: float | None = None) -> None:
+        """Move a submitted job whose segments are all final to its final state. `stored_at`:
+        the move was committed already (with its receipts, at that time); memory only."""
         if job.record.state is not State.SUBMITTED:
             return
         final = message_state_from_segments([s.state for s in job.segments])
         if final is not None:
-            job.record.done_at = self._wall()
-            self._set_state(job, final)
+            rec = job.record
+            if stored_at is None:
+                rec.done_at = self._wall()
+                self._set_state(job, final)
+            else:
+                rec.state = final
+                rec.done_at = rec.updated_at = stored_at
             self._forget(job)
 
     async def _housekeeping(self) -> None:
@@ -586,9 +599,13 @@ class Channel:
             records.append(record)
             self.stats.receipts_matched += 1
         if records:
-            await self.store.record_receipts(records)
+            # The receipts and what they change commit together, before the SMSC gets its
+            # deliver_sm_resp: a crash between the two would leave a receipt stored and
+            # acknowledged (never redelivered) but its message still waiting for it.
+            segments, moves = _receipt_effects(to_apply, now)
+            await self.store.record_receipts(records, segments=segments, moves=moves)
         for owner, job, idx, receipt in to_apply:
-            owner._apply_receipt(job, idx, receipt, now)
+            owner._apply_receipt(job, idx, receipt, now, stored=True)
         return [CommandStatus.ESME_ROK] * len(pdus)
 
     def _hold_early(self, key: str, receipt: Receipt, now: float) -> None:
@@ -601,7 +618,11 @@ class Channel:
                 break
             del early[oldest]
 
-    def _apply_receipt(self, job: Job, idx: int, receipt: Receipt, now: float) -> None:
+    def _apply_receipt(
+        self, job: Job, idx: int, receipt: Receipt, now: float, *, stored: bool = False
+    ) -> None:
+        """Apply a receipt to the job in memory; `stored`: its effects were committed with
+        the receipt (_receipt_effects), else they are queued now."""
         seg = job.segments[idx]
         seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
         if seg_state is None or seg.state in SEGMENT_FINAL:
@@ -609,11 +630,12 @@ class Channel:
         seg.state = seg_state
         seg.receipt_error = receipt.error_code
         seg.receipt_at = now
-        self.store.update_segment_nowait(seg)
+        if not stored:
+            self.store.update_segment_nowait(seg)
         if seg.id_key:
             self._by_key.pop(seg.id_key, None)
         if job.record.state is State.SUBMITTED:
-            self._check_complete(job)
+            self._check_complete(job, now if stored else None)
 
     def _in_memory(self, key: str) -> tuple[Channel, Job, int] | None:
         found = self._by_key.get(key)
@@ -643,6 +665,38 @@ class Channel:
         if job.record.state is State.SUBMITTED:
             self._remember_for_receipts(job)
         return self, job, idx
+
+
+def _receipt_effects(
+    to_apply: list[tuple[Channel, Job, int, Receipt]], now: float
+) -> tuple[list[SegmentRecord], list[StateMove]]:
+    """What a batch of matched receipts changes, computed without changing anything: the
+    new version of each segment, and the final state of each submitted message whose
+    segments are then all final (several receipts of one message may share the batch).
+    Channel._apply_receipt then makes the same changes in memory once they are stored."""
+    segments: list[SegmentRecord] = []
+    states: dict[str, tuple[Job, list[str]]] = {}
+    for _owner, job, idx, receipt in to_apply:
+        seg = job.segments[idx]
+        seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
+        if seg_state is None or seg.state in SEGMENT_FINAL:
+            continue
+        segments.append(
+            msgspec.structs.replace(
+                seg, state=seg_state, receipt_error=receipt.error_code, receipt_at=now
+            )
+        )
+        if job.record.state is State.SUBMITTED:
+            entry = states.get(job.record.id)
+            if entry is None:
+                entry = states[job.record.id] = (job, [s.state for s in job.segments])
+            entry[1][idx] = seg_state
+    moves = []
+    for job, seg_states in states.values():
+        final = message_state_from_segments(seg_states)
+        if final is not None:
+            moves.append(StateMove(job.record.id, final, now))
+    return segments, moves
 
 
 def _receipt_text(pdu: P.Pdu) -> str:

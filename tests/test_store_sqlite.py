@@ -26,6 +26,7 @@ from gateway.store.records import (
     ReceiptRecord,
     SegmentRecord,
     SegmentState,
+    StateMove,
 )
 from gateway.store.sqlite import SqliteStore, StoreRejected, StoreUnavailable
 
@@ -863,3 +864,29 @@ async def test_a_full_queue_takes_progress_before_intake(db_path):
     assert s._urgent == 1  # the flush still waits for the last inserts
     assert s._take() == [*inserts[3:], flush]
     assert s._queue == [] and s._queued_weight == 0 and s._urgent == 0
+
+
+async def test_receipts_commit_with_their_effects(store):
+    """record_receipts stores the receipts, the segment versions and the message moves in
+    one transaction; the moves obey the transition table like any other."""
+    rec, segs = msg(1, state=State.SUBMITTED)
+    done, done_segs = msg(2, state=State.DELIVERED)
+    await store.insert_messages([(rec, segs), (done, done_segs)])
+    seg = msgspec.structs.replace(segs[0], state=SegmentState.DELIVERED, receipt_at=T0 + 5)
+    receipt = ReceiptRecord(
+        channel="ch1", smsc_message_id="a1", id_key="161", state=SegmentState.DELIVERED,
+        raw="id:a1 stat:DELIVRD", received_at=T0 + 5, message_id=rec.id, seq=1,
+    )
+    batches = store.stats.batches
+    await store.record_receipts(
+        [receipt],
+        segments=[seg],
+        moves=[StateMove(rec.id, State.DELIVERED, T0 + 5), StateMove(done.id, State.EXPIRED, T0 + 5)],
+    )
+    assert store.stats.batches == batches + 1
+    view = await store.get_message("acme", rec.id)
+    assert view.message.state is State.DELIVERED and view.message.done_at == T0 + 5
+    assert view.segments == [seg]
+    assert (await store.get_message("acme", done.id)).message.state is State.DELIVERED  # refused
+    assert store.stats.transitions_refused == 1 and store.stats.finished == {"delivered": 1}
+    assert store.stats.receipts == 1

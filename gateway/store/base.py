@@ -18,6 +18,7 @@ from gateway.store.records import (
     MessageView,
     ReceiptRecord,
     SegmentRecord,
+    StateMove,
 )
 
 
@@ -71,8 +72,16 @@ class Store(abc.ABC):
         """Store a receipt durably (matched or not). Awaited before deliver_sm_resp."""
 
     @abc.abstractmethod
-    async def record_receipts(self, receipts: Sequence[ReceiptRecord]) -> None:
-        """Store a batch of receipts durably in one write (one deliver_sm batch of a bind)."""
+    async def record_receipts(
+        self,
+        receipts: Sequence[ReceiptRecord],
+        *,
+        segments: Sequence[SegmentRecord] = (),
+        moves: Sequence[StateMove] = (),
+    ) -> None:
+        """Store a batch of receipts durably in one write (one deliver_sm batch of a bind),
+        together with the segment versions and message moves they cause: one transaction,
+        so an acknowledged receipt is never stored without its effect."""
 
     @abc.abstractmethod
     def match_receipt_nowait(self, channel: str, id_key: str, message_id: str, seq: int) -> None:

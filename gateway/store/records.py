@@ -72,6 +72,14 @@ class ReceiptRecord(msgspec.Struct, kw_only=True):
     seq: int | None = None
 
 
+class StateMove(msgspec.Struct, frozen=True):
+    """A message's move to `state` at wall time `at` (store.record_receipts)."""
+
+    message_id: str
+    state: State
+    at: float
+
+
 class MessageView(msgspec.Struct, kw_only=True):
     """A message with its segments, as the API shows it."""
 

@@ -83,7 +83,13 @@ from gateway.errors import GatewayError, Unavailable
 from gateway.states import FINAL, TRANSITIONS, State
 from gateway.store.base import InsertResult, Store
 from gateway.store.migrations import StoreVersionError, migrate
-from gateway.store.records import MessageRecord, MessageView, ReceiptRecord, SegmentRecord
+from gateway.store.records import (
+    MessageRecord,
+    MessageView,
+    ReceiptRecord,
+    SegmentRecord,
+    StateMove,
+)
 
 __all__ = ["SqliteStore", "StoreRejected", "StoreStats", "StoreUnavailable", "StoreVersionError"]
 
@@ -776,7 +782,12 @@ class SqliteStore(Store):
             elif k == _INSERT:
                 inserts.append(op)
             elif k == _RECEIPT:
-                receipts.extend(op.data)
+                rows, seg_versions, moves = op.data
+                receipts.extend(rows)
+                for t in seg_versions:  # what the receipts changed, in the same transaction
+                    segments[t[-2:]] = t
+                n_segments += len(seg_versions)
+                states.extend(moves)
             elif k == _MATCH:
                 matches[op.data[2:]] = op.data  # per (channel, id_key): the last one wins
         if inserts:
@@ -877,13 +888,33 @@ class SqliteStore(Store):
         self._enqueue(_Op(_SEGMENT, t[2:] + t[:2]))
 
     async def record_receipt(self, receipt: ReceiptRecord) -> None:
-        await self._submit(_Op(_RECEIPT, [msgspec.structs.astuple(receipt)]))
+        await self.record_receipts([receipt])
 
-    async def record_receipts(self, receipts: Sequence[ReceiptRecord]) -> None:
-        """Store several receipts durably in one op (one deliver batch of a bind)."""
-        if receipts:
-            rows = [msgspec.structs.astuple(r) for r in receipts]
-            await self._submit(_Op(_RECEIPT, rows, len(rows)))
+    async def record_receipts(
+        self,
+        receipts: Sequence[ReceiptRecord],
+        *,
+        segments: Sequence[SegmentRecord] = (),
+        moves: Sequence[StateMove] = (),
+    ) -> None:
+        """Store receipts durably (one deliver batch of a bind) together with what they
+        change, in one transaction: the new versions of their segments and the moves of
+        their messages (applied like update_segment_nowait / set_state_nowait, after every
+        op queued before). A receipt acknowledged to the SMSC is never stored without its
+        effect."""
+        if not receipts and not segments and not moves:
+            return
+        rows = [msgspec.structs.astuple(r) for r in receipts]
+        seg_rows = []
+        for seg in segments:
+            t = msgspec.structs.astuple(seg)
+            seg_rows.append(t[2:] + t[:2])
+        states = [
+            (m.message_id, m.state if type(m.state) is State else State(m.state), m.at, None, None, None, None)
+            for m in moves
+        ]
+        weight = len(rows) + len(seg_rows) + len(states)
+        await self._submit(_Op(_RECEIPT, (rows, seg_rows, states), weight))
 
     def match_receipt_nowait(self, channel: str, id_key: str, message_id: str, seq: int) -> None:
         """Queue linking the receipts stored unmatched under (channel, id_key) (they overtook

@@ -1,0 +1,63 @@
+"""A receipt acknowledged to the SMSC is stored together with its effect (segment and
+message state): nothing the SMSC will not send again is left to a later, nowait write."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+
+from gateway.api.tenant import TenantApp
+from gateway.service import Gateway
+from gateway.smpp import pdu as P
+from gateway.smpp.constants import Tag
+from gateway.store.sqlite import SqliteStore
+from tests.gateway_helpers import AsgiClient, gateway_config, wait_until
+from tests.scripted_smsc import ScriptedSmsc
+
+
+def stored(db, message_id: str) -> tuple[str, list[str]]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        (state,) = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
+        segs = [s for (s,) in conn.execute("SELECT state FROM segments WHERE message_id = ? ORDER BY seq", (message_id,))]
+    return state, segs
+
+
+async def test_receipt_and_its_effect_commit_together(nursery, tmp_path):
+    smsc = ScriptedSmsc()  # accepts submits, sends no receipt by itself
+    port = await nursery.start(smsc.serve)
+    db = tmp_path / "gw.db"
+    cfg = gateway_config(db, [("a", port)], binds=1)
+    store = SqliteStore(cfg.store)
+    gw = Gateway(cfg, store)
+    await nursery.start(gw.run)
+    await wait_until(lambda: gw.channels["a"].up)
+    text = "x" * 200  # two segments: both receipts in one deliver batch
+    status, body = await AsgiClient(TenantApp(gw)).request(
+        "POST", "/v1/messages", {"to": "4915100000001", "text": text, "category": "otp"}
+    )
+    assert status == 202
+    mid = body["messages"][0]["id"]
+    await wait_until(lambda: stored(db, mid)[0] == "submitted")
+
+    # From now on every nowait write is lost (as if the process died before it committed).
+    store.update_segment_nowait = lambda seg: None
+    store.set_state_nowait = lambda *a, **kw: None
+
+    conn = smsc.connections[0]
+    submits = [p for p in smsc.received if p.command_name == "submit_sm"]
+    assert len(submits) == 2
+    receipts = []
+    for n in range(1, 3):
+        smsc_id = f"{n:x}"
+        receipts.append(
+            P.DeliverSm(
+                esm_class=0x04,
+                short_message=f"id:{smsc_id} sub:001 dlvrd:001 submit date:2611260101 done date:2611260101 stat:DELIVRD err:000 text:".encode(),
+                tlvs=[P.Tlv(Tag.RECEIPTED_MESSAGE_ID, smsc_id), P.Tlv(Tag.MESSAGE_STATE, 2)],
+            )
+        )
+    await conn.push(*receipts)
+    await wait_until(lambda: len(conn.deliver_statuses) == 2)
+    assert conn.deliver_statuses == [0, 0]
+    assert stored(db, mid) == ("delivered", ["delivered", "delivered"])
+    assert gw.channels["a"].stats.receipts_matched == 2
