@@ -45,7 +45,8 @@ class Listeners(_Base, kw_only=True):
     # gateway/api/httpserver.py (HTTP/1.1; a fraction of hypercorn's CPU per request,
     # docs/architecture.md), or
     # hypercorn's trio worker (HTTP/2, TLS termination).
-    server: Literal["builtin", "hypercorn"] = "builtin"
+    # "h11" is the built-in server's former name: configs written with it still load.
+    server: Literal["builtin", "hypercorn", "h11"] = "builtin"
 
 
 class StoreConfig(_Base, kw_only=True):

@@ -95,8 +95,14 @@ class Daemon:
                 (TenantApp(gw), cfg.listeners.api),
                 (AdminApp(gw, self.reload), cfg.listeners.admin),
             ):
-                if cfg.listeners.server == "builtin":
-                    server = partial(builtin_serve, app, bind, shutdown_trigger=shutdown.wait)
+                if cfg.listeners.server in ("builtin", "h11"):
+                    server = partial(
+                        builtin_serve,
+                        app,
+                        bind,
+                        shutdown_trigger=shutdown.wait,
+                        max_body=cfg.listeners.max_body_bytes,
+                    )
                 else:
                     server = partial(serve, app, _hyper_config(bind), shutdown_trigger=shutdown.wait)
                 await nursery.start(server)

@@ -208,3 +208,45 @@ def test_response_head():
     for bad in [(b"x", b"a\r\nInjected: 1"), (b"x\n", b"a"), (b"a:b", b"c"), (b"x", b"\x00")]:
         with pytest.raises(ValueError):
             response_head(200, [bad])
+
+
+def test_tiny_chunks_count_what_they_cost_on_the_wire():
+    """2,048 one-byte chunks are 2 KiB of data but 12 KiB on the wire: refused at 8 KiB."""
+    body = b"1\r\nx\r\n" * 2048 + b"0\r\n\r\n"
+    with pytest.raises(HttpError) as e:
+        read_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + body, max_body=8192)
+    assert e.value.status == 413
+    ok = one(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * 100 + b"0\r\n\r\n", max_body=8192)
+    assert ok.body == b"x" * 100
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"0\r\nX\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",  # bare LF in a trailer
+        b"0\r\nBad Trailer: 1\r\n\r\n",
+        b"0\r\nT: a\x00b\r\n\r\n",
+        b"1;ext=a\rb\r\nx\r\n0\r\n\r\n",  # bare CR in a chunk extension
+        b"1;ext=\x00\r\nx\r\n0\r\n\r\n",
+    ],
+)
+def test_trailers_and_chunk_extensions_are_checked(tail):
+    with pytest.raises(HttpError) as e:
+        read_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + tail)
+    assert e.value.status == 400
+
+
+def test_valid_trailers_are_accepted_and_dropped():
+    req = one(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1;a=b c\r\nx\r\n0\r\nX-T: 1\r\n\r\n")
+    assert req.body == b"x" and (b"x-t", b"1") not in req.headers
+
+
+def test_http10_expect_is_ignored():
+    r = RequestReader()
+    r.feed(b"POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    assert r.next_request() is NEED_DATA and not r.expects_continue
+
+
+def test_absolute_form_without_a_path():
+    req = one(b"GET http://h?q=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (req.path, req.query) == (b"/", b"q=1")

@@ -188,3 +188,72 @@ async def test_a_streamed_response_is_chunked(nursery):
     assert b"transfer-encoding: chunked" in head
     assert body == b"4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n"
     stop.set()
+
+
+async def start(nursery, app, **kw) -> int:
+    port = free_port()
+    stop = trio.Event()
+    await nursery.start(
+        lambda task_status: serve(app, f"127.0.0.1:{port}", shutdown_trigger=stop.wait, task_status=task_status, **kw)
+    )
+    return port
+
+
+async def test_a_streamed_response_to_http10_ends_with_the_close(nursery):
+    port = await start(nursery, streaming_app)
+    got = await raw_exchange(port, b"GET / HTTP/1.0\r\n\r\n")  # returns once closed
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head and b"connection: close" in head
+    assert body == b"one two three"
+
+
+def fixed_app(status, headers, body):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def test_the_apps_connection_close_is_honoured(nursery):
+    port = await start(nursery, fixed_app(200, [(b"connection", b"close")], b"bye"))
+    got = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert got.count(b"HTTP/1.1 200") == 1
+
+
+async def test_a_wrong_content_length_from_the_app_closes_the_connection(nursery):
+    port = await start(nursery, fixed_app(200, [(b"content-length", b"10")], b"ab"))
+    got = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert got.count(b"HTTP/1.1 200") == 1  # the second response would be read as body
+
+
+async def test_no_content_length_on_204(nursery):
+    port = await start(nursery, fixed_app(204, [], b""))
+    got = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 204 No Content\r\n") and b"content-length" not in got
+
+
+async def test_configured_body_limit_counts_chunk_overhead(nursery):
+    port = await start(nursery, echo_app, max_body=4096)
+    flood = b"1\r\nx\r\n" * 2000 + b"0\r\n\r\n"  # 2 KB of data, 12 KB on the wire
+    got = await raw_exchange(port, b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + flood)
+    assert got.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_a_request_that_trickles_in_is_cut_off(nursery, monkeypatch):
+    import gateway.api.httpserver as H
+
+    monkeypatch.setattr(H, "REQUEST_TIMEOUT", 0.3)
+    port = await start(nursery, echo_app)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    closed = False
+    async with stream:
+        with trio.fail_after(3):
+            try:
+                for piece in (b"GET / HTTP/1.1\r\n", b"Host: t\r\n", b"X-A: 1\r\n", b"X-B: 2\r\n", b"X-C: 3\r\n", b"X-D: 4\r\n"):
+                    await stream.send_all(piece)  # each within the idle timeout, never complete
+                    await trio.sleep(0.1)
+                closed = await stream.receive_some(100) == b""
+            except trio.BrokenResourceError:
+                closed = True  # the server closed while we were still sending
+    assert closed

@@ -87,7 +87,8 @@ _METHOD = re.compile(_TOKEN)
 _BAD_VALUE_CHAR = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 _ABSOLUTE = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;.*)?")
+# chunk-ext (ignored) may hold visible characters, SP and HTAB only: no CR, LF or NUL
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?")
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 
 # reader states
@@ -107,8 +108,8 @@ class RequestReader:
         self._state = _HEAD
         self._pending: Request | None = None  # head parsed, body still coming
         self._need = 0  # body bytes still to read (Content-Length or current chunk)
-        self._chunks: list[bytes] = []
-        self._body_size = 0
+        self._chunks = bytearray()
+        self._body_size = 0  # bytes of a chunked body on the wire: data, size lines, trailers
         self._continue = False
 
     @property
@@ -117,6 +118,11 @@ class RequestReader:
 
     def continue_sent(self) -> None:
         self._continue = False
+
+    @property
+    def pending(self) -> bool:
+        """A request's head was read and its body is still coming."""
+        return self._pending is not None
 
     @property
     def buffered(self) -> int:
@@ -152,27 +158,33 @@ class RequestReader:
                     return NEED_DATA
                 if buf[n : n + 2] != b"\r\n":
                     raise HttpError(400, "chunk data not followed by CRLF")
-                self._chunks.append(bytes(buf[:n]))
+                self._chunks += buf[:n]
                 del buf[: n + 2]
                 self._state = _CHUNK_HEAD
-            else:  # _TRAILERS: skipped, bounded
+            else:  # _TRAILERS: checked like header lines, then dropped
                 buf = self._buf
                 end = buf.find(b"\r\n")
                 if end < 0:
                     if len(buf) > self.max_head:
                         raise HttpError(431, "trailer section too large")
                     return NEED_DATA
-                empty = end == 0
+                line = bytes(buf[:end])
                 del buf[: end + 2]
-                self._body_size += end + 2
-                if self._body_size > self.max_body + self.max_head:
-                    raise HttpError(431, "trailer section too large")
-                if empty:
-                    body = b"".join(self._chunks)
-                    self._chunks = []
+                self._count(end + 2)
+                if not line:
+                    body = bytes(self._chunks)
+                    self._chunks = bytearray()
                     return self._finish(body)
+                _field(line)
 
     # ---- pieces ---------------------------------------------------------------------------
+
+    def _count(self, wire_bytes: int) -> None:
+        """A chunked body is bounded by what it costs on the wire, not only by its data:
+        a million one-byte chunks must not be cheaper to send than to hold."""
+        self._body_size += wire_bytes
+        if self._body_size > self.max_body:
+            raise HttpError(413, f"body larger than {self.max_body} bytes")
 
     def _finish(self, body: bytes) -> Request:
         req = self._pending
@@ -216,7 +228,9 @@ class RequestReader:
         if not target.startswith(b"/"):
             m = _ABSOLUTE.match(target)
             if m is not None:
-                path = target[m.end() :] or b"/"
+                path = target[m.end() :]
+                if not path.startswith(b"/"):  # "http://h" or "http://h?q=1"
+                    path = b"/" + path
             elif target != b"*":
                 raise HttpError(400, "request target must be a path")
         path, _, query = path.partition(b"?")
@@ -227,18 +241,8 @@ class RequestReader:
         hosts = 0
         connection = b""
         expect = False
-        token = _METHOD.fullmatch
-        bad_char = _BAD_VALUE_CHAR.search
         for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or token(name) is None:
-                if line[:1] in (b" ", b"\t"):
-                    raise HttpError(400, "folded header lines are not accepted")
-                raise HttpError(400, "malformed header line")
-            value = value.strip(b" \t")
-            if bad_char(value) is not None:
-                raise HttpError(400, "malformed header line")
-            name = name.lower()
+            name, value = _field(line)
             headers.append((name, value))
             if name == b"content-length":
                 if not value.isdigit() or len(value) > 18:
@@ -258,6 +262,8 @@ class RequestReader:
                 if value.lower() != b"100-continue":
                     raise HttpError(417, "only Expect: 100-continue is supported")
                 expect = True
+        if http_version == "1.0":
+            expect = False  # RFC 9110 10.1.1: a 1.0 client never waits for 100 Continue
         if http_version == "1.1" and hosts != 1:
             raise HttpError(400, "an HTTP/1.1 request needs exactly one Host header")
         if chunked and (length is not None or http_version == "1.0"):
@@ -272,7 +278,7 @@ class RequestReader:
         )
         if chunked:
             self._pending = req
-            self._chunks = []
+            self._chunks = bytearray()
             self._body_size = 0
             self._state = _CHUNK_HEAD
             self._continue = expect
@@ -299,15 +305,28 @@ class RequestReader:
             raise HttpError(400, "malformed chunk size")
         size = int(m.group(1), 16)
         del buf[: end + 2]
-        self._body_size += size
-        if self._body_size > self.max_body:
-            raise HttpError(413, f"body larger than {self.max_body} bytes")
+        self._count(end + 2 + size + 2)
         if size == 0:
             self._state = _TRAILERS
         else:
             self._need = size
             self._state = _CHUNK_DATA
         return True
+
+
+def _field(line: bytes) -> tuple[bytes, bytes]:
+    """One header (or trailer) line: `token ":" OWS value OWS`; (lower-cased name, value).
+    A folded line, a space before the colon, a bare CR or LF, a NUL or another control
+    character is refused."""
+    name, colon, value = line.partition(b":")
+    if not colon or _METHOD.fullmatch(name) is None:
+        if line[:1] in (b" ", b"\t"):
+            raise HttpError(400, "folded header lines are not accepted")
+        raise HttpError(400, "malformed header line")
+    value = value.strip(b" \t")
+    if _BAD_VALUE_CHAR.search(value) is not None:
+        raise HttpError(400, "malformed header line")
+    return name.lower(), value
 
 
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}

@@ -30,8 +30,11 @@ App = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024  # the apps refuse smaller bodies themselves (413)
 MAX_CONNECTIONS = 4096  # accepting pauses beyond this many open connections
-IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection may sit idle (or a request stall)
+IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection may sit idle between requests
+REQUEST_TIMEOUT = 60.0  # seconds from a request's first byte to its last (slow senders)
+SEND_TIMEOUT = 60.0  # seconds a response may take to leave (a client that stopped reading)
 READ_SIZE = 64 * 1024
+_NO_BODY_STATUS = frozenset({204, 304})  # and 1xx: no body, no Content-Length (RFC 9110 8.6)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -40,24 +43,30 @@ async def serve(
     bind: str,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    max_body: int = MAX_BODY_BYTES,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on `host:port` (port 0: any free port) until `shutdown_trigger()` returns;
-    then stop accepting. `task_status.started` gets the bound addresses as "host:port"."""
+    then stop accepting. `task_status.started` gets the bound addresses as "host:port".
+    Request bodies over `max_body` bytes (on the wire, for chunked ones) get 413."""
     host, _, port = bind.rpartition(":")
     listeners = await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
     bound = [f"{h}:{p}" for h, p, *_ in (lst.socket.getsockname() for lst in listeners)]
     async with trio.open_nursery() as nursery:
         with trio.CancelScope() as accepting:
             async with trio.open_nursery() as conns:
-                conns.start_soon(_accept_loop, listeners, app, conns)
+                conns.start_soon(_accept_loop, listeners, partial(_connection, app=app, max_body=max_body), conns)
                 task_status.started(bound)
                 await shutdown_trigger()
                 accepting.cancel()
         nursery.cancel_scope.cancel()
 
 
-async def _accept_loop(listeners: list[trio.SocketListener], app: App, conns: trio.Nursery) -> None:
+async def _accept_loop(
+    listeners: list[trio.SocketListener],
+    connection: Callable[..., Awaitable[None]],
+    conns: trio.Nursery,
+) -> None:
     limit = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def one(listener: trio.SocketListener) -> None:
@@ -67,34 +76,45 @@ async def _accept_loop(listeners: list[trio.SocketListener], app: App, conns: tr
                 await limit.acquire_on_behalf_of(token)
                 stream = await listener.accept()
                 stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conns.start_soon(_connection, stream, app, partial(limit.release_on_behalf_of, token))
+                conns.start_soon(connection, stream, partial(limit.release_on_behalf_of, token))
 
     async with trio.open_nursery() as n:
         for listener in listeners:
             n.start_soon(one, listener)
 
 
-async def _connection(stream: trio.SocketStream, app: App, release: Callable[[], None]) -> None:
-    reader = RequestReader(max_head=MAX_HEAD_BYTES, max_body=MAX_BODY_BYTES)
+async def _connection(
+    stream: trio.SocketStream, release: Callable[[], None], *, app: App, max_body: int
+) -> None:
+    reader = RequestReader(max_head=MAX_HEAD_BYTES, max_body=max_body)
     try:
-        peer = stream.socket.getpeername()
         async with stream:
+            peer = stream.socket.getpeername()
+            request_deadline = None  # set while a request is partly read
             while True:
                 try:
                     req = reader.next_request()
                     if req is NEED_DATA:
                         if reader.expects_continue:
                             reader.continue_sent()
-                            await stream.send_all(_CONTINUE)
-                        with trio.move_on_after(IDLE_TIMEOUT):
+                            await _send(stream, _CONTINUE)
+                        now = trio.current_time()
+                        if reader.buffered or reader.pending:
+                            if request_deadline is None:
+                                request_deadline = now + REQUEST_TIMEOUT
+                            deadline = request_deadline
+                        else:
+                            deadline = now + IDLE_TIMEOUT
+                        with trio.move_on_at(deadline):
                             data = await stream.receive_some(READ_SIZE)
                             if data:
                                 reader.feed(data)
                                 continue
-                        return  # closed by the peer, or idle too long
+                        return  # closed by the peer, idle too long, or a request too slow
                 except HttpError as e:
                     await _send_error(stream, e.status, e.message)
                     return
+                request_deadline = None
                 assert isinstance(req, Request)
                 if not await _handle(stream, req, app, peer) or not req.keep_alive:
                     return
@@ -102,6 +122,14 @@ async def _connection(stream: trio.SocketStream, app: App, release: Callable[[],
         return
     finally:
         release()
+
+
+async def _send(stream: trio.SocketStream, data: bytes) -> None:
+    """send_all, bounded: a client that stops reading loses its connection."""
+    with trio.move_on_after(SEND_TIMEOUT):
+        await stream.send_all(data)
+        return
+    raise trio.BrokenResourceError("the client did not read the response in time")
 
 
 async def _send_error(stream: trio.SocketStream, status: int, message: str) -> None:
@@ -117,7 +145,7 @@ async def _send_error(stream: trio.SocketStream, status: int, message: str) -> N
         ],
     )
     try:
-        await stream.send_all(head + body)
+        await _send(stream, head + body)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
 
@@ -143,6 +171,9 @@ async def _handle(stream: trio.SocketStream, req: Request, app: App, peer: Any) 
     status = 0
     headers: list = []
     started = done = chunked = False
+    keep_alive = req.keep_alive
+    declared: int | None = None  # the app's Content-Length
+    sent = 0  # body bytes the app gave
 
     async def receive() -> dict:
         nonlocal body_given
@@ -154,7 +185,7 @@ async def _handle(stream: trio.SocketStream, req: Request, app: App, peer: Any) 
     async def send(message: dict) -> None:
         # The head waits for the first body message, so a whole response usually leaves
         # in one write (one syscall, one TCP segment).
-        nonlocal status, headers, started, done, chunked
+        nonlocal status, headers, started, done, chunked, keep_alive, declared, sent
         kind = message["type"]
         if kind == "http.response.start":
             if started or status:
@@ -166,20 +197,30 @@ async def _handle(stream: trio.SocketStream, req: Request, app: App, peer: Any) 
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
         body = message.get("body", b"")
         more = message.get("more_body", False)
+        sent += len(body)
         out = b""
+        no_body = status in _NO_BODY_STATUS or status < 200
         if not started:
             started = True
-            names = {name.lower() for name, _ in headers}
-            if b"content-length" not in names:
-                if more:
+            for name, value in headers:
+                name = name.lower()
+                if name == b"content-length":
+                    declared = int(value) if value.isdigit() else -1
+                elif name == b"connection" and b"close" in value.lower():
+                    keep_alive = False  # the app asked for it (RFC 9112 9.6)
+            if declared is None and not no_body:
+                if not more:
+                    declared = len(body)
+                    headers.append((b"content-length", b"%d" % declared))
+                elif req.http_version == "1.1":
                     chunked = True
                     headers.append((b"transfer-encoding", b"chunked"))
-                else:
-                    headers.append((b"content-length", b"%d" % len(body)))
-            if not req.keep_alive:
+                else:  # an HTTP/1.0 client knows no chunks: the end of the body is the close
+                    keep_alive = False
+            if not keep_alive:
                 headers.append((b"connection", b"close"))
             out = response_head(status, headers)
-        if not head_only:
+        if not head_only and not no_body:
             if chunked:
                 if body:
                     out += b"%x\r\n%s\r\n" % (len(body), body)
@@ -189,8 +230,13 @@ async def _handle(stream: trio.SocketStream, req: Request, app: App, peer: Any) 
                 out += body
         if not more:
             done = True
+            if declared is not None and declared != sent and not head_only:
+                # The app's Content-Length does not match its body: the framing is lost,
+                # so the connection cannot carry another response.
+                keep_alive = False
+                log.error("asgi_content_length_mismatch", declared=declared, sent=sent)
         if out:
-            await stream.send_all(out)
+            await _send(stream, out)
 
     try:
         await app(scope, receive, send)
@@ -206,4 +252,4 @@ async def _handle(stream: trio.SocketStream, req: Request, app: App, peer: Any) 
             log.error("asgi_app_sent_no_response", path=scope["path"])
             await _send_error(stream, 500, "internal error")
             return False
-    return done
+    return done and keep_alive
