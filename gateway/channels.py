@@ -144,6 +144,9 @@ class Channel:
         self._early: dict[str, tuple[Receipt, float]] = {}
         self._inflight = 0  # segments sent, response pending
         self._sending = 0  # jobs a dispatcher is handing to the ESME right now
+        # on_submitting_recovery = "unknown": jobs whose SUBMITTING move is (being) committed
+        # and which no dispatcher has sent yet (message id -> job)
+        self._recorded: dict[str, Job] = {}
         self._draining = False
         self._stopped = trio.Event()
         self.down_since: float | None = trio.current_time()
@@ -239,7 +242,8 @@ class Channel:
         async with trio.open_nursery() as n:
             for c in list(self.clients):
                 n.start_soon(c.close)
-        left = self.queue.drain()
+        left = self._take_back_recorded()
+        left += self.queue.drain()
         left += [job for _, _, job in self._retry_heap]
         self._retry_heap.clear()
         self._stopped.set()
@@ -257,6 +261,18 @@ class Channel:
     def take_queued(self) -> list[Job]:
         """Remove everything waiting in the queue (failover moves it elsewhere)."""
         return self.queue.drain()
+
+    def awaiting_jobs(self) -> list[Job]:
+        """Submitted messages held for their receipts (a stopped channel hands them on)."""
+        return list(self._awaiting.values())
+
+    def release_orphan(self, job: Job) -> bool:
+        """Give back an orphan kept for expiry (its channel runs again); False if it is no
+        longer here (expired meanwhile)."""
+        if self._awaiting.get(job.record.id) is not job:
+            return False
+        del self._awaiting[job.record.id]
+        return True
 
     def adopt_submitted(self, job: Job, *, orphan: bool = False) -> None:
         """After a restart: a submitted message whose receipts are still due. An `orphan`
@@ -293,10 +309,13 @@ class Channel:
         """Dispatch for `on_submitting_recovery = "unknown"`: the SMSC must never get a
         message the store does not know is being submitted, or a crash right after the
         submit would resend it (a duplicate) instead of marking it unknown. So the
-        SUBMITTING moves are committed before the PDUs leave: this job and whatever else is
-        queued, up to a window's worth, share one commit."""
+        SUBMITTING moves are committed before the PDUs leave: this job and what else is
+        queued share one commit, as many as can leave at once (free rate tokens, at most a
+        window), so few jobs wait recorded-but-unsent. Those that do are in `_recorded`:
+        a drain takes them back to `queued` (they were never sent) and returns them."""
+        room = min(client.settings.window, max(1, int(self.rate.bucket.tokens(trio.current_time()))))
         jobs = [first]
-        while len(jobs) < client.settings.window:
+        while len(jobs) < room:
             more = self.queue.get_nowait()
             if more is None:
                 break
@@ -305,21 +324,33 @@ class Channel:
         jobs = [job for job in jobs if not self._expired(job, now)]
         for job in jobs:
             self._mark_submitting(job)
-        self._sending += 1  # a drain waits for these: they are off the queue
-        try:
-            await self.store.flush()
-        except Unavailable as e:  # the store is failing: send nothing, back to the queue
-            self.log.warning("submitting_not_recorded", error=str(e), jobs=len(jobs))
-            for job in reversed(jobs):
-                job.record.attempts -= 1
-                self._set_state(job, State.QUEUED)
-                self.queue.put(job, job.record.priority, front=True)
-            await trio.sleep(0.5)
-            return
-        finally:
-            self._sending -= 1
+            self._recorded[job.record.id] = job
+        delay = 0.05
+        while not self._draining:
+            try:
+                await self.store.flush()
+                break
+            except Unavailable as e:
+                # The SUBMITTING moves stay queued in the store (it retries them); the jobs
+                # wait here, so nothing is added to the store's queue while it fails.
+                self.log.warning("submitting_not_recorded", error=str(e), jobs=len(jobs), retry_in=delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         for job in jobs:
+            # The check and the pop come before any await: a drain either sees the job in
+            # `_recorded` or in flight (`_sending`), never neither.
+            if self._draining or self._recorded.pop(job.record.id, None) is None:
+                return
             await self._submit_job(client, job, self._wall())
+
+    def _take_back_recorded(self) -> list[Job]:
+        """Jobs recorded as `submitting` that no dispatcher sent: back to `queued`."""
+        jobs = list(self._recorded.values())
+        self._recorded.clear()
+        for job in jobs:
+            job.record.attempts -= 1
+            self._set_state(job, State.QUEUED, attempts=job.record.attempts)
+        return jobs
 
     def _expired(self, job: Job, now: float) -> bool:
         if job.record.expires_at > now:
@@ -440,6 +471,7 @@ class Channel:
             self._finish(job, State.EXPIRED, error="validity period passed while retrying")
             return
         self.stats.retries += 1
+        job.pdus = None  # rebuilt at the next attempt: the relative validity has shrunk
         self._set_state(job, State.QUEUED)
         delay = min(RETRY_MAX, RETRY_BASE * 2 ** (job.record.attempts - 1))
         delay *= 0.5 + self._rng.random() / 2

@@ -72,7 +72,8 @@ class Gateway:
         self._reload_lock = trio.Lock()
         self.started = trio.Event()
         self.recovered = 0
-        self.orphans = 0  # submitted messages of a removed channel, kept only to expire
+        self.orphans = 0  # submitted messages of a channel not running, kept only to expire
+        self._orphans: dict[str, list[tuple[Channel, Job]]] = {}  # by their channel's name
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -95,6 +96,10 @@ class Gateway:
         ch = Channel(cfg, self.store, clock=self.wall, scope=scope)
         self.channels[cfg.name] = ch
         await self._nursery.start(ch.run)
+        for holder, job in self._orphans.pop(cfg.name, []):  # its own messages, kept meanwhile
+            if holder.release_orphan(job):
+                ch.adopt_submitted(job)
+                self.orphans -= 1
         return ch
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -113,13 +118,35 @@ class Gateway:
         for tenant, used in (await self.store.count_since(midnight)).items():
             self.limiter.restore(tenant, used, wall)
 
-    def _orphanage(self, m: MessageRecord) -> Channel | None:
-        """A running channel to keep a message whose own channel is gone: one of its route,
-        else any."""
-        for name in self.router.candidates(m.destination, m.category):
-            if name in self.channels:
-                return self.channels[name]
-        return next(iter(self.channels.values()), None)
+    def _keep_orphan(self, job: Job) -> None:
+        """A submitted message whose channel is not running: a running channel of its route
+        (else any) keeps it, only to expire it in time; if its own channel starts again
+        (reload), it takes the message back (_start_channel)."""
+        m = job.record
+        holder = next(
+            (self.channels[n] for n in self.router.candidates(m.destination, m.category) if n in self.channels),
+            next(iter(self.channels.values()), None),
+        )
+        if holder is None:
+            return  # no channel at all: the next start adopts it
+        holder.adopt_submitted(job, orphan=True)
+        self._orphans.setdefault(m.channel or "", []).append((holder, job))
+        self.orphans += 1
+
+    def _rehome(self, stopped: Channel) -> None:
+        """A stopped channel's submitted messages (its own and orphans it kept) move to their
+        own channel if it runs, else to an orphan keeper: they still await receipts or
+        their expiry."""
+        for entries in self._orphans.values():
+            kept = [e for e in entries if e[0] is not stopped]
+            self.orphans -= len(entries) - len(kept)
+            entries[:] = kept
+        for job in stopped.awaiting_jobs():
+            own = self.channels.get(job.record.channel or "")
+            if own is not None:
+                own.adopt_submitted(job)
+            else:
+                self._keep_orphan(job)
 
     async def _recover(self) -> None:
         """After a restart: put every unfinished message back where it belongs."""
@@ -131,11 +158,8 @@ class Gateway:
                 ch = self.channels.get(m.channel or "")
                 if ch is not None:
                     ch.adopt_submitted(job)
-                else:  # its channel was removed from the config: expire it in time
-                    ch = self._orphanage(m)
-                    if ch is not None:
-                        ch.adopt_submitted(job, orphan=True)
-                        self.orphans += 1
+                else:  # its channel is not running (removed or disabled): expire it in time
+                    self._keep_orphan(job)
                 continue
             if m.state is State.SUBMITTING:
                 ch_cfg = self.cfg.channel(m.channel) if m.channel else None
@@ -366,6 +390,7 @@ class Gateway:
                     left = await old_ch.drain_and_stop()
                     for job in left:
                         (new_ch.enqueue(job) if new_ch is not None else self._route_job(job, initial=False))
+                    self._rehome(old_ch)
             for name in d.removed:
                 ch = self.channels.pop(name, None)
                 if ch is not None:
@@ -373,6 +398,7 @@ class Gateway:
                     for job in left:
                         job.record.channel = None
                         self._route_job(job, initial=False)
+                    self._rehome(ch)
             log.info(
                 "config_applied",
                 added=d.added,

@@ -53,3 +53,59 @@ async def test_submitted_message_of_a_removed_channel_expires(nursery, tmp_path)
     view = await gw.store.get_view(mid)
     assert view.message.state is State.EXPIRED
     assert view.segments[0].state == "expired"
+
+
+async def test_an_orphan_goes_back_to_its_channel_when_it_runs_again(nursery, tmp_path):
+    """Disabled at restart, enabled again by a reload: the channel takes its submitted
+    message back (receipts match again, indexed by its SMSC id); nobody else expires it."""
+    from gateway import config as C
+    from gateway.smpp import pdu as P
+    from gateway.smpp.constants import Tag
+    from tests.gateway_helpers import gateway_config_text
+
+    old_smsc, new_smsc = ScriptedSmsc(), ScriptedSmsc()
+    old_port = await nursery.start(old_smsc.serve)
+    new_port = await nursery.start(new_smsc.serve)
+    db = tmp_path / "gw.db"
+    both = gateway_config_text(db, [("old", old_port), ("new", new_port)], binds=1)
+    disabled = both.replace('name = "old"\n', 'name = "old"\nenabled = false\n')
+
+    cfg = C.parse(both)
+    async with trio.open_nursery() as first:
+        gw = Gateway(cfg, SqliteStore(cfg.store))
+        await first.start(gw.run)
+        await wait_until(lambda: gw.channels["old"].up and gw.channels["new"].up)
+        status, body = await AsgiClient(TenantApp(gw)).request(
+            "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
+        )
+        mid = body["messages"][0]["id"]
+        await wait_until(lambda: any(mid in ch._awaiting for ch in gw.channels.values()))
+        owner = next(n for n, ch in gw.channels.items() if mid in ch._awaiting)
+        await gw.store.flush()
+        first.cancel_scope.cancel()
+    assert owner == "old"  # the first channel of the route that is up
+
+    cfg = C.parse(disabled)
+    gw = Gateway(cfg, SqliteStore(cfg.store))
+    await nursery.start(gw.run)
+    assert "old" not in gw.channels and gw.orphans == 1
+    assert mid in gw.channels["new"]._awaiting
+
+    await gw.apply_config(C.parse(both))  # "old" runs again
+    await wait_until(lambda: gw.channels["old"].up)
+    old = gw.channels["old"]
+    assert gw.orphans == 0 and mid in old._awaiting and mid not in gw.channels["new"]._awaiting
+    view = await gw.store.get_view(mid)
+    assert old._by_key[view.segments[0].id_key][0].record.id == mid
+
+    smsc_id = view.segments[0].smsc_message_id
+    receipt = P.DeliverSm(
+        esm_class=0x04,
+        short_message=f"id:{smsc_id} sub:001 dlvrd:001 submit date:2611260101 done date:2611260101 stat:DELIVRD err:000 text:".encode(),
+        tlvs=[P.Tlv(Tag.RECEIPTED_MESSAGE_ID, smsc_id), P.Tlv(Tag.MESSAGE_STATE, 2)],
+    )
+    await wait_until(lambda: len(old_smsc.connections) >= 2)
+    await old_smsc.connections[-1].push(receipt)
+    await wait_until(lambda: old.stats.receipts_matched == 1)
+    await gw.store.flush()
+    assert (await gw.store.get_view(mid)).message.state is State.DELIVERED

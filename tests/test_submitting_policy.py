@@ -10,6 +10,7 @@ import sqlite3
 import trio
 
 from gateway.service import Gateway
+from gateway.smpp import pdu as P
 from gateway.store import sqlite as S
 from gateway.store.sqlite import SqliteStore
 from gateway.api.tenant import TenantApp
@@ -38,7 +39,7 @@ async def test_unknown_policy_commits_submitting_before_the_submit(nursery, tmp_
         return reply(conn, pdu)
 
     smsc.on_submit = react
-    cfg = gateway_config(db, [("a", port)], on_submitting_recovery="unknown", window=8)
+    cfg = gateway_config(db, [("a", port)], on_submitting_recovery="unknown", window=8, tps=1000, burst=100)
     store = SqliteStore(cfg.store)
     flushes = 0
     real_flush = store.flush
@@ -91,3 +92,57 @@ async def test_unknown_policy_sends_nothing_while_the_store_fails(nursery, tmp_p
     mid = body["messages"][0]["id"]
     await wait_until(lambda: stored_state(tmp_path / "gw.db", mid) == "submitted", timeout=10)
     assert [p for p in smsc.received if p.command_name == "submit_sm"]
+
+
+async def test_unknown_policy_drain_gives_back_what_was_not_sent(nursery, tmp_path):
+    """At 2 messages/s most recorded jobs wait for rate tokens: a drain (reload, SIGTERM)
+    returns them as `queued`, none is left `submitting` (recovery would call it unknown)."""
+    smsc = ScriptedSmsc()
+    port = await nursery.start(smsc.serve)
+    db = tmp_path / "gw.db"
+    cfg = gateway_config(db, [("a", port)], on_submitting_recovery="unknown", window=32, tps=2)
+    gw = Gateway(cfg, SqliteStore(cfg.store))
+    await nursery.start(gw.run)
+    await wait_until(lambda: gw.channels["a"].up)
+    to = [f"49151000{i:05d}" for i in range(20)]
+    status, _ = await AsgiClient(TenantApp(gw)).request(
+        "POST", "/v1/messages", {"to": to, "text": "hi", "category": "otp"}
+    )
+    assert status == 202
+    await trio.sleep(0.3)
+    left = await gw.channels["a"].drain_and_stop(timeout=1)
+    await gw.store.flush()
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+        states = dict(c.execute("SELECT state, count(*) FROM messages GROUP BY state"))
+    sent = len([p for p in smsc.received if p.command_name == "submit_sm"])
+    assert "submitting" not in states, states
+    assert states.get("queued", 0) == len(left) == 20 - sent
+
+
+async def test_a_retry_carries_the_validity_left_not_the_first_one(nursery, tmp_path):
+    from gateway.smpp.constants import CommandStatus
+
+    smsc = ScriptedSmsc()
+    port = await nursery.start(smsc.serve)
+    validity: list[str] = []
+    clock = [1_800_000_000.0]
+
+    def react(conn, pdu):
+        validity.append(pdu.validity_period)
+        if len(validity) == 1:
+            clock[0] += 3600  # an hour passes before the retry goes out
+            return [P.error_response(pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RTHROTTLED)]
+        return [P.make_response(pdu, message_id="1")]
+
+    smsc.on_submit = react
+    cfg = gateway_config(tmp_path / "gw.db", [("a", port)])
+    gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
+    await nursery.start(gw.run)
+    await wait_until(lambda: gw.channels["a"].up)
+    status, _ = await AsgiClient(TenantApp(gw)).request(
+        "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
+    )
+    assert status == 202
+    await wait_until(lambda: len(validity) == 2, timeout=10)
+    # "0000DDhhmmss000R": 24 h at first, 23 h on the retry
+    assert validity[0] == "000001000000000R" and validity[1] == "000000230000000R"
