@@ -32,11 +32,28 @@ FAILOVER_AFTER = 5.0  # seconds a channel may be down before its queue moves els
 DEFAULT_SENDER = "Gateway"
 
 
+class _RandomPool:
+    """Bytes from os.urandom drawn 4 KiB at a time (one syscall per 512 message ids)."""
+
+    def __init__(self) -> None:
+        self._hex = ""
+
+    def hex(self, n_bytes: int) -> str:
+        need = 2 * n_bytes
+        if len(self._hex) < need:
+            self._hex += os.urandom(max(4096, n_bytes)).hex()
+        out, self._hex = self._hex[:need], self._hex[need:]
+        return out
+
+
+_random = _RandomPool()
+
+
 def new_message_ids(n: int) -> list[str]:
     """`n` time-ordered, unguessable ids: 12 hex digits of milliseconds + 16 random hex
-    digits each, from one clock reading and one random draw (one syscall per request)."""
+    digits (from the OS's CSPRNG) each."""
     prefix = f"{int(time.time() * 1000):012x}"
-    rand = os.urandom(8 * n).hex()
+    rand = _random.hex(8 * n)
     return [prefix + rand[16 * i : 16 * i + 16] for i in range(n)]
 
 

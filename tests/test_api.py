@@ -159,3 +159,12 @@ async def test_unknown_paths_and_methods(setup):
     assert (await client.request("DELETE", "/v1/messages"))[0] == 405
     assert (await client.request("GET", "/v1/messages/0123abcd"))[0] == 404
     assert (await client.request("GET", "/v1/messages", query=""))[0] == 400
+
+
+def test_message_ids_are_time_ordered_and_unique():
+    from gateway.service import new_message_ids
+
+    ids = new_message_ids(1000) + new_message_ids(3000) + new_message_ids(1)
+    assert len(set(ids)) == len(ids) == 4001
+    assert all(len(i) == 28 and int(i, 16) >= 0 for i in ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)  # the clock part never goes back

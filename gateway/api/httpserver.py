@@ -13,7 +13,6 @@ structlog, msgspec): the simulator serves its control API with it too.
 
 from __future__ import annotations
 
-import math
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -92,9 +91,9 @@ async def _connection(
         async with stream:
             peer = stream.socket.getpeername()
             request_deadline = None  # set while a request is partly read
-            # One scope per connection bounds every read and send (its deadline is set
-            # around each; infinite while the app runs): when it fires, the connection ends.
-            # A scope per read and per send cost ~5 us a request.
+            # One scope per connection bounds every read and send: its deadline is set before
+            # each (a scope per read and per send cost ~5 us a request). After a read the
+            # read's deadline stays, which also bounds the app's handling of that request.
             with trio.CancelScope() as guard:
                 while True:
                     try:
@@ -111,7 +110,6 @@ async def _connection(
                             else:
                                 guard.deadline = now + IDLE_TIMEOUT
                             data = await stream.receive_some(READ_SIZE)
-                            guard.deadline = math.inf
                             if not data:
                                 return  # closed by the peer
                             reader.feed(data)
@@ -131,10 +129,10 @@ async def _connection(
 
 
 async def _send(stream: trio.SocketStream, data: bytes, guard: trio.CancelScope) -> None:
-    """send_all, bounded by SEND_TIMEOUT: a client that stops reading loses its connection."""
+    """send_all, bounded by SEND_TIMEOUT: a client that stops reading loses its connection
+    (the next read sets its own deadline)."""
     guard.deadline = trio.current_time() + SEND_TIMEOUT
     await stream.send_all(data)
-    guard.deadline = math.inf
 
 
 async def _send_error(stream: trio.SocketStream, status: int, message: str) -> None:
