@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,7 @@ from gateway.service import Gateway
 from gateway.store.sqlite import SqliteStore
 
 log = structlog.get_logger("gateway.daemon")
+GIL_SWITCH_INTERVAL = 0.0001  # seconds (CPython's default is 0.005)
 
 
 def sd_notify(state: str) -> None:
@@ -148,6 +150,11 @@ def run(config_path: str) -> int:
         print(f"config error: {e}")
         return 2
     logs.configure(cfg.logging.format, cfg.logging.level)
+    # The store's writer thread must get the GIL back after each SQLite call while the
+    # trio thread is busy. With the default 5 ms interval it can starve: the busy thread's
+    # brief releases (every syscall) keep waking it without ever letting its wait time out,
+    # so no switch is forced (docs/architecture.md, "GIL switch interval").
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     daemon = Daemon(config_path)
     trio.run(daemon.run)
     return 0
