@@ -64,6 +64,10 @@ EARLY_RECEIPT_HOLD = 120.0  # how long an unmatched receipt waits (in memory) fo
 EARLY_RECEIPTS_MAX = 100_000
 AWAITING_RECEIPTS_MAX = 500_000  # submitted messages kept in memory for receipt matching
 
+# A matched receipt to apply: (owning channel, job, segment index, segment state it
+# reports, error code)
+ReceiptEffect = tuple["Channel", "Job", int, "str | None", "str | None"]
+
 
 class Job:
     """One message moving through the channel (memory only; the store has the truth)."""
@@ -262,6 +266,36 @@ class Channel:
         """Remove everything waiting in the queue (failover moves it elsewhere)."""
         return self.queue.drain()
 
+    async def apply_stored_receipts(self) -> int:
+        """After a restart: receipts stored unmatched (they overtook their submit_sm_resp and
+        the process stopped before linking them) that name a segment this channel now holds
+        for its receipts. They were acknowledged, so the SMSC will not send them again: link
+        and apply them. Returns how many were applied."""
+        jobs = [j for j in self._awaiting.values() if any(s.id_key for s in j.segments)]
+        if not jobs:
+            return 0
+        since = min(s.submitted_at or 0.0 for j in jobs for s in j.segments) - 60.0
+        to_apply: list[ReceiptEffect] = []
+        for r in await self.store.unmatched_receipts(self.name, since):
+            found = self._by_key.get(r.id_key) if r.id_key and r.state is not None else None
+            if found is None:
+                continue
+            job, idx = found
+            if job.segments[idx].state in SEGMENT_FINAL or any(e[1] is job and e[2] == idx for e in to_apply):
+                continue
+            to_apply.append((self, job, idx, r.state, r.error_code))
+            seg = job.segments[idx]
+            self.store.match_receipt_nowait(self.name, r.id_key, seg.message_id, seg.seq)
+        if not to_apply:
+            return 0
+        now = self._wall()
+        segments, moves = _receipt_effects(to_apply, now)
+        await self.store.record_receipts([], segments=segments, moves=moves)  # links too
+        for _, job, idx, seg_state, error_code in to_apply:
+            self._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
+        self.stats.receipts_matched += len(to_apply)
+        return len(to_apply)
+
     def awaiting_jobs(self) -> list[Job]:
         """Submitted messages held for their receipts (a stopped channel hands them on)."""
         return list(self._awaiting.values())
@@ -430,7 +464,9 @@ class Channel:
                     self.store.match_receipt_nowait(self.name, key, seg.message_id, seg.seq)
                     self.stats.receipts_matched += 1
                     self.stats.receipts_unmatched -= 1
-                    self._apply_receipt(job, idx, early[0], early[1])
+                    receipt, _ = early
+                    seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
+                    self._apply_receipt(job, idx, seg_state, receipt.error_code, now)
         elif result.throttled:
             self.stats.throttled += 1
             self.rate.on_throttled(trio.current_time())
@@ -583,7 +619,7 @@ class Channel:
         write, then applied; the ESME acknowledges them after this returns."""
         now = self._wall()
         records: list[ReceiptRecord] = []
-        to_apply: list[tuple[Channel, Job, int, Receipt]] = []
+        to_apply: list[ReceiptEffect] = []
         seen: set[str] = set()
         for pdu in pdus:
             receipt = receipt_from_pdu(pdu)
@@ -626,7 +662,7 @@ class Channel:
                 continue
             if seg_state is not None:
                 seen.add(key)
-                to_apply.append((owner, job, idx, receipt))
+                to_apply.append((owner, job, idx, seg_state, receipt.error_code))
             record.message_id, record.seq = seg.message_id, seg.seq
             records.append(record)
             self.stats.receipts_matched += 1
@@ -636,8 +672,8 @@ class Channel:
             # acknowledged (never redelivered) but its message still waiting for it.
             segments, moves = _receipt_effects(to_apply, now)
             await self.store.record_receipts(records, segments=segments, moves=moves)
-        for owner, job, idx, receipt in to_apply:
-            owner._apply_receipt(job, idx, receipt, now, stored=True)
+        for owner, job, idx, seg_state, error_code in to_apply:
+            owner._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
         return [CommandStatus.ESME_ROK] * len(pdus)
 
     def _hold_early(self, key: str, receipt: Receipt, now: float) -> None:
@@ -651,16 +687,23 @@ class Channel:
             del early[oldest]
 
     def _apply_receipt(
-        self, job: Job, idx: int, receipt: Receipt, now: float, *, stored: bool = False
+        self,
+        job: Job,
+        idx: int,
+        seg_state: str | None,
+        error_code: str | None,
+        now: float,
+        *,
+        stored: bool = False,
     ) -> None:
-        """Apply a receipt to the job in memory; `stored`: its effects were committed with
-        the receipt (_receipt_effects), else they are queued now."""
+        """Apply a receipt (the segment state it reports) to the job in memory; `stored`:
+        its effects were committed with the receipt (_receipt_effects), else they are
+        queued now."""
         seg = job.segments[idx]
-        seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
         if seg_state is None or seg.state in SEGMENT_FINAL:
             return
         seg.state = seg_state
-        seg.receipt_error = receipt.error_code
+        seg.receipt_error = error_code
         seg.receipt_at = now
         if not stored:
             self.store.update_segment_nowait(seg)
@@ -700,7 +743,7 @@ class Channel:
 
 
 def _receipt_effects(
-    to_apply: list[tuple[Channel, Job, int, Receipt]], now: float
+    to_apply: list[ReceiptEffect], now: float
 ) -> tuple[list[SegmentRecord], list[StateMove]]:
     """What a batch of matched receipts changes, computed without changing anything: the
     new version of each segment, and the final state of each submitted message whose
@@ -708,15 +751,12 @@ def _receipt_effects(
     Channel._apply_receipt then makes the same changes in memory once they are stored."""
     segments: list[SegmentRecord] = []
     states: dict[str, tuple[Job, list[str]]] = {}
-    for _owner, job, idx, receipt in to_apply:
+    for _owner, job, idx, seg_state, error_code in to_apply:
         seg = job.segments[idx]
-        seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
         if seg_state is None or seg.state in SEGMENT_FINAL:
             continue
         segments.append(
-            msgspec.structs.replace(
-                seg, state=seg_state, receipt_error=receipt.error_code, receipt_at=now
-            )
+            msgspec.structs.replace(seg, state=seg_state, receipt_error=error_code, receipt_at=now)
         )
         if job.record.state is State.SUBMITTED:
             entry = states.get(job.record.id)

@@ -191,8 +191,17 @@ class Gateway:
                 m.state = State.QUEUED
             self._route_job(job, initial=False)
             self.recovered += 1
+        late = 0
+        for ch in list(self.channels.values()):
+            late += await ch.apply_stored_receipts()
         if views:
-            log.info("recovered", messages=len(views), requeued=self.recovered, orphans=self.orphans)
+            log.info(
+                "recovered",
+                messages=len(views),
+                requeued=self.recovered,
+                orphans=self.orphans,
+                late_receipts=late,
+            )
 
     # ---- intake --------------------------------------------------------------------------
 

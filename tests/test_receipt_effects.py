@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 
+import trio
+
 from gateway.api.tenant import TenantApp
 from gateway.service import Gateway
 from gateway.smpp import pdu as P
@@ -61,3 +63,42 @@ async def test_receipt_and_its_effect_commit_together(nursery, tmp_path):
     assert conn.deliver_statuses == [0, 0]
     assert stored(db, mid) == ("delivered", ["delivered", "delivered"])
     assert gw.channels["a"].stats.receipts_matched == 2
+
+
+async def test_a_receipt_stored_unmatched_before_a_crash_is_applied_at_restart(nursery, tmp_path):
+    """A receipt that overtook its submit_sm_resp is stored unmatched and acknowledged;
+    linking and applying it were nowait writes. If the process died in between, the next
+    start links and applies it (the SMSC will not send it again)."""
+    from gateway.store.records import ReceiptRecord
+
+    smsc = ScriptedSmsc()
+    port = await nursery.start(smsc.serve)
+    db = tmp_path / "gw.db"
+    cfg = gateway_config(db, [("a", port)], binds=1)
+    async with trio.open_nursery() as first:
+        gw = Gateway(cfg, SqliteStore(cfg.store))
+        await first.start(gw.run)
+        await wait_until(lambda: gw.channels["a"].up)
+        status, body = await AsgiClient(TenantApp(gw)).request(
+            "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
+        )
+        mid = body["messages"][0]["id"]
+        await wait_until(lambda: stored(db, mid)[0] == "submitted")
+        view = await gw.store.get_view(mid)
+        seg = view.segments[0]
+        # the early receipt as stored before the crash: unmatched, its effects lost
+        await gw.store.record_receipt(
+            ReceiptRecord(
+                channel="a", smsc_message_id=seg.smsc_message_id, id_key=seg.id_key,
+                state="delivered", error_code="000", raw="id:1 stat:DELIVRD",
+                received_at=seg.submitted_at + 0.01,
+            )
+        )
+        first.cancel_scope.cancel()
+    assert stored(db, mid) == ("submitted", ["submitted"])
+
+    gw = Gateway(cfg, SqliteStore(cfg.store))
+    await nursery.start(gw.run)
+    assert stored(db, mid) == ("delivered", ["delivered"])
+    assert await gw.store.unmatched_receipts() == []
+    assert gw.channels["a"].stats.receipts_matched == 1

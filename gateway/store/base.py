@@ -112,7 +112,10 @@ class Store(abc.ABC):
         """Messages not in a final state, oldest first (recovery after a restart)."""
 
     @abc.abstractmethod
-    async def unmatched_receipts(self, channel: str | None = None) -> list[ReceiptRecord]: ...
+    async def unmatched_receipts(
+        self, channel: str | None = None, since: float | None = None
+    ) -> list[ReceiptRecord]:
+        """Receipts stored without a message (received at or after `since`), oldest first."""
 
     @abc.abstractmethod
     async def count_open(self) -> dict[str, int]:

@@ -994,16 +994,23 @@ class SqliteStore(Store):
 
         return await self._read(q)
 
-    async def unmatched_receipts(self, channel: str | None = None) -> list[ReceiptRecord]:
-        """Receipts stored without a message, oldest first."""
+    async def unmatched_receipts(
+        self, channel: str | None = None, since: float | None = None
+    ) -> list[ReceiptRecord]:
+        """Receipts stored without a message (received at or after `since`), oldest first."""
+        after = float("-inf") if since is None else since
 
         def q(conn: sqlite3.Connection) -> list[ReceiptRecord]:
             if channel is None:
-                rows = conn.execute(f"{_SELECT_RECEIPT} WHERE message_id IS NULL ORDER BY id")
+                rows = conn.execute(
+                    f"{_SELECT_RECEIPT} WHERE message_id IS NULL AND received_at >= ? ORDER BY id",
+                    (after,),
+                )
             else:
                 rows = conn.execute(
-                    f"{_SELECT_RECEIPT} WHERE message_id IS NULL AND channel = ? ORDER BY id",
-                    (channel,),
+                    f"{_SELECT_RECEIPT} WHERE message_id IS NULL AND channel = ?"
+                    " AND received_at >= ? ORDER BY id",
+                    (channel, after),
                 )
             return [_receipt(r) for r in rows]
 
