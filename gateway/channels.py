@@ -300,10 +300,14 @@ class Channel:
         """Submitted messages held for their receipts (a stopped channel hands them on)."""
         return list(self._awaiting.values())
 
+    def holds(self, job: Job) -> bool:
+        """Whether this channel keeps `job` for its receipts (or its expiry) right now."""
+        return self._awaiting.get(job.record.id) is job
+
     def release_orphan(self, job: Job) -> bool:
         """Give back an orphan kept for expiry (its channel runs again); False if it is no
         longer here (expired meanwhile)."""
-        if self._awaiting.get(job.record.id) is not job:
+        if not self.holds(job):
             return False
         del self._awaiting[job.record.id]
         return True

@@ -89,7 +89,6 @@ class Gateway:
         self._reload_lock = trio.Lock()
         self.started = trio.Event()
         self.recovered = 0
-        self.orphans = 0  # submitted messages of a channel not running, kept only to expire
         self._orphans: dict[str, list[tuple[Channel, Job]]] = {}  # by their channel's name
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -116,7 +115,6 @@ class Gateway:
         for holder, job in self._orphans.pop(cfg.name, []):  # its own messages, kept meanwhile
             if holder.release_orphan(job):
                 ch.adopt_submitted(job)
-                self.orphans -= 1
         return ch
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -135,6 +133,16 @@ class Gateway:
         for tenant, used in (await self.store.count_since(midnight)).items():
             self.limiter.restore(tenant, used, wall)
 
+    @property
+    def orphans(self) -> int:
+        """Submitted messages of a channel not running, kept (until they expire) elsewhere."""
+        return sum(
+            1
+            for entries in self._orphans.values()
+            for holder, job in entries
+            if holder.holds(job)
+        )
+
     def _keep_orphan(self, job: Job) -> None:
         """A submitted message whose channel is not running: a running channel of its route
         (else any) keeps it, only to expire it in time; if its own channel starts again
@@ -148,16 +156,13 @@ class Gateway:
             return  # no channel at all: the next start adopts it
         holder.adopt_submitted(job, orphan=True)
         self._orphans.setdefault(m.channel or "", []).append((holder, job))
-        self.orphans += 1
 
     def _rehome(self, stopped: Channel) -> None:
         """A stopped channel's submitted messages (its own and orphans it kept) move to their
         own channel if it runs, else to an orphan keeper: they still await receipts or
         their expiry."""
         for entries in self._orphans.values():
-            kept = [e for e in entries if e[0] is not stopped]
-            self.orphans -= len(entries) - len(kept)
-            entries[:] = kept
+            entries[:] = [e for e in entries if e[0] is not stopped]
         for job in stopped.awaiting_jobs():
             own = self.channels.get(job.record.channel or "")
             if own is not None:

@@ -109,3 +109,29 @@ async def test_an_orphan_goes_back_to_its_channel_when_it_runs_again(nursery, tm
     await wait_until(lambda: old.stats.receipts_matched == 1)
     await gw.store.flush()
     assert (await gw.store.get_view(mid)).message.state is State.DELIVERED
+
+
+async def test_the_orphan_count_drops_when_an_orphan_expires(nursery, tmp_path):
+    old_smsc, new_smsc = ScriptedSmsc(), ScriptedSmsc()
+    old_port = await nursery.start(old_smsc.serve)
+    new_port = await nursery.start(new_smsc.serve)
+    db = tmp_path / "gw.db"
+    clock = [1_800_000_000.0]
+    cfg = gateway_config(db, [("old", old_port)])
+    async with trio.open_nursery() as first:
+        gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
+        await first.start(gw.run)
+        await wait_until(lambda: gw.channels["old"].up)
+        _, body = await AsgiClient(TenantApp(gw)).request(
+            "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
+        )
+        mid = body["messages"][0]["id"]
+        await wait_until(lambda: mid in gw.channels["old"]._awaiting)
+        await gw.store.flush()
+        first.cancel_scope.cancel()
+    cfg = gateway_config(db, [("new", new_port)])
+    gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
+    await nursery.start(gw.run)
+    assert gw.orphans == 1
+    clock[0] += 10 * 86400  # long past its validity
+    await wait_until(lambda: gw.orphans == 0, timeout=5)
