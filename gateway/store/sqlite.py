@@ -145,6 +145,7 @@ _MSG_FIELDS = tuple(f.name for f in msgspec.structs.fields(MessageRecord))
 _SEG_FIELDS = tuple(f.name for f in msgspec.structs.fields(SegmentRecord))
 _RCPT_FIELDS = tuple(f.name for f in msgspec.structs.fields(ReceiptRecord))
 _SEG_KEY = ("message_id", "seq")
+_TENANT, _CLIENT_REF = _MSG_FIELDS.index("tenant"), _MSG_FIELDS.index("client_ref")
 assert _SEG_FIELDS[:2] == _SEG_KEY, "segment rows put the key first"
 
 
@@ -324,7 +325,10 @@ _DATA_ERRORS = (
 
 
 class _Op:
-    __slots__ = ("kind", "data", "weight", "done", "result", "error")
+    """A queued write. `data` is plain (tuples, lists, str, numbers, None and State): what
+    the batch execution (`execute_batch`) takes, in a thread or in the writer process."""
+
+    __slots__ = ("kind", "data", "weight", "done", "result", "error", "recs")
 
     def __init__(self, kind: int, data: Any, weight: int = 1, done: trio.Event | None = None):
         self.kind = kind
@@ -333,10 +337,13 @@ class _Op:
         self.done = done  # None for *_nowait ops: nobody waits
         self.result: Any = None
         self.error: BaseException | None = None
+        self.recs: list[MessageRecord] | None = None  # an insert's records, for its results
 
 
 class _Counts:
-    """What one thread hop did; folded into StoreStats on the trio side."""
+    """What one batch execution did; folded into StoreStats on the trio side. `results`:
+    per insert op (by its index in the batch's ops) the existing row of each duplicate item
+    or None; `rejected`: (op index, kind, error, reason) of the ops refused for their data."""
 
     __slots__ = (
         "inserted",
@@ -352,6 +359,7 @@ class _Counts:
         "rejected",
         "isolated",
         "transactions",
+        "results",
     )
 
     def __init__(self) -> None:
@@ -359,13 +367,25 @@ class _Counts:
             setattr(self, name, 0)
         self.rejected = []
         self.finished = {}
+        self.results = {}
 
     def add(self, other: _Counts) -> None:
         for name in self.__slots__:
-            if name not in ("rejected", "isolated", "transactions", "finished"):
+            if name not in ("rejected", "isolated", "transactions", "finished", "results"):
                 setattr(self, name, getattr(self, name) + getattr(other, name))
         for state, n in other.finished.items():
             self.finished[state] = self.finished.get(state, 0) + n
+        self.results.update(other.results)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> _Counts:
+        counts = cls()
+        for name in cls.__slots__:
+            setattr(counts, name, d[name])
+        return counts
 
 
 _NEW, _OPEN, _CLOSING, _CLOSED = range(4)
@@ -702,145 +722,39 @@ class SqliteStore(Store):
         s.receipts_matched += counts.matched
         s.isolated_batches += counts.isolated
         s.rejected_ops += len(counts.rejected)
+        ops = [op for op in batch if op.kind != _FLUSH]  # what counts' indexes refer to
+        for i, found in counts.results.items():
+            op = ops[i]
+            assert op.recs is not None
+            op.result = [
+                InsertResult(rec, False) if row is None else InsertResult(_message(row), True)
+                for rec, row in zip(op.recs, found)
+            ]
+        for i, kind, error, reason in counts.rejected:
+            op = ops[i]
+            op.result = None
+            op.error = StoreRejected(
+                f"the store refused this {_KIND_NAME[kind]}: {reason}", reason=reason
+            )
+            log.error("store_op_rejected", path=self.path, op=_KIND_NAME[kind], error=error)
         for op in batch:
             if op.done is not None:
                 op.done.set()
-        for kind, error in counts.rejected:
-            log.error("store_op_rejected", path=self.path, op=_KIND_NAME[kind], error=error)
         return True
 
-    # -- in the writer's thread --
+    # -- in the writer's thread (thread mode) --
 
     def _execute(self, batch: list[_Op]) -> _Counts:
         conn = self._w
         if conn is None:
             raise sqlite3.OperationalError("the writer connection is closed")
+        ops = [(op.kind, op.data) for op in batch if op.kind != _FLUSH]
         cpu0 = time.thread_time()
         try:
-            counts = self._execute_batch(conn, batch)
+            counts = execute_batch(conn, ops, self._bulk_writes, self._chunk_rows)
         finally:
             self._writer_cpu += time.thread_time() - cpu0
         return counts
-
-    def _execute_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> _Counts:
-        counts = _Counts()
-        ops = [op for op in batch if op.kind != _FLUSH]
-        if not ops:
-            return counts
-        counts.transactions = 1
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._apply(conn, ops, counts)
-            conn.execute("COMMIT")
-            return counts
-        except _DATA_ERRORS:
-            _rollback(conn)
-        except BaseException:
-            _rollback(conn)
-            raise
-        # One op's data is bad: redo op by op, each in a savepoint, to fail only that one.
-        counts = _Counts()
-        counts.transactions = counts.isolated = 1
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for op in ops:
-                one = _Counts()
-                conn.execute("SAVEPOINT op")
-                try:
-                    self._apply(conn, [op], one)
-                except _DATA_ERRORS as e:
-                    conn.execute("ROLLBACK TO op")
-                    op.result = None
-                    op.error = StoreRejected(
-                        f"the store refused this {_KIND_NAME[op.kind]}: {e}", reason=str(e)
-                    )
-                    counts.rejected.append((op.kind, f"{type(e).__name__}: {e}"))
-                else:
-                    counts.add(one)
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
-        return counts
-
-    def _apply(self, conn: sqlite3.Connection, ops: list[_Op], counts: _Counts) -> None:
-        inserts: list[_Op] = []
-        states: list[tuple] = []
-        segments: dict[tuple, tuple] = {}
-        receipts: list[tuple] = []
-        matches: dict[tuple, tuple] = {}
-        n_segments = 0
-        for op in ops:
-            k = op.kind
-            if k == _STATE:
-                states.append(op.data)
-            elif k == _SEGMENT:
-                # a full new version of the row: the last one queued wins
-                segments[op.data[-2:]] = op.data
-                n_segments += 1
-            elif k == _INSERT:
-                inserts.append(op)
-            elif k == _RECEIPT:
-                rows, seg_versions, moves = op.data
-                receipts.extend(rows)
-                for t in seg_versions:  # what the receipts changed, in the same transaction
-                    segments[t[-2:]] = t
-                n_segments += len(seg_versions)
-                states.extend(moves)
-            elif k == _MATCH:
-                matches[op.data[2:]] = op.data  # per (channel, id_key): the last one wins
-        if inserts:
-            self._apply_inserts(conn, inserts, counts)
-        if states:
-            _apply_states(conn, states, self._bulk_writes, self._chunk_rows, counts)
-        if segments:
-            n = self._write(conn, _BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT, list(segments.values()))
-            missing = len(segments) - n
-            counts.seg_updated += n_segments - missing
-            counts.seg_missing += missing
-        if receipts:
-            self._write(conn, _BULK_INSERT_RECEIPT, _INSERT_RECEIPT, receipts)
-            counts.receipts += len(receipts)
-        if matches:  # after the receipts: a receipt and its match may share a batch
-            counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
-
-    def _write(self, conn: sqlite3.Connection, bulk_sql: str, row_sql: str, rows: list) -> int:
-        return _write(conn, bulk_sql, row_sql, rows, self._bulk_writes, self._chunk_rows)
-
-    def _apply_inserts(self, conn: sqlite3.Connection, ops: list[_Op], counts: _Counts) -> None:
-        # Which (tenant, client_ref) already exist: one indexed join for the whole batch.
-        keys = [key for op in ops for _rec, key, _row, _segs in op.data if key is not None]
-        known: dict[tuple[str, str], MessageRecord] = {}
-        if keys:
-            rows_found = _read_rows(conn, _FIND_CLIENT_REFS, keys, self._chunk_rows)
-            for row in rows_found:
-                rec = _message(row)
-                known[(rec.tenant, rec.client_ref)] = rec
-        rows: list[tuple] = []
-        seg_rows: list[tuple] = []
-        fresh: dict[tuple[str, str], tuple] = {}  # inserted by this batch: key -> row
-        for op in ops:
-            results = []
-            for rec, key, row, segs in op.data:
-                if key is not None:
-                    prev = known.get(key)
-                    if prev is None and key in fresh:
-                        prev = _message(fresh[key])  # a copy of the first one, as stored
-                    if prev is not None:
-                        results.append(InsertResult(prev, True))
-                        counts.duplicates += 1
-                        continue
-                    fresh[key] = row
-                rows.append(row)
-                seg_rows.extend(segs)
-                results.append(InsertResult(rec, False))
-            op.result = results
-        if rows:
-            self._write(conn, _BULK_INSERT_MESSAGE, _INSERT_MESSAGE, rows)
-            counts.inserted += len(rows)
-        if seg_rows:
-            self._write(conn, _BULK_INSERT_SEGMENT, _INSERT_SEGMENT, seg_rows)
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -850,6 +764,7 @@ class SqliteStore(Store):
         if not messages:
             return []
         items = []
+        recs = []
         weight = 0
         for rec, segs in messages:
             for seg in segs:
@@ -860,9 +775,12 @@ class SqliteStore(Store):
             key = (rec.tenant, rec.client_ref) if rec.client_ref is not None else None
             # Rows are snapshots taken now: later changes to the records do not leak in.
             row = msgspec.structs.astuple(rec)
-            items.append((rec, key, row, [msgspec.structs.astuple(s) for s in segs]))
+            items.append((key, row, [msgspec.structs.astuple(s) for s in segs]))
+            recs.append(rec)
             weight += 1 + len(segs)
-        return await self._submit(_Op(_INSERT, items, weight))
+        op = _Op(_INSERT, items, weight)
+        op.recs = recs
+        return await self._submit(op)
 
     def set_state_nowait(
         self,
@@ -1036,6 +954,135 @@ class SqliteStore(Store):
             return dict(rows)
 
         return await self._read(q)
+
+
+# ---- batch execution on plain data: in the writer thread or the writer process --------
+
+
+def execute_batch(
+    conn: sqlite3.Connection, ops: list[tuple[int, Any]], bulk: bool, chunk: int
+) -> _Counts:
+    """Execute one batch, `ops` as (kind, data) without flushes, in ONE transaction; no trio,
+    no _Op: the same code runs in the writer thread and in the writer process
+    (gateway.store.sqlite_writer). Environment errors propagate (the whole batch failed,
+    rolled back); an op whose data SQLite refuses is isolated: the batch is redone op by op,
+    each in a SAVEPOINT, and only that op is listed in `rejected`."""
+    counts = _Counts()
+    if not ops:
+        return counts
+    counts.transactions = 1
+    indexed = [(i, kind, data) for i, (kind, data) in enumerate(ops)]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _apply(conn, indexed, counts, bulk, chunk)
+        conn.execute("COMMIT")
+        return counts
+    except _DATA_ERRORS:
+        _rollback(conn)
+    except BaseException:
+        _rollback(conn)
+        raise
+    # One op's data is bad: redo op by op, each in a savepoint, to fail only that one.
+    counts = _Counts()
+    counts.transactions = counts.isolated = 1
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for op in indexed:
+            one = _Counts()
+            conn.execute("SAVEPOINT op")
+            try:
+                _apply(conn, [op], one, bulk, chunk)
+            except _DATA_ERRORS as e:
+                conn.execute("ROLLBACK TO op")
+                counts.rejected.append((op[0], op[1], f"{type(e).__name__}: {e}", str(e)))
+            else:
+                counts.add(one)
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return counts
+
+
+def _apply(
+    conn: sqlite3.Connection, ops: list[tuple[int, int, Any]], counts: _Counts, bulk: bool, chunk: int
+) -> None:
+    inserts: list[tuple[int, list]] = []
+    states: list[tuple] = []
+    segments: dict[tuple, tuple] = {}
+    receipts: list[tuple] = []
+    matches: dict[tuple, tuple] = {}
+    n_segments = 0
+    for i, k, data in ops:
+        if k == _STATE:
+            states.append(data)
+        elif k == _SEGMENT:
+            # a full new version of the row: the last one queued wins
+            segments[data[-2:]] = data
+            n_segments += 1
+        elif k == _INSERT:
+            inserts.append((i, data))
+        elif k == _RECEIPT:
+            rows, seg_versions, moves = data
+            receipts.extend(rows)
+            for t in seg_versions:  # what the receipts changed, in the same transaction
+                segments[t[-2:]] = t
+            n_segments += len(seg_versions)
+            states.extend(moves)
+        elif k == _MATCH:
+            matches[data[2:]] = data  # per (channel, id_key): the last one wins
+    if inserts:
+        _apply_inserts(conn, inserts, counts, bulk, chunk)
+    if states:
+        _apply_states(conn, states, bulk, chunk, counts)
+    if segments:
+        n = _write(conn, _BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT, list(segments.values()), bulk, chunk)
+        missing = len(segments) - n
+        counts.seg_updated += n_segments - missing
+        counts.seg_missing += missing
+    if receipts:
+        _write(conn, _BULK_INSERT_RECEIPT, _INSERT_RECEIPT, receipts, bulk, chunk)
+        counts.receipts += len(receipts)
+    if matches:  # after the receipts: a receipt and its match may share a batch
+        counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
+
+
+def _apply_inserts(
+    conn: sqlite3.Connection, ops: list[tuple[int, list]], counts: _Counts, bulk: bool, chunk: int
+) -> None:
+    """ops: (index, items), an item (key, row, segment rows), key = (tenant, client_ref) or
+    None. Results: per op the stored row of each duplicate item, None for an inserted one."""
+    # Which (tenant, client_ref) already exist: one indexed join for the whole batch.
+    keys = [key for _i, items in ops for key, _row, _segs in items if key is not None]
+    known: dict[tuple[str, str], Sequence[Any]] = {}
+    if keys:
+        for row in _read_rows(conn, _FIND_CLIENT_REFS, keys, chunk):
+            known[(row[_TENANT], row[_CLIENT_REF])] = row
+    rows: list[tuple] = []
+    seg_rows: list[tuple] = []
+    fresh: dict[tuple[str, str], Sequence[Any]] = {}  # inserted by this batch: key -> row
+    for i, items in ops:
+        results: list[Sequence[Any] | None] = []
+        for key, row, segs in items:
+            if key is not None:
+                prev = known.get(key)
+                if prev is None:
+                    prev = fresh.get(key)  # the first one, as stored
+                if prev is not None:
+                    results.append(prev)
+                    counts.duplicates += 1
+                    continue
+                fresh[key] = row
+            rows.append(row)
+            seg_rows.extend(segs)
+            results.append(None)
+        counts.results[i] = results
+    if rows:
+        _write(conn, _BULK_INSERT_MESSAGE, _INSERT_MESSAGE, rows, bulk, chunk)
+        counts.inserted += len(rows)
+    if seg_rows:
+        _write(conn, _BULK_INSERT_SEGMENT, _INSERT_SEGMENT, seg_rows, bulk, chunk)
 
 
 def _apply_states(
