@@ -43,6 +43,20 @@ of every message in round n), and of several versions of one segment the last on
 written. The state UPDATEs are generated from gateway.states.TRANSITIONS (`state_sql`): a
 move the table does not allow from the stored state changes no row and is counted.
 
+Writer mode (`[store] writer`). "thread": the batch runs in a trio worker thread on the
+writer connection, sharing the GIL with the trio thread. "process": the store starts a
+writer process (`python -m gateway.store.sqlite_writer`, inside `run()`: the store owns
+it), which opens its own writer connection with the same settings and migrations; each
+batch goes to it as plain data over its stdin (length-prefixed msgpack) and its answer
+comes back over stdout after COMMIT. The same `execute_batch` runs in both modes, so the
+order of kinds, coalescing, savepoint isolation and results are identical; only the read
+connection stays in this process. A value msgpack cannot carry (an int beyond 64 bits)
+is refused for its op alone, as SQLite would refuse it. If the process dies, the batch in
+flight fails like an environment error (below: StoreUnavailable, nowait ops requeued; a
+batch it committed before dying is then retried: inserts are idempotent on client_ref,
+state moves guarded by the table, segment versions and matches idempotent), and the next
+batch starts a new process after the writer's back-off (`stats.writer_restarts`).
+
 Read-your-writes: a read sees every durable write that returned before it started; a
 `*_nowait` op is visible once committed (`flush()` waits for that).
 
@@ -60,16 +74,22 @@ redo the batch op by op, each in a SAVEPOINT: only the offending op fails (`Stor
 the others commit. The writer keeps going in both cases.
 
 Shutdown. Cancelling `run()` lets the batch in progress finish (a thread hop cannot be
-interrupted), then, shielded and bounded by `shutdown_timeout`, commits what is still queued
-and closes both connections. Ops still queued after that fail with StoreUnavailable.
+interrupted, a pipe exchange is shielded), then, shielded and bounded by `shutdown_timeout`,
+commits what is still queued and closes both connections (the writer process: its stdin is
+closed, it closes its connection and exits; killed if it has not within shutdown_timeout).
+Ops still queued after that fail with StoreUnavailable.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
+import os
 import re
 import sqlite3
+import subprocess
+import struct
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -133,8 +153,9 @@ class StoreStats(msgspec.Struct, kw_only=True):
     failed_batches: int = 0  # batches that failed as a whole (StoreUnavailable)
     retried_ops: int = 0  # nowait ops put back in the queue after a failed batch
     lost_ops: int = 0  # nowait ops still queued when the store closed (disk failing)
+    writer_restarts: int = 0  # writer processes started after one died (writer = "process")
     commit_seconds: float = 0.0  # time in the writer's thread hops, total
-    commit_cpu_seconds: float = 0.0  # CPU time of the writer thread in those hops
+    commit_cpu_seconds: float = 0.0  # CPU time of the writer thread (or process) in those hops
     last_commit_at: float | None = None  # store clock
     last_error: str | None = None
 
@@ -390,6 +411,69 @@ class _Counts:
 
 _NEW, _OPEN, _CLOSING, _CLOSED = range(4)
 
+# ---- the writer process's pipe (gateway.store.sqlite_writer documents the protocol) --------
+
+_HEADER = struct.Struct(">I")
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+
+class _WriterGone(Exception):
+    """The writer process's stdout ended."""
+
+
+class _WriterFailed(Exception):
+    """A batch failed in the writer process (its error type and message), or the process
+    died with the batch in flight."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+
+class _Pipe:
+    """Length-prefixed msgpack frames over the writer process's stdin and stdout."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self._send = proc.stdin
+        self._recv = proc.stdout
+        self._buf = bytearray()
+
+    async def send(self, payload: bytes) -> None:
+        await self._send.send_all(_HEADER.pack(len(payload)) + payload)
+
+    async def receive(self) -> Any:
+        buf = self._buf
+        while True:
+            if len(buf) >= 4:
+                (n,) = _HEADER.unpack_from(buf)
+                if len(buf) >= 4 + n:
+                    frame = bytes(buf[4 : 4 + n])
+                    del buf[: 4 + n]
+                    return _decode(frame)
+            data = await self._recv.receive_some(1 << 16)
+            if not data:
+                raise _WriterGone("end of the writer's output")
+            buf += data
+
+
+async def _end(proc: trio.Process, timeout: float = 0.0) -> None:
+    """Close the writer's stdin, wait up to `timeout` for it to exit, then kill it."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+    with trio.move_on_after(timeout):
+        await proc.wait()
+    if proc.returncode is None:
+        if timeout:
+            log.warning("store_writer_killed", pid=proc.pid, after_s=timeout)
+        proc.kill()
+        await proc.wait()
+
 
 class SqliteStore(Store):
     """SQLite implementation of `Store`. Run it in a nursery (`await nursery.start(store.run)`)
@@ -439,6 +523,15 @@ class SqliteStore(Store):
         self._w_limiter: trio.CapacityLimiter | None = None
         self._r_limiter: trio.CapacityLimiter | None = None
         self._writer_cpu = 0.0  # written by the writer's thread only
+        self._process = config.writer == "process"
+        self._proc: trio.Process | None = None  # the writer process (writer = "process")
+        self._pipe: _Pipe | None = None
+        self._writer_started = 0
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid (writer = "process" and running), else None."""
+        return None if self._proc is None else self._proc.pid
 
     @property
     def queued(self) -> int:
@@ -455,10 +548,16 @@ class SqliteStore(Store):
         self._w_limiter = trio.CapacityLimiter(1)
         self._r_limiter = trio.CapacityLimiter(1)
         try:
-            before, after = await trio.to_thread.run_sync(self._open, limiter=self._w_limiter)
+            if self._process:
+                before, after = await self._start_writer()
+                await trio.to_thread.run_sync(self._open_reader, limiter=self._r_limiter)
+            else:
+                before, after = await trio.to_thread.run_sync(self._open, limiter=self._w_limiter)
         except BaseException as e:
             self._status = _CLOSED
             self._fail_queued("store failed to open")
+            with trio.CancelScope(shield=True):
+                await self._stop_writer()
             if isinstance(e, sqlite3.Error | OSError):
                 raise StoreUnavailable(
                     f"cannot open the store at {self.path}: {e}", path=self.path, reason=str(e)
@@ -471,6 +570,7 @@ class SqliteStore(Store):
             schema=after,
             migrated_from=before if before != after else None,
             synchronous=self._synchronous,
+            writer=self.config.writer,
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -487,36 +587,27 @@ class SqliteStore(Store):
                 log.info("store_closed", path=self.path, **self._summary())
 
     def _open(self) -> tuple[int, int]:
-        w = sqlite3.connect(
-            self.path,
-            timeout=self._busy_timeout,
-            isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
-            check_same_thread=False,
-            cached_statements=1024,  # state_sql variants x row counts (_chunks)
+        w, before, after, self._chunk_rows = open_writer(
+            self.path, self._synchronous, self._busy_timeout, self._chunk_rows
         )
-        r = None
         try:
-            mode = w.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
-            w.execute(f"PRAGMA synchronous={self._synchronous}")
-            w.execute("PRAGMA foreign_keys=ON")
-            # Multi-row statements bind rows x columns values: stay under the build's limit.
-            limit = w.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_MSG_FIELDS)
-            while self._chunk_rows > max(1, limit):
-                self._chunk_rows >>= 1
-            before, after = migrate(w)
-            r = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            r.execute("PRAGMA query_only=ON")
+            self._open_reader()
         except BaseException:
             w.close()
-            if r is not None:
-                r.close()
             raise
-        self._w, self._r = w, r
+        self._w = w
         return before, after
+
+    def _open_reader(self) -> None:
+        r = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            r.execute("PRAGMA query_only=ON")
+        except BaseException:
+            r.close()
+            raise
+        self._r = r
 
     async def _close(self) -> None:
         assert self._r_limiter is not None and self._w_limiter is not None
@@ -524,6 +615,7 @@ class SqliteStore(Store):
             r, self._r = self._r, None
             if r is not None:
                 r.close()
+        await self._stop_writer()
         async with self._w_limiter:
             w, self._w = self._w, None
             if w is not None:
@@ -673,10 +765,15 @@ class SqliteStore(Store):
         assert self._w_limiter is not None
         t0 = time.perf_counter()
         try:
-            counts = await trio.to_thread.run_sync(self._execute, batch, limiter=self._w_limiter)
+            if self._process:
+                counts = await self._exchange(batch)
+            else:
+                counts = await trio.to_thread.run_sync(
+                    self._execute, batch, limiter=self._w_limiter
+                )
         except Exception as e:  # environment (disk, lock, I/O) or a bug: the batch failed
             self.stats.commit_seconds += time.perf_counter() - t0
-            reason = f"{type(e).__name__}: {e}"
+            reason = f"{getattr(e, 'type_name', type(e).__name__)}: {e}"
             retry = []
             for op in batch:
                 if op.done is not None:
@@ -741,6 +838,122 @@ class SqliteStore(Store):
             if op.done is not None:
                 op.done.set()
         return True
+
+    # -- the writer process (writer = "process") --
+
+    async def _start_writer(self) -> tuple[int, int]:
+        """Start `python -m gateway.store.sqlite_writer` and wait until its connection is open
+        (migrated). Returns the schema versions before and after; StoreUnavailable (or
+        StoreVersionError) if it cannot open the store."""
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "gateway.store.sqlite_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        pipe = _Pipe(proc)
+        try:
+            await pipe.send(
+                _encode(
+                    {
+                        "path": self.path,
+                        "synchronous": self._synchronous,
+                        "busy_timeout": self._busy_timeout,
+                        "chunk_rows": self._chunk_rows,
+                    }
+                )
+            )
+            reply = await pipe.receive()
+        except BaseException as e:
+            with trio.CancelScope(shield=True):
+                await _end(proc)
+            if isinstance(e, trio.BrokenResourceError | trio.ClosedResourceError | _WriterGone):
+                raise StoreUnavailable(
+                    f"the store writer process did not start (exit status {proc.returncode})",
+                    path=self.path,
+                ) from e
+            raise
+        if reply[0] != "ready":
+            with trio.CancelScope(shield=True):
+                await _end(proc)
+            if reply[1] == "version":
+                raise StoreVersionError(reply[2], **reply[3])
+            raise StoreUnavailable(
+                f"cannot open the store at {self.path}: {reply[2]}", path=self.path, reason=reply[2]
+            )
+        _, before, after, self._chunk_rows = reply
+        self._proc, self._pipe = proc, pipe
+        self._writer_started += 1
+        if self._writer_started > 1:
+            self.stats.writer_restarts += 1
+        log.info("store_writer_started", path=self.path, pid=proc.pid)
+        return before, after
+
+    async def _stop_writer(self) -> None:
+        """End of stdin: the writer closes its connection and exits; killed if it does not
+        within shutdown_timeout."""
+        proc, self._proc, self._pipe = self._proc, None, None
+        if proc is None:
+            return
+        with trio.CancelScope(shield=True):
+            await _end(proc, self._shutdown_timeout)
+
+    async def _exchange(self, batch: list[_Op]) -> _Counts:
+        """One batch through the writer process: sent, executed, committed, answered. The
+        exchange is shielded (like the thread hop, it cannot be interrupted halfway: the
+        frames would lose their order). A writer that died or dies meanwhile fails the
+        batch like an environment error; the next batch starts a new one."""
+        ops = [(op.kind, op.data) for op in batch if op.kind != _FLUSH]
+        if not ops:
+            return _Counts()
+        index: list[int] | None = None  # positions in `ops` of the ops sent, if not all
+        refused: list[tuple[int, int, str, str]] = []
+        try:
+            payload = _encode([self._bulk_writes, ops])
+        except Exception:  # an op's data cannot be encoded: it alone is refused
+            sent, index = [], []
+            for i, op in enumerate(ops):
+                try:
+                    _encode(op)
+                except Exception as e:
+                    refused.append((i, op[0], f"{type(e).__name__}: {e}", str(e)))
+                else:
+                    sent.append(op)
+                    index.append(i)
+            payload = _encode([self._bulk_writes, sent])
+            if not sent:
+                counts = _Counts()
+                counts.rejected = refused
+                return counts
+        with trio.CancelScope(shield=True):
+            if self._pipe is None:
+                await self._start_writer()
+            pipe = self._pipe
+            assert pipe is not None
+            try:
+                await pipe.send(payload)
+                reply = await pipe.receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, _WriterGone) as e:
+                proc, self._proc, self._pipe = self._proc, None, None
+                assert proc is not None
+                await _end(proc, 0.0)
+                log.error(
+                    "store_writer_died", path=self.path, pid=proc.pid, returncode=proc.returncode
+                )
+                raise _WriterFailed(
+                    "WriterDied", f"the writer process died (exit status {proc.returncode})"
+                ) from e
+        if reply[0] != "ok":
+            raise _WriterFailed(reply[1], reply[2])
+        counts = _Counts.from_wire(reply[1])
+        self._writer_cpu += reply[2]
+        if index is not None:
+            counts.results = {index[i]: r for i, r in counts.results.items()}
+            counts.rejected = [(index[i], *rest) for i, *rest in counts.rejected] + refused
+        return counts
 
     # -- in the writer's thread (thread mode) --
 
@@ -957,6 +1170,36 @@ class SqliteStore(Store):
 
 
 # ---- batch execution on plain data: in the writer thread or the writer process --------
+
+
+def open_writer(
+    path: str, synchronous: str, busy_timeout: float, chunk_rows: int
+) -> tuple[sqlite3.Connection, int, int, int]:
+    """The writer connection: WAL, `synchronous`, foreign keys, busy_timeout, migrated to
+    the latest schema. Returns it, the schema versions before and after, and the rows per
+    multi-row statement (`chunk_rows`, lowered to fit the build's variable limit)."""
+    w = sqlite3.connect(
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
+        check_same_thread=False,
+        cached_statements=1024,  # state_sql variants x row counts (_chunks)
+    )
+    try:
+        mode = w.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
+        w.execute(f"PRAGMA synchronous={synchronous}")
+        w.execute("PRAGMA foreign_keys=ON")
+        # Multi-row statements bind rows x columns values: stay under the build's limit.
+        limit = w.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_MSG_FIELDS)
+        while chunk_rows > max(1, limit):
+            chunk_rows >>= 1
+        before, after = migrate(w)
+    except BaseException:
+        w.close()
+        raise
+    return w, before, after, chunk_rows
 
 
 def execute_batch(
