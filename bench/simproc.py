@@ -22,6 +22,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the live child processes of `pid` (the gateway's store writer
+    process when `[store] writer = "process"`), from /proc."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += cpu_seconds(int(d.name))
+    return total
+
+
 @contextlib.contextmanager
 def simulator(*extra: str, pin: bool = True) -> Iterator[tuple[subprocess.Popen, int]]:
     """Yields (process, port). With 2+ CPUs the simulator gets the first one and this

@@ -53,6 +53,10 @@ class StoreConfig(_Base, kw_only=True):
     path: str = "state/gateway.db"
     batch_max: int = 1000  # rows per group commit
     batch_wait_ms: float = 2.0  # how long the writer waits to fill a batch
+    # where batches execute: a writer process of its own (python -m
+    # gateway.store.sqlite_writer, fed over a pipe; own GIL) or a worker thread of the
+    # gateway (shares its GIL). Process by default: docs/architecture.md (measured)
+    writer: Literal["thread", "process"] = "process"
 
 
 class LoggingConfig(_Base, kw_only=True):

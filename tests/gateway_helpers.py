@@ -25,9 +25,14 @@ def gateway_config(db: Path, channels: list[tuple[str, int]], extra: str = "", *
 
 
 def gateway_config_text(
-    db: Path, channels: list[tuple[str, int]], extra: str = "", listeners: str = "", **channel_kw
+    db: Path,
+    channels: list[tuple[str, int]],
+    extra: str = "",
+    listeners: str = "",
+    store: str = "",
+    **channel_kw,
 ) -> str:
-    parts = [listeners, f'[store]\npath = "{db}"\nbatch_wait_ms = 1.0\n']
+    parts = [listeners, f'[store]\npath = "{db}"\nbatch_wait_ms = 1.0\n{store}']
     for name, port in channels:
         kw = {
             "reconnect_min": 0.05,

@@ -41,6 +41,8 @@ def test_example_config_is_valid():
         ('[[tenants]]\nid = "t"\napi_key_hash = "plain"\n', "$.tenants[0].api_key_hash"),
         ('[listeners]\napi = "nowhere"\n', "$.listeners.api"),
         ("[store]\nbatch_max = 0\n", "$.store.batch_max"),
+        ('[store]\nwriter = "fork"\n', "$.store.writer"),
+        ("[store]\nwriters = 2\n", "$.store"),
         ("this is not toml", "$"),
     ],
 )

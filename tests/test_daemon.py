@@ -36,21 +36,30 @@ def http(method: str, url: str, body: dict | None = None, key: str | None = API_
         return e.code, json.loads(e.read())
 
 
-def write_config(path, db, channels, api, admin, extra_channel_kw=None, server="builtin"):
+def write_config(
+    path, db, channels, api, admin, extra_channel_kw=None, server="builtin", writer="thread"
+):
     listeners = (
         f'[listeners]\napi = "127.0.0.1:{api}"\nadmin = "127.0.0.1:{admin}"\nserver = "{server}"\n'
     )
-    path.write_text(gateway_config_text(db, channels, listeners=listeners, **(extra_channel_kw or {})))
+    store = f'writer = "{writer}"\n'
+    path.write_text(
+        gateway_config_text(db, channels, listeners=listeners, store=store, **(extra_channel_kw or {}))
+    )
 
 
-@pytest.fixture(params=["builtin", "hypercorn"])
+@pytest.fixture(
+    params=[("builtin", "thread"), ("hypercorn", "thread"), ("builtin", "process")],
+    ids=["builtin", "hypercorn", "builtin-writer-process"],
+)
 async def running(nursery, tmp_path, request):
+    server, writer = request.param
     smsc = ScriptedSmsc()
     port = await nursery.start(smsc.serve)
     smsc.on_submit = accept_with_receipt()
     api, admin = free_port(), free_port()
     path = tmp_path / "gateway.toml"
-    write_config(path, tmp_path / "gw.db", [("a", port)], api, admin, server=request.param)
+    write_config(path, tmp_path / "gw.db", [("a", port)], api, admin, server=server, writer=writer)
     daemon = Daemon(path)
     await nursery.start(daemon.run)
     await wait_until(lambda: daemon.gateway.channels["a"].up)
@@ -76,6 +85,8 @@ async def test_http_send_and_stats(running):
     assert sum(stats["messages_open"].values()) == 0
     status, store = await trio.to_thread.run_sync(http, "GET", f"{admin}/admin/stats/store", None, None)
     assert status == 200 and store["finished"] == {"delivered": 1} and store["messages_inserted"] == 1
+    # the writer process runs iff the config asks for it
+    assert (daemon.gateway.store.writer_pid is not None) == (daemon.cfg.store.writer == "process")
     status, ready = await trio.to_thread.run_sync(http, "GET", f"{admin}/readyz", None, None)
     assert status == 200 and ready["ready"]
     daemon.stop()
@@ -104,8 +115,8 @@ async def test_sighup_adds_a_channel_and_retunes_tps_without_touching_binds(runn
     smsc_b = ScriptedSmsc()
     port_b = await nursery.start(smsc_b.serve)
     api_port, admin_port = api.rsplit(":", 1)[1], admin.rsplit(":", 1)[1]
-    server = daemon.cfg.listeners.server
-    write_config(path, tmp_path / "gw.db", [("a", port), ("b", port_b)], api_port, admin_port, {"tps": 250.0}, server)
+    server, writer = daemon.cfg.listeners.server, daemon.cfg.store.writer
+    write_config(path, tmp_path / "gw.db", [("a", port), ("b", port_b)], api_port, admin_port, {"tps": 250.0}, server, writer)
     binds_before = smsc.binds
     os.kill(os.getpid(), signal.SIGHUP)
     await wait_until(lambda: "b" in daemon.gateway.channels and daemon.gateway.channels["b"].up)
@@ -113,7 +124,7 @@ async def test_sighup_adds_a_channel_and_retunes_tps_without_touching_binds(runn
     assert a.cfg.tps == 250.0 and a.rate.configured_rate == 250.0
     assert smsc.binds == binds_before  # channel a was retuned in place, not reconnected
     # remove b again
-    write_config(path, tmp_path / "gw.db", [("a", port)], api_port, admin_port, {"tps": 250.0}, server)
+    write_config(path, tmp_path / "gw.db", [("a", port)], api_port, admin_port, {"tps": 250.0}, server, writer)
     os.kill(os.getpid(), signal.SIGHUP)
     await wait_until(lambda: "b" not in daemon.gateway.channels)
     await wait_until(lambda: smsc_b.unbinds == 1)

@@ -3,6 +3,8 @@ SQL, receipts, recovery after a crash, migrations, group commit, typed errors.""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import sys
 import textwrap
@@ -55,8 +57,17 @@ def msg(i: int, *, tenant: str = "acme", client_ref: str | None = None, segments
     return rec, segs
 
 
+WRITER = "thread"  # every store test runs in both writer modes (the fixture below)
+
+
+@pytest.fixture(autouse=True, params=["thread", "process"])
+def writer_mode(request, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "WRITER", request.param)
+    return request.param
+
+
 def config(path: Path, **kw) -> StoreConfig:
-    base = {"path": str(path), "batch_wait_ms": 1.0}
+    base = {"path": str(path), "batch_wait_ms": 1.0, "writer": WRITER}
     base.update(kw)
     return StoreConfig(**base)
 
@@ -542,7 +553,7 @@ CRASHER = textwrap.dedent(
     from tests.test_store_sqlite import msg
 
     async def main():
-        store = SqliteStore(StoreConfig(path={path!r}, batch_wait_ms=1.0))
+        store = SqliteStore(StoreConfig(path={path!r}, batch_wait_ms=1.0, writer={writer!r}))
         async with trio.open_nursery() as n:
             await n.start(store.run)
             async def one(i):
@@ -554,6 +565,8 @@ CRASHER = textwrap.dedent(
                 store.set_state_nowait(f"m{{i:06d}}", State.QUEUED, now=1.0)
             await store.flush()
             print("acknowledged", flush=True)
+            if store.writer_pid is not None:  # else it would close the file cleanly
+                os.kill(store.writer_pid, signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
 
     trio.run(main)
@@ -562,7 +575,7 @@ CRASHER = textwrap.dedent(
 
 
 async def test_unfinished_after_kill_9(db_path, nursery):
-    script = CRASHER.format(root=str(ROOT), path=str(db_path))
+    script = CRASHER.format(root=str(ROOT), path=str(db_path), writer=WRITER)
     proc = await trio.run_process(
         [sys.executable, "-c", script], capture_stdout=True, capture_stderr=True, check=False
     )
@@ -890,3 +903,86 @@ async def test_receipts_commit_with_their_effects(store):
     assert (await store.get_message("acme", done.id)).message.state is State.DELIVERED  # refused
     assert store.stats.transitions_refused == 1 and store.stats.finished == {"delivered": 1}
     assert store.stats.receipts == 1
+
+
+async def test_a_value_no_writer_can_take_fails_alone(store):
+    """An integer beyond 64 bits: SQLite cannot bind it (thread), msgpack cannot carry it to
+    the writer process (process); either way only its own caller fails."""
+    outcomes = {}
+
+    async def one(i, rec, segs):
+        try:
+            outcomes[i] = await store.insert_messages([(rec, segs)])
+        except StoreRejected as e:
+            outcomes[i] = e
+
+    bad, bad_segs = msg(1)
+    bad.attempts = 2**70
+    async with trio.open_nursery() as n:
+        n.start_soon(one, 0, bad, bad_segs)
+        for i in range(1, 5):
+            n.start_soon(one, i, *msg(i + 1))
+    assert isinstance(outcomes.pop(0), StoreRejected)
+    assert all(not r[0].existing for r in outcomes.values())
+    assert store.stats.rejected_ops == 1
+    assert await store.get_message("acme", bad.id) is None
+    assert (await store.count_open())["accepted"] == 4
+
+
+async def test_killed_writer_process_fails_its_batch_and_restarts(db_path, nursery, writer_mode):
+    """SIGKILL of the writer process mid-traffic: durable callers get StoreUnavailable (and
+    succeed when they retry, idempotent on client_ref), no nowait op is lost, a new writer
+    process takes over."""
+    if writer_mode != "process":
+        pytest.skip("only the process mode has a writer process")
+    s = await open_store(nursery, db_path)
+    first_pid = s.writer_pid
+    assert first_pid is not None
+    unavailable = 0
+    n_messages = 400
+
+    async def client(k):
+        nonlocal unavailable
+        for i in range(k, n_messages, 20):
+            item = msg(i, client_ref=f"r{i}")
+            while True:
+                try:
+                    [result] = await s.insert_messages([item])
+                    break
+                except StoreUnavailable:
+                    unavailable += 1
+                    await trio.sleep(0.01)
+            s.set_state_nowait(result.record.id, State.QUEUED, now=T0 + 1)
+            s.set_state_nowait(result.record.id, State.SUBMITTING, now=T0 + 2)
+            await trio.sleep(0.001)
+
+    async def killer():
+        await wait_for(lambda: s.stats.messages_inserted >= 100)
+        os.kill(first_pid, signal.SIGKILL)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as n:
+            n.start_soon(killer)
+            for k in range(20):
+                n.start_soon(client, k)
+        while True:
+            try:
+                await s.flush()
+                break
+            except StoreUnavailable:
+                await trio.sleep(0.01)
+    assert s.stats.failed_batches >= 1 and s.stats.writer_restarts == 1
+    assert s.writer_pid not in (None, first_pid)
+    assert s.stats.lost_ops == 0
+    views = await s.unfinished()
+    assert len(views) == n_messages
+    assert all(v.message.state is State.SUBMITTING for v in views)  # every nowait move applied
+    # and it keeps working
+    await s.insert_messages([msg(10_000)])
+    assert await s.get_message("acme", "m010000") is not None
+    print("unavailable", unavailable, "retried", s.stats.retried_ops)
+
+
+async def wait_for(predicate, every: float = 0.005) -> None:
+    while not predicate():
+        await trio.sleep(every)

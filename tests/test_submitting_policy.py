@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 
+import msgspec
 import trio
 
 from gateway.service import Gateway
@@ -69,7 +70,8 @@ async def test_unknown_policy_sends_nothing_while_the_store_fails(nursery, tmp_p
     smsc = ScriptedSmsc()
     port = await nursery.start(smsc.serve)
     cfg = gateway_config(tmp_path / "gw.db", [("a", port)], on_submitting_recovery="unknown")
-    store = SqliteStore(cfg.store)
+    # the writer thread's batch call is where the failure is injected: thread mode
+    store = SqliteStore(msgspec.structs.replace(cfg.store, writer="thread"))
     gw = Gateway(cfg, store)
     await nursery.start(gw.run)
     await wait_until(lambda: gw.channels["a"].up)

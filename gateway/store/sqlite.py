@@ -43,6 +43,20 @@ of every message in round n), and of several versions of one segment the last on
 written. The state UPDATEs are generated from gateway.states.TRANSITIONS (`state_sql`): a
 move the table does not allow from the stored state changes no row and is counted.
 
+Writer mode (`[store] writer`). "thread": the batch runs in a trio worker thread on the
+writer connection, sharing the GIL with the trio thread. "process": the store starts a
+writer process (`python -m gateway.store.sqlite_writer`, inside `run()`: the store owns
+it), which opens its own writer connection with the same settings and migrations; each
+batch goes to it as plain data over its stdin (length-prefixed msgpack) and its answer
+comes back over stdout after COMMIT. The same `execute_batch` runs in both modes, so the
+order of kinds, coalescing, savepoint isolation and results are identical; only the read
+connection stays in this process. A value msgpack cannot carry (an int beyond 64 bits)
+is refused for its op alone, as SQLite would refuse it. If the process dies, the batch in
+flight fails like an environment error (below: StoreUnavailable, nowait ops requeued; a
+batch it committed before dying is then retried: inserts are idempotent on client_ref,
+state moves guarded by the table, segment versions and matches idempotent), and the next
+batch starts a new process after the writer's back-off (`stats.writer_restarts`).
+
 Read-your-writes: a read sees every durable write that returned before it started; a
 `*_nowait` op is visible once committed (`flush()` waits for that).
 
@@ -60,16 +74,22 @@ redo the batch op by op, each in a SAVEPOINT: only the offending op fails (`Stor
 the others commit. The writer keeps going in both cases.
 
 Shutdown. Cancelling `run()` lets the batch in progress finish (a thread hop cannot be
-interrupted), then, shielded and bounded by `shutdown_timeout`, commits what is still queued
-and closes both connections. Ops still queued after that fail with StoreUnavailable.
+interrupted, a pipe exchange is shielded), then, shielded and bounded by `shutdown_timeout`,
+commits what is still queued and closes both connections (the writer process: its stdin is
+closed, it closes its connection and exits; killed if it has not within shutdown_timeout).
+Ops still queued after that fail with StoreUnavailable.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
+import os
 import re
 import sqlite3
+import subprocess
+import struct
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -133,8 +153,9 @@ class StoreStats(msgspec.Struct, kw_only=True):
     failed_batches: int = 0  # batches that failed as a whole (StoreUnavailable)
     retried_ops: int = 0  # nowait ops put back in the queue after a failed batch
     lost_ops: int = 0  # nowait ops still queued when the store closed (disk failing)
+    writer_restarts: int = 0  # writer processes started after one died (writer = "process")
     commit_seconds: float = 0.0  # time in the writer's thread hops, total
-    commit_cpu_seconds: float = 0.0  # CPU time of the writer thread in those hops
+    commit_cpu_seconds: float = 0.0  # CPU time of the writer thread (or process) in those hops
     last_commit_at: float | None = None  # store clock
     last_error: str | None = None
 
@@ -145,6 +166,7 @@ _MSG_FIELDS = tuple(f.name for f in msgspec.structs.fields(MessageRecord))
 _SEG_FIELDS = tuple(f.name for f in msgspec.structs.fields(SegmentRecord))
 _RCPT_FIELDS = tuple(f.name for f in msgspec.structs.fields(ReceiptRecord))
 _SEG_KEY = ("message_id", "seq")
+_TENANT, _CLIENT_REF = _MSG_FIELDS.index("tenant"), _MSG_FIELDS.index("client_ref")
 assert _SEG_FIELDS[:2] == _SEG_KEY, "segment rows put the key first"
 
 
@@ -324,7 +346,10 @@ _DATA_ERRORS = (
 
 
 class _Op:
-    __slots__ = ("kind", "data", "weight", "done", "result", "error")
+    """A queued write. `data` is plain (tuples, lists, str, numbers, None and State): what
+    the batch execution (`execute_batch`) takes, in a thread or in the writer process."""
+
+    __slots__ = ("kind", "data", "weight", "done", "result", "error", "recs")
 
     def __init__(self, kind: int, data: Any, weight: int = 1, done: trio.Event | None = None):
         self.kind = kind
@@ -333,10 +358,13 @@ class _Op:
         self.done = done  # None for *_nowait ops: nobody waits
         self.result: Any = None
         self.error: BaseException | None = None
+        self.recs: list[MessageRecord] | None = None  # an insert's records, for its results
 
 
 class _Counts:
-    """What one thread hop did; folded into StoreStats on the trio side."""
+    """What one batch execution did; folded into StoreStats on the trio side. `results`:
+    per insert op (by its index in the batch's ops) the existing row of each duplicate item
+    or None; `rejected`: (op index, kind, error, reason) of the ops refused for their data."""
 
     __slots__ = (
         "inserted",
@@ -352,6 +380,7 @@ class _Counts:
         "rejected",
         "isolated",
         "transactions",
+        "results",
     )
 
     def __init__(self) -> None:
@@ -359,16 +388,91 @@ class _Counts:
             setattr(self, name, 0)
         self.rejected = []
         self.finished = {}
+        self.results = {}
 
     def add(self, other: _Counts) -> None:
         for name in self.__slots__:
-            if name not in ("rejected", "isolated", "transactions", "finished"):
+            if name not in ("rejected", "isolated", "transactions", "finished", "results"):
                 setattr(self, name, getattr(self, name) + getattr(other, name))
         for state, n in other.finished.items():
             self.finished[state] = self.finished.get(state, 0) + n
+        self.results.update(other.results)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> _Counts:
+        counts = cls()
+        for name in cls.__slots__:
+            setattr(counts, name, d[name])
+        return counts
 
 
 _NEW, _OPEN, _CLOSING, _CLOSED = range(4)
+
+# ---- the writer process's pipe (gateway.store.sqlite_writer documents the protocol) --------
+
+_HEADER = struct.Struct(">I")
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+
+class _WriterGone(Exception):
+    """The writer process's stdout ended."""
+
+
+class _WriterFailed(Exception):
+    """A batch failed in the writer process (its error type and message), or the process
+    died with the batch in flight."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+
+class _Pipe:
+    """Length-prefixed msgpack frames over the writer process's stdin and stdout."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self._send = proc.stdin
+        self._recv = proc.stdout
+        self._buf = bytearray()
+
+    async def send(self, payload: bytes) -> None:
+        await self._send.send_all(_HEADER.pack(len(payload)) + payload)
+
+    async def receive(self) -> Any:
+        buf = self._buf
+        while True:
+            if len(buf) >= 4:
+                (n,) = _HEADER.unpack_from(buf)
+                if len(buf) >= 4 + n:
+                    frame = bytes(buf[4 : 4 + n])
+                    del buf[: 4 + n]
+                    return _decode(frame)
+            data = await self._recv.receive_some(1 << 16)
+            if not data:
+                raise _WriterGone("end of the writer's output")
+            buf += data
+
+
+async def _end(proc: trio.Process, timeout: float = 0.0) -> None:
+    """Close the writer's stdin, wait up to `timeout` for it to exit, then kill it."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+    with trio.move_on_after(timeout):
+        await proc.wait()
+    if proc.returncode is None:
+        if timeout:
+            log.warning("store_writer_killed", pid=proc.pid, after_s=timeout)
+        proc.kill()
+        await proc.wait()
 
 
 class SqliteStore(Store):
@@ -419,6 +523,15 @@ class SqliteStore(Store):
         self._w_limiter: trio.CapacityLimiter | None = None
         self._r_limiter: trio.CapacityLimiter | None = None
         self._writer_cpu = 0.0  # written by the writer's thread only
+        self._process = config.writer == "process"
+        self._proc: trio.Process | None = None  # the writer process (writer = "process")
+        self._pipe: _Pipe | None = None
+        self._writer_started = 0
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid (writer = "process" and running), else None."""
+        return None if self._proc is None else self._proc.pid
 
     @property
     def queued(self) -> int:
@@ -435,10 +548,16 @@ class SqliteStore(Store):
         self._w_limiter = trio.CapacityLimiter(1)
         self._r_limiter = trio.CapacityLimiter(1)
         try:
-            before, after = await trio.to_thread.run_sync(self._open, limiter=self._w_limiter)
+            if self._process:
+                before, after = await self._start_writer()
+                await trio.to_thread.run_sync(self._open_reader, limiter=self._r_limiter)
+            else:
+                before, after = await trio.to_thread.run_sync(self._open, limiter=self._w_limiter)
         except BaseException as e:
             self._status = _CLOSED
             self._fail_queued("store failed to open")
+            with trio.CancelScope(shield=True):
+                await self._stop_writer()
             if isinstance(e, sqlite3.Error | OSError):
                 raise StoreUnavailable(
                     f"cannot open the store at {self.path}: {e}", path=self.path, reason=str(e)
@@ -451,6 +570,7 @@ class SqliteStore(Store):
             schema=after,
             migrated_from=before if before != after else None,
             synchronous=self._synchronous,
+            writer=self.config.writer,
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -467,36 +587,27 @@ class SqliteStore(Store):
                 log.info("store_closed", path=self.path, **self._summary())
 
     def _open(self) -> tuple[int, int]:
-        w = sqlite3.connect(
-            self.path,
-            timeout=self._busy_timeout,
-            isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
-            check_same_thread=False,
-            cached_statements=1024,  # state_sql variants x row counts (_chunks)
+        w, before, after, self._chunk_rows = open_writer(
+            self.path, self._synchronous, self._busy_timeout, self._chunk_rows
         )
-        r = None
         try:
-            mode = w.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
-            w.execute(f"PRAGMA synchronous={self._synchronous}")
-            w.execute("PRAGMA foreign_keys=ON")
-            # Multi-row statements bind rows x columns values: stay under the build's limit.
-            limit = w.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_MSG_FIELDS)
-            while self._chunk_rows > max(1, limit):
-                self._chunk_rows >>= 1
-            before, after = migrate(w)
-            r = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            r.execute("PRAGMA query_only=ON")
+            self._open_reader()
         except BaseException:
             w.close()
-            if r is not None:
-                r.close()
             raise
-        self._w, self._r = w, r
+        self._w = w
         return before, after
+
+    def _open_reader(self) -> None:
+        r = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            r.execute("PRAGMA query_only=ON")
+        except BaseException:
+            r.close()
+            raise
+        self._r = r
 
     async def _close(self) -> None:
         assert self._r_limiter is not None and self._w_limiter is not None
@@ -504,6 +615,7 @@ class SqliteStore(Store):
             r, self._r = self._r, None
             if r is not None:
                 r.close()
+        await self._stop_writer()
         async with self._w_limiter:
             w, self._w = self._w, None
             if w is not None:
@@ -653,10 +765,15 @@ class SqliteStore(Store):
         assert self._w_limiter is not None
         t0 = time.perf_counter()
         try:
-            counts = await trio.to_thread.run_sync(self._execute, batch, limiter=self._w_limiter)
+            if self._process:
+                counts = await self._exchange(batch)
+            else:
+                counts = await trio.to_thread.run_sync(
+                    self._execute, batch, limiter=self._w_limiter
+                )
         except Exception as e:  # environment (disk, lock, I/O) or a bug: the batch failed
             self.stats.commit_seconds += time.perf_counter() - t0
-            reason = f"{type(e).__name__}: {e}"
+            reason = f"{getattr(e, 'type_name', type(e).__name__)}: {e}"
             retry = []
             for op in batch:
                 if op.done is not None:
@@ -702,145 +819,155 @@ class SqliteStore(Store):
         s.receipts_matched += counts.matched
         s.isolated_batches += counts.isolated
         s.rejected_ops += len(counts.rejected)
+        ops = [op for op in batch if op.kind != _FLUSH]  # what counts' indexes refer to
+        for i, found in counts.results.items():
+            op = ops[i]
+            assert op.recs is not None
+            op.result = [
+                InsertResult(rec, False) if row is None else InsertResult(_message(row), True)
+                for rec, row in zip(op.recs, found)
+            ]
+        for i, kind, error, reason in counts.rejected:
+            op = ops[i]
+            op.result = None
+            op.error = StoreRejected(
+                f"the store refused this {_KIND_NAME[kind]}: {reason}", reason=reason
+            )
+            log.error("store_op_rejected", path=self.path, op=_KIND_NAME[kind], error=error)
         for op in batch:
             if op.done is not None:
                 op.done.set()
-        for kind, error in counts.rejected:
-            log.error("store_op_rejected", path=self.path, op=_KIND_NAME[kind], error=error)
         return True
 
-    # -- in the writer's thread --
+    # -- the writer process (writer = "process") --
+
+    async def _start_writer(self) -> tuple[int, int]:
+        """Start `python -m gateway.store.sqlite_writer` and wait until its connection is open
+        (migrated). Returns the schema versions before and after; StoreUnavailable (or
+        StoreVersionError) if it cannot open the store."""
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "gateway.store.sqlite_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        pipe = _Pipe(proc)
+        try:
+            await pipe.send(
+                _encode(
+                    {
+                        "path": self.path,
+                        "synchronous": self._synchronous,
+                        "busy_timeout": self._busy_timeout,
+                        "chunk_rows": self._chunk_rows,
+                    }
+                )
+            )
+            reply = await pipe.receive()
+        except BaseException as e:
+            with trio.CancelScope(shield=True):
+                await _end(proc)
+            if isinstance(e, trio.BrokenResourceError | trio.ClosedResourceError | _WriterGone):
+                raise StoreUnavailable(
+                    f"the store writer process did not start (exit status {proc.returncode})",
+                    path=self.path,
+                ) from e
+            raise
+        if reply[0] != "ready":
+            with trio.CancelScope(shield=True):
+                await _end(proc)
+            if reply[1] == "version":
+                raise StoreVersionError(reply[2], **reply[3])
+            raise StoreUnavailable(
+                f"cannot open the store at {self.path}: {reply[2]}", path=self.path, reason=reply[2]
+            )
+        _, before, after, self._chunk_rows = reply
+        self._proc, self._pipe = proc, pipe
+        self._writer_started += 1
+        if self._writer_started > 1:
+            self.stats.writer_restarts += 1
+        log.info("store_writer_started", path=self.path, pid=proc.pid)
+        return before, after
+
+    async def _stop_writer(self) -> None:
+        """End of stdin: the writer closes its connection and exits; killed if it does not
+        within shutdown_timeout."""
+        proc, self._proc, self._pipe = self._proc, None, None
+        if proc is None:
+            return
+        with trio.CancelScope(shield=True):
+            await _end(proc, self._shutdown_timeout)
+
+    async def _exchange(self, batch: list[_Op]) -> _Counts:
+        """One batch through the writer process: sent, executed, committed, answered. The
+        exchange is shielded (like the thread hop, it cannot be interrupted halfway: the
+        frames would lose their order). A writer that died or dies meanwhile fails the
+        batch like an environment error; the next batch starts a new one."""
+        ops = [(op.kind, op.data) for op in batch if op.kind != _FLUSH]
+        if not ops:
+            return _Counts()
+        index: list[int] | None = None  # positions in `ops` of the ops sent, if not all
+        refused: list[tuple[int, int, str, str]] = []
+        try:
+            payload = _encode([self._bulk_writes, ops])
+        except Exception:  # an op's data cannot be encoded: it alone is refused
+            sent, index = [], []
+            for i, op in enumerate(ops):
+                try:
+                    _encode(op)
+                except Exception as e:
+                    refused.append((i, op[0], f"{type(e).__name__}: {e}", str(e)))
+                else:
+                    sent.append(op)
+                    index.append(i)
+            payload = _encode([self._bulk_writes, sent])
+            if not sent:
+                counts = _Counts()
+                counts.rejected = refused
+                return counts
+        with trio.CancelScope(shield=True):
+            if self._pipe is None:
+                await self._start_writer()
+            pipe = self._pipe
+            assert pipe is not None
+            try:
+                await pipe.send(payload)
+                reply = await pipe.receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, _WriterGone) as e:
+                proc, self._proc, self._pipe = self._proc, None, None
+                assert proc is not None
+                await _end(proc, 0.0)
+                log.error(
+                    "store_writer_died", path=self.path, pid=proc.pid, returncode=proc.returncode
+                )
+                raise _WriterFailed(
+                    "WriterDied", f"the writer process died (exit status {proc.returncode})"
+                ) from e
+        if reply[0] != "ok":
+            raise _WriterFailed(reply[1], reply[2])
+        counts = _Counts.from_wire(reply[1])
+        self._writer_cpu += reply[2]
+        if index is not None:
+            counts.results = {index[i]: r for i, r in counts.results.items()}
+            counts.rejected = [(index[i], *rest) for i, *rest in counts.rejected] + refused
+        return counts
+
+    # -- in the writer's thread (thread mode) --
 
     def _execute(self, batch: list[_Op]) -> _Counts:
         conn = self._w
         if conn is None:
             raise sqlite3.OperationalError("the writer connection is closed")
+        ops = [(op.kind, op.data) for op in batch if op.kind != _FLUSH]
         cpu0 = time.thread_time()
         try:
-            counts = self._execute_batch(conn, batch)
+            counts = execute_batch(conn, ops, self._bulk_writes, self._chunk_rows)
         finally:
             self._writer_cpu += time.thread_time() - cpu0
         return counts
-
-    def _execute_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> _Counts:
-        counts = _Counts()
-        ops = [op for op in batch if op.kind != _FLUSH]
-        if not ops:
-            return counts
-        counts.transactions = 1
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._apply(conn, ops, counts)
-            conn.execute("COMMIT")
-            return counts
-        except _DATA_ERRORS:
-            _rollback(conn)
-        except BaseException:
-            _rollback(conn)
-            raise
-        # One op's data is bad: redo op by op, each in a savepoint, to fail only that one.
-        counts = _Counts()
-        counts.transactions = counts.isolated = 1
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for op in ops:
-                one = _Counts()
-                conn.execute("SAVEPOINT op")
-                try:
-                    self._apply(conn, [op], one)
-                except _DATA_ERRORS as e:
-                    conn.execute("ROLLBACK TO op")
-                    op.result = None
-                    op.error = StoreRejected(
-                        f"the store refused this {_KIND_NAME[op.kind]}: {e}", reason=str(e)
-                    )
-                    counts.rejected.append((op.kind, f"{type(e).__name__}: {e}"))
-                else:
-                    counts.add(one)
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
-        return counts
-
-    def _apply(self, conn: sqlite3.Connection, ops: list[_Op], counts: _Counts) -> None:
-        inserts: list[_Op] = []
-        states: list[tuple] = []
-        segments: dict[tuple, tuple] = {}
-        receipts: list[tuple] = []
-        matches: dict[tuple, tuple] = {}
-        n_segments = 0
-        for op in ops:
-            k = op.kind
-            if k == _STATE:
-                states.append(op.data)
-            elif k == _SEGMENT:
-                # a full new version of the row: the last one queued wins
-                segments[op.data[-2:]] = op.data
-                n_segments += 1
-            elif k == _INSERT:
-                inserts.append(op)
-            elif k == _RECEIPT:
-                rows, seg_versions, moves = op.data
-                receipts.extend(rows)
-                for t in seg_versions:  # what the receipts changed, in the same transaction
-                    segments[t[-2:]] = t
-                n_segments += len(seg_versions)
-                states.extend(moves)
-            elif k == _MATCH:
-                matches[op.data[2:]] = op.data  # per (channel, id_key): the last one wins
-        if inserts:
-            self._apply_inserts(conn, inserts, counts)
-        if states:
-            _apply_states(conn, states, self._bulk_writes, self._chunk_rows, counts)
-        if segments:
-            n = self._write(conn, _BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT, list(segments.values()))
-            missing = len(segments) - n
-            counts.seg_updated += n_segments - missing
-            counts.seg_missing += missing
-        if receipts:
-            self._write(conn, _BULK_INSERT_RECEIPT, _INSERT_RECEIPT, receipts)
-            counts.receipts += len(receipts)
-        if matches:  # after the receipts: a receipt and its match may share a batch
-            counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
-
-    def _write(self, conn: sqlite3.Connection, bulk_sql: str, row_sql: str, rows: list) -> int:
-        return _write(conn, bulk_sql, row_sql, rows, self._bulk_writes, self._chunk_rows)
-
-    def _apply_inserts(self, conn: sqlite3.Connection, ops: list[_Op], counts: _Counts) -> None:
-        # Which (tenant, client_ref) already exist: one indexed join for the whole batch.
-        keys = [key for op in ops for _rec, key, _row, _segs in op.data if key is not None]
-        known: dict[tuple[str, str], MessageRecord] = {}
-        if keys:
-            rows_found = _read_rows(conn, _FIND_CLIENT_REFS, keys, self._chunk_rows)
-            for row in rows_found:
-                rec = _message(row)
-                known[(rec.tenant, rec.client_ref)] = rec
-        rows: list[tuple] = []
-        seg_rows: list[tuple] = []
-        fresh: dict[tuple[str, str], tuple] = {}  # inserted by this batch: key -> row
-        for op in ops:
-            results = []
-            for rec, key, row, segs in op.data:
-                if key is not None:
-                    prev = known.get(key)
-                    if prev is None and key in fresh:
-                        prev = _message(fresh[key])  # a copy of the first one, as stored
-                    if prev is not None:
-                        results.append(InsertResult(prev, True))
-                        counts.duplicates += 1
-                        continue
-                    fresh[key] = row
-                rows.append(row)
-                seg_rows.extend(segs)
-                results.append(InsertResult(rec, False))
-            op.result = results
-        if rows:
-            self._write(conn, _BULK_INSERT_MESSAGE, _INSERT_MESSAGE, rows)
-            counts.inserted += len(rows)
-        if seg_rows:
-            self._write(conn, _BULK_INSERT_SEGMENT, _INSERT_SEGMENT, seg_rows)
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -850,6 +977,7 @@ class SqliteStore(Store):
         if not messages:
             return []
         items = []
+        recs = []
         weight = 0
         for rec, segs in messages:
             for seg in segs:
@@ -860,9 +988,12 @@ class SqliteStore(Store):
             key = (rec.tenant, rec.client_ref) if rec.client_ref is not None else None
             # Rows are snapshots taken now: later changes to the records do not leak in.
             row = msgspec.structs.astuple(rec)
-            items.append((rec, key, row, [msgspec.structs.astuple(s) for s in segs]))
+            items.append((key, row, [msgspec.structs.astuple(s) for s in segs]))
+            recs.append(rec)
             weight += 1 + len(segs)
-        return await self._submit(_Op(_INSERT, items, weight))
+        op = _Op(_INSERT, items, weight)
+        op.recs = recs
+        return await self._submit(op)
 
     def set_state_nowait(
         self,
@@ -1036,6 +1167,165 @@ class SqliteStore(Store):
             return dict(rows)
 
         return await self._read(q)
+
+
+# ---- batch execution on plain data: in the writer thread or the writer process --------
+
+
+def open_writer(
+    path: str, synchronous: str, busy_timeout: float, chunk_rows: int
+) -> tuple[sqlite3.Connection, int, int, int]:
+    """The writer connection: WAL, `synchronous`, foreign keys, busy_timeout, migrated to
+    the latest schema. Returns it, the schema versions before and after, and the rows per
+    multi-row statement (`chunk_rows`, lowered to fit the build's variable limit)."""
+    w = sqlite3.connect(
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
+        check_same_thread=False,
+        cached_statements=1024,  # state_sql variants x row counts (_chunks)
+    )
+    try:
+        mode = w.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
+        w.execute(f"PRAGMA synchronous={synchronous}")
+        w.execute("PRAGMA foreign_keys=ON")
+        # Multi-row statements bind rows x columns values: stay under the build's limit.
+        limit = w.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_MSG_FIELDS)
+        while chunk_rows > max(1, limit):
+            chunk_rows >>= 1
+        before, after = migrate(w)
+    except BaseException:
+        w.close()
+        raise
+    return w, before, after, chunk_rows
+
+
+def execute_batch(
+    conn: sqlite3.Connection, ops: list[tuple[int, Any]], bulk: bool, chunk: int
+) -> _Counts:
+    """Execute one batch, `ops` as (kind, data) without flushes, in ONE transaction; no trio,
+    no _Op: the same code runs in the writer thread and in the writer process
+    (gateway.store.sqlite_writer). Environment errors propagate (the whole batch failed,
+    rolled back); an op whose data SQLite refuses is isolated: the batch is redone op by op,
+    each in a SAVEPOINT, and only that op is listed in `rejected`."""
+    counts = _Counts()
+    if not ops:
+        return counts
+    counts.transactions = 1
+    indexed = [(i, kind, data) for i, (kind, data) in enumerate(ops)]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _apply(conn, indexed, counts, bulk, chunk)
+        conn.execute("COMMIT")
+        return counts
+    except _DATA_ERRORS:
+        _rollback(conn)
+    except BaseException:
+        _rollback(conn)
+        raise
+    # One op's data is bad: redo op by op, each in a savepoint, to fail only that one.
+    counts = _Counts()
+    counts.transactions = counts.isolated = 1
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for op in indexed:
+            one = _Counts()
+            conn.execute("SAVEPOINT op")
+            try:
+                _apply(conn, [op], one, bulk, chunk)
+            except _DATA_ERRORS as e:
+                conn.execute("ROLLBACK TO op")
+                counts.rejected.append((op[0], op[1], f"{type(e).__name__}: {e}", str(e)))
+            else:
+                counts.add(one)
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return counts
+
+
+def _apply(
+    conn: sqlite3.Connection, ops: list[tuple[int, int, Any]], counts: _Counts, bulk: bool, chunk: int
+) -> None:
+    inserts: list[tuple[int, list]] = []
+    states: list[tuple] = []
+    segments: dict[tuple, tuple] = {}
+    receipts: list[tuple] = []
+    matches: dict[tuple, tuple] = {}
+    n_segments = 0
+    for i, k, data in ops:
+        if k == _STATE:
+            states.append(data)
+        elif k == _SEGMENT:
+            # a full new version of the row: the last one queued wins
+            segments[data[-2:]] = data
+            n_segments += 1
+        elif k == _INSERT:
+            inserts.append((i, data))
+        elif k == _RECEIPT:
+            rows, seg_versions, moves = data
+            receipts.extend(rows)
+            for t in seg_versions:  # what the receipts changed, in the same transaction
+                segments[t[-2:]] = t
+            n_segments += len(seg_versions)
+            states.extend(moves)
+        elif k == _MATCH:
+            matches[data[2:]] = data  # per (channel, id_key): the last one wins
+    if inserts:
+        _apply_inserts(conn, inserts, counts, bulk, chunk)
+    if states:
+        _apply_states(conn, states, bulk, chunk, counts)
+    if segments:
+        n = _write(conn, _BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT, list(segments.values()), bulk, chunk)
+        missing = len(segments) - n
+        counts.seg_updated += n_segments - missing
+        counts.seg_missing += missing
+    if receipts:
+        _write(conn, _BULK_INSERT_RECEIPT, _INSERT_RECEIPT, receipts, bulk, chunk)
+        counts.receipts += len(receipts)
+    if matches:  # after the receipts: a receipt and its match may share a batch
+        counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
+
+
+def _apply_inserts(
+    conn: sqlite3.Connection, ops: list[tuple[int, list]], counts: _Counts, bulk: bool, chunk: int
+) -> None:
+    """ops: (index, items), an item (key, row, segment rows), key = (tenant, client_ref) or
+    None. Results: per op the stored row of each duplicate item, None for an inserted one."""
+    # Which (tenant, client_ref) already exist: one indexed join for the whole batch.
+    keys = [key for _i, items in ops for key, _row, _segs in items if key is not None]
+    known: dict[tuple[str, str], Sequence[Any]] = {}
+    if keys:
+        for row in _read_rows(conn, _FIND_CLIENT_REFS, keys, chunk):
+            known[(row[_TENANT], row[_CLIENT_REF])] = row
+    rows: list[tuple] = []
+    seg_rows: list[tuple] = []
+    fresh: dict[tuple[str, str], Sequence[Any]] = {}  # inserted by this batch: key -> row
+    for i, items in ops:
+        results: list[Sequence[Any] | None] = []
+        for key, row, segs in items:
+            if key is not None:
+                prev = known.get(key)
+                if prev is None:
+                    prev = fresh.get(key)  # the first one, as stored
+                if prev is not None:
+                    results.append(prev)
+                    counts.duplicates += 1
+                    continue
+                fresh[key] = row
+            rows.append(row)
+            seg_rows.extend(segs)
+            results.append(None)
+        counts.results[i] = results
+    if rows:
+        _write(conn, _BULK_INSERT_MESSAGE, _INSERT_MESSAGE, rows, bulk, chunk)
+        counts.inserted += len(rows)
+    if seg_rows:
+        _write(conn, _BULK_INSERT_SEGMENT, _INSERT_SEGMENT, seg_rows, bulk, chunk)
 
 
 def _apply_states(

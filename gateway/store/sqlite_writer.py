@@ -1,0 +1,149 @@
+"""The SQLite writer process: `python -m gateway.store.sqlite_writer`, started and owned by a
+SqliteStore with `[store] writer = "process"` (gateway.store.sqlite).
+
+Why a process: in thread mode the batch execution (binding parameters, coalescing state
+changes, SQLite's own work between GIL releases) shares the GIL with the busy trio thread:
+the writer waits for the GIL (a convoy, docs/architecture.md "GIL switch interval") and its
+Python work runs on the gateway's one GIL-bound core. Here it has an interpreter of its own.
+
+Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec.msgpack:
+
+- gateway -> writer, first frame: {"path", "synchronous", "busy_timeout", "chunk_rows"};
+  writer -> gateway: ["ready", schema before, schema after, chunk_rows] once the writer
+  connection is open (WAL, synchronous, foreign keys, busy_timeout, migrations: the same
+  settings as thread mode), or ["error", "version" | "unavailable", message, details] and exit 1.
+- then per batch: gateway -> writer [bulk, [[kind, data], ...]] (no flushes, plain data);
+  writer -> gateway, only after COMMIT: ["ok", counts, cpu seconds] (gateway.store.sqlite
+  _Counts.to_wire: per-op results and rejections by op index), or ["fail", error type,
+  message] when the batch failed as a whole (rolled back; an environment error) and the
+  writer goes on.
+- end of stdin: PRAGMA optimize, close, exit 0.
+
+msgpack has no tuples and no enums: the data comes back as lists and State values as str;
+`_from_wire` makes the keys hashable again and the states State members, so the batch
+execution is the very code of thread mode (gateway.store.sqlite.execute_batch).
+
+SIGINT and SIGTERM are ignored: the gateway drains its queue through this process when it
+stops (a Ctrl-C or systemd's SIGTERM to the whole group must not kill it first); it exits
+when its stdin closes, which also happens when the gateway dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import struct
+import sys
+import time
+from typing import Any, BinaryIO
+
+import msgspec
+
+from gateway.states import State
+from gateway.store.migrations import StoreVersionError
+from gateway.store.sqlite import (
+    _INSERT,
+    _MATCH,
+    _RECEIPT,
+    _SEGMENT,
+    _STATE,
+    execute_batch,
+    open_writer,
+)
+
+_HEADER = struct.Struct(">I")
+
+
+def _read_frame(inp: BinaryIO) -> bytes | None:
+    head = inp.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None  # the gateway closed the pipe (or died)
+    (n,) = _HEADER.unpack(head)
+    body = inp.read(n)
+    if len(body) < n:
+        return None
+    return body
+
+
+def _write_frame(out: BinaryIO, payload: bytes) -> None:
+    out.write(_HEADER.pack(len(payload)) + payload)
+    out.flush()
+
+
+def _move(m: list) -> tuple:
+    return (m[0], State(m[1]), *m[2:])
+
+
+def _from_wire(ops: list[list]) -> list[tuple[int, Any]]:
+    out: list[tuple[int, Any]] = []
+    for kind, data in ops:
+        if kind == _STATE:
+            data = _move(data)
+        elif kind == _SEGMENT or kind == _MATCH:
+            data = tuple(data)
+        elif kind == _INSERT:
+            data = [(None if key is None else tuple(key), row, segs) for key, row, segs in data]
+        elif kind == _RECEIPT:
+            rows, segs, moves = data
+            data = (rows, [tuple(s) for s in segs], [_move(m) for m in moves])
+        out.append((kind, data))
+    return out
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> int:
+    encode = msgspec.msgpack.Encoder().encode
+    decode = msgspec.msgpack.Decoder().decode
+    first = _read_frame(inp)
+    if first is None:
+        return 0
+    cfg = decode(first)
+    try:
+        conn, before, after, chunk = open_writer(
+            cfg["path"], cfg["synchronous"], cfg["busy_timeout"], cfg["chunk_rows"]
+        )
+    except StoreVersionError as e:
+        _write_frame(out, encode(["error", "version", e.message, e.details]))
+        return 1
+    except (sqlite3.Error, OSError) as e:
+        _write_frame(out, encode(["error", "unavailable", f"{e}", {}]))
+        return 1
+    _write_frame(out, encode(["ready", before, after, chunk]))
+    try:
+        while (frame := _read_frame(inp)) is not None:
+            cpu0 = time.process_time()
+            bulk, ops = decode(frame)
+            try:
+                counts = execute_batch(conn, _from_wire(ops), bulk, chunk)
+            except Exception as e:  # environment (disk, lock, I/O) or a bug: batch failed
+                reply = ["fail", type(e).__name__, str(e)]
+            else:
+                reply = ["ok", counts.to_wire(), 0.0]
+            if reply[0] == "ok":
+                reply[2] = time.process_time() - cpu0
+            _write_frame(out, encode(reply))
+    finally:
+        try:  # keep planner statistics fresh, bounded work (as thread mode at close)
+            conn.execute("PRAGMA analysis_limit=1000")
+            conn.execute("PRAGMA optimize")
+        except sqlite3.Error:
+            pass
+        conn.close()
+    return 0
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Frames own fd 1: anything else printed goes to stderr.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    inp = os.fdopen(os.dup(0), "rb")
+    try:
+        return serve(inp, out)
+    except BrokenPipeError:  # the gateway is gone
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
