@@ -4,11 +4,11 @@ Theory of operation
 -------------------
 
 Connections. Two `sqlite3` connections per store, each used by one thread at a time
-(`trio.to_thread.run_sync` with a `CapacityLimiter(1)` per connection; `check_same_thread`
-is off because trio's worker threads change):
+(`check_same_thread` is off because trio's worker threads change):
 
-- the writer connection belongs to the writer task alone (plus open/close). WAL journal,
-  `synchronous=FULL`, foreign keys on, `busy_timeout`;
+- the writer connection belongs to the writer alone: a worker thread of this process, or
+  the writer process (see "Writer mode" below). WAL journal, `synchronous=FULL`, foreign
+  keys on, `busy_timeout`;
 - the read connection (`query_only`) serves every read. In WAL mode readers never block the
   writer nor wait for it, so reads run concurrently with a commit in progress. Each read is
   its own short transaction, so it sees everything committed before it started.
@@ -24,10 +24,11 @@ WAL is fsynced at every commit. The price is one fsync per group commit, not per
 Group commit. Every write is an op queued on one in-memory list; the writer task takes the
 first op, then waits until the op at the head has waited `batch_wait_ms` or `batch_max` rows
 are queued (whichever comes first; a `flush()` cuts the wait short), and executes the whole
-batch in ONE thread hop and ONE transaction: inserts first, then state changes, segment
-updates, receipts and late receipt matches, each group as one statement (the rows as one
-JSON parameter: few GIL hand-overs between the writer thread and the trio thread, see the
-comment above _INSERT_MESSAGE). Only then are the callers of durable ops woken. While a
+batch in ONE hop to the writer and ONE transaction: inserts first, then state changes
+(a message's consecutive moves coalesced into one UPDATE), segment updates, receipts and
+late receipt matches, each group as a few multi-row statements (see the comment above
+_INSERT_MESSAGE). Only then are the callers of durable ops woken. When more is queued than
+one batch takes, pipeline progress goes before intake inserts (`_take`). While a
 batch commits, new ops pile up for the next one, so the batch size grows with the load and
 the per-message cost falls (DESIGN.md: a writer that flushed whatever was queued the moment
 it woke made 3-row batches at +98 us/message, waiting a short bounded time to fill the batch
@@ -38,9 +39,8 @@ adds latency (bench/store_bench.py --compare-wait).
 Kinds are applied in a fixed order (inserts, states, segments, receipts). That is safe
 because the only cross-kind dependency is "the message exists" (inserted first). Within a
 kind the queue order is kept where it matters: several state changes of one message in one
-batch (queued -> submitting -> queued -> submitting) are applied in rounds (the n-th change
-of every message in round n), and of several versions of one segment the last one queued is
-written. The state UPDATEs are generated from gateway.states.TRANSITIONS (`state_sql`): a
+batch form chains, one write per chain (`_apply_states`), and of several versions of one
+segment the last one queued is written. The state UPDATEs are generated from gateway.states.TRANSITIONS (`state_sql`): a
 move the table does not allow from the stored state changes no row and is counted.
 
 Writer mode (`[store] writer`). "thread": the batch runs in a trio worker thread on the
