@@ -150,11 +150,13 @@ def run(config_path: str) -> int:
         print(f"config error: {e}")
         return 2
     logs.configure(cfg.logging.format, cfg.logging.level)
-    # The store's writer thread must get the GIL back after each SQLite call while the
-    # trio thread is busy. With the default 5 ms interval it can starve: the busy thread's
-    # brief releases (every syscall) keep waking it without ever letting its wait time out,
-    # so no switch is forced (docs/architecture.md, "GIL switch interval").
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    # With the writer in a thread (`[store] writer = "thread"`), it must get the GIL back
+    # after each SQLite call while the trio thread is busy. With the default 5 ms interval
+    # it can starve: the busy thread's brief releases (every syscall) keep waking it without
+    # ever letting its wait time out, so no switch is forced (docs/architecture.md, "GIL
+    # switch interval"). The writer process has its own GIL: the default interval stays.
+    if cfg.store.writer == "thread":
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     daemon = Daemon(config_path)
     trio.run(daemon.run)
     return 0
