@@ -13,6 +13,25 @@ from tests.gateway_helpers import AsgiClient, gateway_config, wait_until
 from tests.scripted_smsc import ScriptedSmsc
 
 
+async def submitted_through(cfg, clock: list[float], channel: str) -> str:
+    """Run a gateway on `cfg` until one message is submitted through `channel` (its SMSC
+    sends no receipt), then stop it: the message stays `submitted` in the store."""
+    async with trio.open_nursery() as first:
+        gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
+        await first.start(gw.run)
+        await wait_until(lambda: all(ch.up for ch in gw.channels.values()))
+        status, body = await AsgiClient(TenantApp(gw)).request(
+            "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
+        )
+        assert status == 202
+        mid = body["messages"][0]["id"]
+        await wait_until(lambda: any(mid in ch._awaiting for ch in gw.channels.values()))
+        assert mid in gw.channels[channel]._awaiting  # the first channel of the route
+        await gw.store.flush()
+        first.cancel_scope.cancel()
+    return mid
+
+
 async def test_submitted_message_of_a_removed_channel_expires(nursery, tmp_path):
     old_smsc, new_smsc = ScriptedSmsc(), ScriptedSmsc()
     old_port = await nursery.start(old_smsc.serve)
@@ -21,19 +40,7 @@ async def test_submitted_message_of_a_removed_channel_expires(nursery, tmp_path)
     clock = [1_800_000_000.0]
 
     # 1) channel "old" takes the message; its SMSC accepts it and never sends a receipt
-    cfg = gateway_config(db, [("old", old_port)])
-    async with trio.open_nursery() as first:
-        gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
-        await first.start(gw.run)
-        await wait_until(lambda: gw.channels["old"].up)
-        status, body = await AsgiClient(TenantApp(gw)).request(
-            "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
-        )
-        assert status == 202
-        mid = body["messages"][0]["id"]
-        await wait_until(lambda: mid in gw.channels["old"]._awaiting)
-        await gw.store.flush()
-        first.cancel_scope.cancel()
+    mid = await submitted_through(gateway_config(db, [("old", old_port)]), clock, "old")
 
     # 2) restart with only channel "new": the message is adopted as an orphan
     cfg = gateway_config(db, [("new", new_port)])
@@ -70,20 +77,7 @@ async def test_an_orphan_goes_back_to_its_channel_when_it_runs_again(nursery, tm
     both = gateway_config_text(db, [("old", old_port), ("new", new_port)], binds=1)
     disabled = both.replace('name = "old"\n', 'name = "old"\nenabled = false\n')
 
-    cfg = C.parse(both)
-    async with trio.open_nursery() as first:
-        gw = Gateway(cfg, SqliteStore(cfg.store))
-        await first.start(gw.run)
-        await wait_until(lambda: gw.channels["old"].up and gw.channels["new"].up)
-        status, body = await AsgiClient(TenantApp(gw)).request(
-            "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
-        )
-        mid = body["messages"][0]["id"]
-        await wait_until(lambda: any(mid in ch._awaiting for ch in gw.channels.values()))
-        owner = next(n for n, ch in gw.channels.items() if mid in ch._awaiting)
-        await gw.store.flush()
-        first.cancel_scope.cancel()
-    assert owner == "old"  # the first channel of the route that is up
+    mid = await submitted_through(C.parse(both), [1_800_000_000.0], "old")
 
     cfg = C.parse(disabled)
     gw = Gateway(cfg, SqliteStore(cfg.store))
@@ -117,18 +111,7 @@ async def test_the_orphan_count_drops_when_an_orphan_expires(nursery, tmp_path):
     new_port = await nursery.start(new_smsc.serve)
     db = tmp_path / "gw.db"
     clock = [1_800_000_000.0]
-    cfg = gateway_config(db, [("old", old_port)])
-    async with trio.open_nursery() as first:
-        gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
-        await first.start(gw.run)
-        await wait_until(lambda: gw.channels["old"].up)
-        _, body = await AsgiClient(TenantApp(gw)).request(
-            "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
-        )
-        mid = body["messages"][0]["id"]
-        await wait_until(lambda: mid in gw.channels["old"]._awaiting)
-        await gw.store.flush()
-        first.cancel_scope.cancel()
+    mid = await submitted_through(gateway_config(db, [("old", old_port)]), clock, "old")
     cfg = gateway_config(db, [("new", new_port)])
     gw = Gateway(cfg, SqliteStore(cfg.store), wall_clock=lambda: clock[0])
     await nursery.start(gw.run)
