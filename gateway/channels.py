@@ -274,15 +274,18 @@ class Channel:
         jobs = [j for j in self._awaiting.values() if any(s.id_key for s in j.segments)]
         if not jobs:
             return 0
-        since = min(s.submitted_at or 0.0 for j in jobs for s in j.segments) - 60.0
+        # a receipt cannot be older than the earliest submit it could answer
+        since = min((s.submitted_at for j in jobs for s in j.segments if s.submitted_at), default=0.0)
         to_apply: list[ReceiptEffect] = []
-        for r in await self.store.unmatched_receipts(self.name, since):
+        taken: set[str] = set()  # one receipt per segment (the first stored)
+        for r in await self.store.unmatched_receipts(self.name, since - 60.0):
             found = self._by_key.get(r.id_key) if r.id_key and r.state is not None else None
-            if found is None:
+            if found is None or r.id_key in taken:
                 continue
             job, idx = found
-            if job.segments[idx].state in SEGMENT_FINAL or any(e[1] is job and e[2] == idx for e in to_apply):
+            if job.segments[idx].state in SEGMENT_FINAL:
                 continue
+            taken.add(r.id_key)
             to_apply.append((self, job, idx, r.state, r.error_code))
             seg = job.segments[idx]
             self.store.match_receipt_nowait(self.name, r.id_key, seg.message_id, seg.seq)
@@ -314,7 +317,7 @@ class Channel:
 
     def adopt_submitted(self, job: Job, *, orphan: bool = False) -> None:
         """After a restart: a submitted message whose receipts are still due. An `orphan`
-        was submitted by a channel no longer configured: its receipts cannot come through
+        was submitted by a channel not running (removed or disabled): its receipts cannot come through
         this channel's SMSC (its SMSC ids could collide with ours, so they are not indexed);
         it is only kept to be expired when its validity has passed."""
         self._remember_for_receipts(job)
