@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from gateway.api.httpserver import serve
 from gateway.smpp.errors import SmppError
 from simulators.smsc.config import ConfigError, parse_faults
-from gateway.api.httpserver import serve
 
 if TYPE_CHECKING:
     from simulators.smsc.server import SmscServer
@@ -41,14 +41,7 @@ class ControlApp:
         self.server = server
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+        # Served by gateway.api.httpserver, which sends http scopes only (no lifespan).
         if scope["type"] != "http":
             return
         body = b""
