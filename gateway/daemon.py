@@ -22,6 +22,7 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 
 from gateway import config as C
+from gateway import gctune
 from gateway import logs
 from gateway.api.admin import AdminApp
 from gateway.api.httpserver import serve as builtin_serve
@@ -157,6 +158,7 @@ def run(config_path: str) -> int:
     # switch interval"). The writer process has its own GIL: the default interval stays.
     if cfg.store.writer == "thread":
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    gctune.tune()
     daemon = Daemon(config_path)
     trio.run(daemon.run)
     return 0

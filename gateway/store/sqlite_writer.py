@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from gateway import gctune
 from gateway.states import State
 from gateway.store.migrations import StoreVersionError
 from gateway.store.sqlite import (
@@ -139,6 +140,7 @@ def main() -> int:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     inp = os.fdopen(os.dup(0), "rb")
+    gctune.tune()
     try:
         return serve(inp, out)
     except BrokenPipeError:  # the gateway is gone
