@@ -905,6 +905,38 @@ async def test_receipts_commit_with_their_effects(store):
     assert store.stats.receipts == 1
 
 
+@pytest.mark.parametrize("same_batch", [False, True])
+async def test_a_receipt_writes_only_its_columns_of_the_segment(store, same_batch):
+    """record_receipts' segment versions write state, receipt_error and receipt_at (the
+    submit columns are stored already: the id_key index is not touched); a full version
+    queued in the same batch is written whole, with the receipt's columns over it."""
+    rec, segs = msg(1, state=State.SUBMITTED)
+    await store.insert_messages([(rec, segs)])
+    submitted = msgspec.structs.replace(
+        segs[0], state=SegmentState.SUBMITTED, channel="ch1", smsc_message_id="0A1B",
+        id_key="2587", submit_status=0, submitted_at=T0 + 1,
+    )
+    store.update_segment_nowait(submitted)
+    if not same_batch:
+        await store.flush()
+    # Not what the pipeline sends (its versions carry the stored submit columns): a changed
+    # channel and id shows which columns the receipt wrote.
+    receipt_version = msgspec.structs.replace(
+        submitted, state=SegmentState.UNDELIVERABLE, receipt_error="001", receipt_at=T0 + 5,
+        channel="other", id_key="9999",
+    )
+    await store.record_receipts([], segments=[receipt_version])
+    [stored] = (await store.get_message("acme", rec.id)).segments
+    if same_batch:
+        assert stored == receipt_version
+    else:
+        assert stored == msgspec.structs.replace(
+            submitted, state=SegmentState.UNDELIVERABLE, receipt_error="001", receipt_at=T0 + 5
+        )
+        assert await store.find_segment("ch1", "2587") == stored
+    assert store.stats.segments_updated == 2 and store.stats.segments_missing == 0
+
+
 async def test_a_value_no_writer_can_take_fails_alone(store):
     """An integer beyond 64 bits: SQLite cannot bind it (thread), msgpack cannot carry it to
     the writer process (process); either way only its own caller fails."""
