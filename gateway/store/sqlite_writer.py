@@ -17,6 +17,11 @@ Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec
   _Counts.to_wire: per-op results and rejections by op index), or ["fail", error type,
   message] when the batch failed as a whole (rolled back; an environment error) and the
   writer goes on.
+- The gateway keeps up to two batches in flight (the next one is in the pipe while one
+  commits). After a "fail" the writer answers every later batch ["skipped"] without
+  touching the database until the gateway sends the frame "resume": the gateway requeues
+  the failed batch and the skipped ones together, so the ops commit in the order they were
+  queued (a retried older segment version must not overwrite a newer one).
 - end of stdin: PRAGMA optimize, close, exit 0.
 
 msgpack has no tuples and no enums: the data comes back as lists and State values as str;
@@ -72,8 +77,11 @@ def _write_frame(out: BinaryIO, payload: bytes) -> None:
     out.flush()
 
 
+_STATES = {s.value: s for s in State}  # a dict hit, not an Enum call (150k moves a run)
+
+
 def _move(m: list) -> tuple:
-    return (m[0], State(m[1]), *m[2:])
+    return (m[0], _STATES[m[1]], *m[2:])
 
 
 def _from_wire(ops: list[list]) -> list[tuple[int, Any]]:
@@ -110,14 +118,23 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         _write_frame(out, encode(["error", "unavailable", f"{e}", {}]))
         return 1
     _write_frame(out, encode(["ready", before, after, chunk]))
+    poisoned = False  # a batch failed: skip the later ones until "resume"
     try:
         while (frame := _read_frame(inp)) is not None:
             cpu0 = time.process_time()
-            bulk, ops = decode(frame)
+            msg = decode(frame)
+            if msg == "resume":
+                poisoned = False
+                continue
+            if poisoned:
+                _write_frame(out, encode(["skipped"]))
+                continue
+            bulk, ops = msg
             try:
                 counts = execute_batch(conn, _from_wire(ops), bulk, chunk)
             except Exception as e:  # environment (disk, lock, I/O) or a bug: batch failed
                 reply = ["fail", type(e).__name__, str(e)]
+                poisoned = True
             else:
                 reply = ["ok", counts.to_wire(), 0.0]
             if reply[0] == "ok":
