@@ -49,7 +49,7 @@ def free_port() -> int:
 
 def gateway_config(
     tmp: Path, smsc_port: int, api: int, admin: int, binds: int, window: int, server: str,
-    batch_wait_ms: float = 2.0, store_writer: str = "process",
+    batch_wait_ms: float = 2.0, store_writer: str = "process", batch_max: int = 1000,
 ) -> Path:
     text = f"""
 [listeners]
@@ -59,6 +59,7 @@ server = "{server}"
 [store]
 path = "{tmp / 'gw.db'}"
 batch_wait_ms = {batch_wait_ms}
+batch_max = {batch_max}
 writer = "{store_writer}"
 [logging]
 level = "warning"
@@ -212,6 +213,7 @@ async def timeline(admin: int, every: float = 0.5) -> None:
             sum(c["receipts"] for c in chs),
             sum(s["store"]["finished"].values()),
             sum(sum(c["queue"].values()) for c in chs),
+            sum(c["inflight_segments"] for c in chs),
         )
 
     t0 = time.perf_counter()
@@ -223,7 +225,7 @@ async def timeline(admin: int, every: float = 0.5) -> None:
         print(
             f"  t={time.perf_counter() - t0:5.1f}s per second: inserted {d[0]:7,.0f} dispatched"
             f" {d[1]:7,.0f} accepted by SMSC {d[2]:7,.0f} receipts {d[3]:7,.0f} finished"
-            f" {d[4]:7,.0f}; queued {now[5]:,}",
+            f" {d[4]:7,.0f}; queued {now[5]:,} in flight {now[6]:,}",
             file=sys.stderr,
         )
         last = now
@@ -310,6 +312,7 @@ def main() -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeline", action="store_true", help="print inserted/finished rates every 0.5 s")
     p.add_argument("--batch-wait-ms", type=float, default=2.0, help="store.batch_wait_ms of the gateway")
+    p.add_argument("--batch-max", type=int, default=1000, help="store.batch_max of the gateway")
     p.add_argument("--store-writer", choices=["thread", "process"], default="process", help="store.writer of the gateway (default: the gateway's default)")
     a = p.parse_args()
     workloads = ["single", "batch"] if a.workload == "both" else [a.workload]
@@ -318,7 +321,7 @@ def main() -> int:
         api, admin = free_port(), free_port()
         cfg = gateway_config(
             Path(tmp), smsc_port, api, admin, a.binds, a.window, a.server, a.batch_wait_ms,
-            a.store_writer,
+            a.store_writer, a.batch_max,
         )
         env = dict(os.environ, PYTHONGC="1")
         gw = subprocess.Popen(
