@@ -49,6 +49,15 @@ class Lanes(Generic[T]):
                 return lane.popleft()
         return None  # pragma: no cover - _size says otherwise
 
+    def peek(self) -> T | None:
+        """The item get_nowait() would return, left in place."""
+        if not self._size:
+            return None
+        for lane in self._lanes:
+            if lane:
+                return lane[0]
+        return None  # pragma: no cover - _size says otherwise
+
     async def get(self) -> T:
         while True:
             item = self.get_nowait()

@@ -51,15 +51,26 @@ def build_pdus(
     message: MessageRecord, cfg: ChannelConfig, reference: int, now: float
 ) -> list[P.Pdu]:
     """submit_sm PDUs for every segment of `message`, in order."""
-    segments = T.split(
+    return _build(
         message.text,
+        message.source_addr,
+        message.destination.lstrip("+"),
+        relative_validity(message.expires_at - now),
+        cfg,
+        reference,
+    )
+
+
+def _build(
+    text: str, source: str, dest: str, validity: str, cfg: ChannelConfig, reference: int
+) -> list[P.Pdu]:
+    segments = T.split(
+        text,
         concat=cfg.concatenation,
         reference=reference,
         allow_latin1=cfg.allow_latin1,
     )
-    ton, npi = source_ton_npi(message.source_addr, cfg)
-    validity = relative_validity(message.expires_at - now)
-    dest = message.destination.lstrip("+")
+    ton, npi = source_ton_npi(source, cfg)
     pdus = []
     for seg in segments:
         tlvs: list[P.Tlv] = []
@@ -76,7 +87,7 @@ def build_pdus(
             P.SubmitSm(
                 source_addr_ton=ton,
                 source_addr_npi=npi,
-                source_addr=message.source_addr,
+                source_addr=source,
                 dest_addr_ton=1,
                 dest_addr_npi=1,
                 destination_addr=dest,
@@ -89,6 +100,57 @@ def build_pdus(
             )
         )
     return pdus
+
+
+class SubmitTemplates:
+    """submit_sm PDUs of a channel as wire bytes, from templates: a batch request sends one
+    text to many recipients, and its submit_sm differ only in the destination. Per
+    (text, sender, validity, concatenation reference) the PDUs are built once with
+    build_pdus' rules and encoded by the codec, then cut around the destination; a
+    message's PDU is the cut with its destination put in (pdu.Encoded). Building and
+    encoding a typed submit_sm cost ~6 us, this ~1 us; the bytes are the same (tests
+    compare them). One per channel config: a retuned channel makes a new one."""
+
+    MAX_TEMPLATES = 1024  # distinct (text, sender, validity, reference) kept; then cleared
+
+    def __init__(self, cfg: ChannelConfig) -> None:
+        self.cfg = cfg
+        self._cuts: dict[tuple, list[tuple[bytes, bytes]]] = {}
+
+    def pdus(self, message: MessageRecord, reference: int, now: float) -> list[P.Pdu | P.Encoded]:
+        """The submit_sm of every segment of `message`, in order (build_pdus' PDUs)."""
+        dest = message.destination.lstrip("+")
+        validity = relative_validity(message.expires_at - now)
+        raw = dest.encode("latin-1", "replace")
+        if len(raw) > _DEST_MAX or 0 in raw or not dest.isascii():
+            # Not a destination the template can carry: the codec names the problem.
+            return _build(message.text, message.source_addr, dest, validity, self.cfg, reference)
+        key = (message.text, message.source_addr, validity, reference)
+        cuts = self._cuts.get(key)
+        if cuts is None:
+            if len(self._cuts) >= self.MAX_TEMPLATES:
+                self._cuts.clear()
+            cuts = self._cuts[key] = _cut(
+                _build(message.text, message.source_addr, "", validity, self.cfg, reference)
+            )
+        submit = _SUBMIT_SM
+        return [P.Encoded(submit, head + raw + tail) for head, tail in cuts]
+
+
+_SUBMIT_SM = P.SubmitSm.command_id
+_DEST_MAX = 20  # destination_addr: a C-Octet String of at most 21 octets with its NUL
+
+
+def _cut(pdus: list[P.Pdu]) -> list[tuple[bytes, bytes]]:
+    """(body before the destination, NUL and body after it) of PDUs built with an empty
+    destination: service_type, source TON/NPI/address, destination TON/NPI come first."""
+    out = []
+    for pdu in pdus:
+        body = pdu.encode()[P.HEADER_SIZE :]
+        at = len(pdu.service_type.encode("latin-1")) + 1 + 2 + len(pdu.source_addr.encode("latin-1")) + 1 + 2
+        assert body[at] == 0, "the destination is where the layout puts it"
+        out.append((body[:at], body[at:]))
+    return out
 
 
 # Receipt message_state -> segment state (None: not final, e.g. ENROUTE/ACCEPTED).

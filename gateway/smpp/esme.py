@@ -278,6 +278,12 @@ class EsmeClient:
             else:
                 return True
 
+    def has_slot(self) -> bool:
+        """Bound, not closing, with a free window slot: submit_nowait() would send now
+        (acquire_slot() without waiting)."""
+        session = self._session
+        return not self._closing and session is not None and session.bound and session.window_free > 0
+
     def submit_nowait(
         self,
         request: P.Pdu,
