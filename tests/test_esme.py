@@ -327,3 +327,14 @@ async def test_tls_refuses_an_unknown_certificate(nursery, tmp_path, mock_clock)
     assert not client.bound and smsc.binds == 0
     assert "SSL" in (client.last_error or "") or "certificate" in (client.last_error or "").lower()
     await client.close()
+
+
+@pytest.mark.parametrize("seq", [1, 0x7FFFFFFF, 123456])
+def test_receipt_acks_are_the_codecs_bytes(seq):
+    """The ESME answers deliver_sm / data_sm with pre-built bodies: the same bytes as the
+    codec's ESME_ROK response with an empty message_id."""
+    from gateway.smpp import esme
+
+    for request, resp_cls in ((P.DeliverSm, P.DeliverSmResp), (P.DataSm, P.DataSmResp)):
+        ack = P.Encoded(esme._ACK_ID[request.command_id], esme._EMPTY_ID, seq)
+        assert ack.encode() == resp_cls(sequence_number=seq, message_id="").encode()

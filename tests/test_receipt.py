@@ -438,6 +438,19 @@ def test_receipt_from_text_only() -> None:
     assert r.is_final and not r.intermediate
 
 
+@pytest.mark.parametrize("rec", RECEIPTS, ids=[r["id"] for r in RECEIPTS])
+@pytest.mark.parametrize("tlvs", [{}, {"receipted_message_id": "6000", "message_state": 5}])
+def test_without_details_only_the_dates_and_text_are_left_out(rec: dict, tlvs: dict) -> None:
+    """receipt_from_pdu(details=False): the same receipt, submit_date/done_date/text None."""
+    pdu = _pdu(bytes.fromhex(rec["short_message_hex"]), **tlvs)
+    full = receipt_from_pdu(pdu, lenient=True)
+    lean = receipt_from_pdu(pdu, lenient=True, details=False)
+    if full is None:
+        assert lean is None
+        return
+    assert lean == msgspec.structs.replace(full, submit_date=None, done_date=None, text=None)
+
+
 def test_tlvs_take_precedence_over_text() -> None:
     # jasmin test_take_msgid_from_tlv_first / test_take_message_state_from_tlv_first
     text = b"id:5000 submit date:201506201641 done date:201506201641 stat:DELIVRD err:000"

@@ -143,11 +143,13 @@ def classify(response: P.Pdu) -> SubmitResult:
 _GENERIC_NACK = int(CommandId.GENERIC_NACK)
 _ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
 _ACCEPTED = Outcome.ACCEPTED
-# ESME_ROK answers built positionally: (sequence_number, command_status, tlvs, message_id).
-_ACK_CLASS = {
-    int(CommandId.DELIVER_SM): P.DeliverSmResp,
-    int(CommandId.DATA_SM): P.DataSmResp,
+# ESME_ROK answers as wire bytes: the body of a deliver_sm_resp / data_sm_resp with an empty
+# message_id is one NUL, so only the header is packed per answer (pdu.Encoded).
+_ACK_ID = {
+    int(CommandId.DELIVER_SM): int(CommandId.DELIVER_SM_RESP),
+    int(CommandId.DATA_SM): int(CommandId.DATA_SM_RESP),
 }
+_EMPTY_ID = b"\0"
 
 
 class _Waiter:
@@ -625,11 +627,12 @@ class EsmeClient:
             except Exception:  # the handler's bug must not kill the bind; the SMSC redelivers
                 self.log.exception("deliver_handler_failed", pdus=len(batch))
                 statuses = [CommandStatus.ESME_RX_T_APPN] * len(batch)
-            acks = _ACK_CLASS
+            acks = _ACK_ID
+            encoded = P.Encoded
             for pdu, status in zip(batch, statuses, strict=True):
-                cls = acks.get(pdu.command_id)
-                if cls is not None and status == 0:
-                    resp = cls(pdu.sequence_number, 0, [], "")
+                ack_id = acks.get(pdu.command_id)
+                if ack_id is not None and status == 0:
+                    resp = encoded(ack_id, _EMPTY_ID, pdu.sequence_number)
                 elif P.response_class(pdu.command_id) is None:
                     continue  # alert_notification: nothing to answer
                 elif status == CommandStatus.ESME_ROK:
