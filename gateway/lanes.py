@@ -38,7 +38,8 @@ class Lanes(Generic[T]):
         else:
             lane.append(item)
         self._size += 1
-        self._lot.unpark()
+        if self._lot:  # someone waits in get() (a ParkingLot is falsy when empty)
+            self._lot.unpark()
 
     def get_nowait(self) -> T | None:
         if not self._size:

@@ -47,6 +47,7 @@ class _RandomPool:
 
 
 _random = _RandomPool()
+_STATE_NAMES = {s: s.value for s in State}  # Enum .value is a descriptor call
 
 
 def new_message_ids(n: int) -> list[str]:
@@ -267,44 +268,27 @@ class Gateway:
         validity = body.validity_seconds
         built: list[tuple[MessageRecord, list[SegmentRecord]]] = []
         up: dict[str, bool] = {}
-        # One text for every recipient: its encoding and segment count per channel config.
-        sizing: dict[str, tuple[int, int]] = {}  # channel -> (data_coding, segment count)
+        # One text for every recipient: per channel, its encoding and segment count, and a
+        # record the recipients' records are copies of (replace() costs 0.15 us, building
+        # a 20-field record by keyword 1 us).
+        templates: dict[str, MessageRecord] = {}
         ids = new_message_ids(len(dests))
+        replace = msgspec.structs.replace
         for i, dest in enumerate(dests):
             channel = self._pick_channel(dest, body.category, up)
-            ch_cfg = self.channels[channel].cfg
-            sender = body.sender or tenant.default_source_addr or ch_cfg.source_addr or DEFAULT_SENDER
-            sized = sizing.get(channel)
-            if sized is None:
-                try:
-                    enc = T.choose_encoding(body.text, ch_cfg.allow_latin1, concat=ch_cfg.concatenation)
-                    count = T.segment_count(
-                        body.text, encoding=enc, concat=ch_cfg.concatenation, allow_latin1=ch_cfg.allow_latin1
-                    )
-                except T.TextError as e:
-                    raise MessageRejected(str(e), reason=e.code) from None
-                sized = sizing[channel] = (enc.data_coding, count)
-            data_coding, count = sized
+            tmpl = templates.get(channel)
+            if tmpl is None:
+                tmpl = templates[channel] = self._record_template(tenant, body, channel, now, validity)
             ref = body.client_ref
             if ref is not None and len(dests) > 1:
                 ref = f"{ref}#{i}"
             mid = ids[i]
-            rec = MessageRecord(
+            count = tmpl.segment_count
+            rec = replace(
+                tmpl,
                 id=mid,
-                tenant=tenant.id,
                 client_ref=ref,
-                source_addr=sender,
                 destination=dest,
-                text=body.text,
-                category=body.category,
-                priority=PRIORITY[body.category],
-                state=State.QUEUED,
-                channel=channel,
-                data_coding=data_coding,
-                segment_count=count,
-                created_at=now,
-                updated_at=now,
-                expires_at=now + (validity or ch_cfg.validity_seconds),
                 concat_ref=self.channels[channel].refs.next(dest) if count > 1 else None,
             )
             if count == 1:
@@ -326,11 +310,12 @@ class Gateway:
                 duplicates += 1
             else:
                 self.channels[rec.channel].enqueue(Job(rec, segs))
+            state = stored.state
             out.append(
                 AcceptedMessage(
                     id=stored.id,
                     to=stored.destination,
-                    state=stored.state.value if isinstance(stored.state, State) else str(stored.state),
+                    state=_STATE_NAMES[state] if type(state) is State else str(state),
                     segments=stored.segment_count,
                     channel=stored.channel,
                     client_ref=stored.client_ref,
@@ -340,6 +325,38 @@ class Gateway:
         if duplicates:
             self.limiter.refund(tenant.id, duplicates, wall)
         return out
+
+    def _record_template(
+        self, tenant: C.TenantConfig, body: SendMessage, channel: str, now: float, validity: int | None
+    ) -> MessageRecord:
+        """The record of `body`'s text sent through `channel` (id and recipient to be set).
+        Raises MessageRejected if the channel cannot encode the text."""
+        ch_cfg = self.channels[channel].cfg
+        text = body.text
+        assert text is not None
+        try:
+            enc = T.choose_encoding(text, ch_cfg.allow_latin1, concat=ch_cfg.concatenation)
+            count = T.segment_count(
+                text, encoding=enc, concat=ch_cfg.concatenation, allow_latin1=ch_cfg.allow_latin1
+            )
+        except T.TextError as e:
+            raise MessageRejected(str(e), reason=e.code) from None
+        return MessageRecord(
+            id="",
+            tenant=tenant.id,
+            source_addr=body.sender or tenant.default_source_addr or ch_cfg.source_addr or DEFAULT_SENDER,
+            destination="",
+            text=text,
+            category=body.category,
+            priority=PRIORITY[body.category],
+            state=State.QUEUED,
+            channel=channel,
+            data_coding=enc.data_coding,
+            segment_count=count,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + (validity or ch_cfg.validity_seconds),
+        )
 
     async def message(self, tenant: C.TenantConfig, message_id: str) -> MessageView | None:
         return await self.store.get_message(tenant.id, message_id)
