@@ -490,7 +490,8 @@ class Channel:
         seg = job.segments[idx]
         if result.outcome is Outcome.ACCEPTED:
             self.stats.segments_accepted += 1
-            self.rate.on_success(trio.current_time())
+            if self.rate.backing_off:  # else on_success has nothing to do
+                self.rate.on_success(trio.current_time())
             seg.state = SegmentState.SUBMITTED
             seg.channel = self.name
             seg.smsc_message_id = result.message_id or ""
@@ -523,6 +524,15 @@ class Channel:
 
     def _attempt_done(self, job: Job, now: float) -> None:
         outcomes = job.outcomes
+        if len(job.segments) == 1 and job.segments[0].state == SegmentState.SUBMITTED:
+            # The common case, the general path below inlined: one segment, accepted.
+            self.stats.submitted_messages += 1
+            job.record.submitted_at = now
+            job.pdus = None  # only a retry would send them again; a new attempt rebuilds
+            job.outcomes = {}  # drops the submit_sm_resp while the job awaits its receipt
+            self._set_state(job, State.SUBMITTED)
+            self._remember_for_receipts(job)
+            return
         rejected = [r for r in outcomes.values() if r.outcome is Outcome.REJECTED]
         if rejected:
             r = rejected[0]
