@@ -425,7 +425,9 @@ class EsmeClient:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._writer, stream, session, nursery.cancel_scope)
                         nursery.start_soon(self._ticker, session, nursery.cancel_scope)
-                        nursery.start_soon(self._deliver_loop, session)
+                        nursery.start_soon(
+                            self._deliver_loop, stream, session, nursery.cancel_scope
+                        )
                         await self._reader(stream, session)
                         nursery.cancel_scope.cancel()
         finally:
@@ -520,15 +522,10 @@ class EsmeClient:
                 self._window_lot.unpark_all()  # once per read: the sender refills in a burst
             self._wake_writer.set()
             if end:
-                # Let the writer flush our unbind_resp / generic_nack before closing.
-                out = session.data_to_send()
-                if out:
-                    with trio.move_on_after(1):
-                        try:
-                            async with self._send_lock:  # the writer may be mid-send
-                                await stream.send_all(out)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                            pass
+                # Flush our unbind_resp / generic_nack before closing (the writer may be
+                # mid-send: _flush waits for it).
+                with trio.move_on_after(1):
+                    await self._flush(stream, session)
                 return
 
     def _on_response(self, response: P.Pdu, request: P.Pdu) -> None:
@@ -577,16 +574,24 @@ class EsmeClient:
         while True:
             await self._wake_writer.wait()
             self._wake_writer = trio.Event()
-            data = session.data_to_send()
-            if data:
-                try:
-                    async with self._send_lock:
-                        await stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                    # The peer is gone: end this connection (run() reconnects).
-                    self.last_error = describe(e)
-                    conn_scope.cancel()
-                    return
+            if not await self._flush(stream, session):
+                # The peer is gone: end this connection (run() reconnects).
+                conn_scope.cancel()
+                return
+
+    async def _flush(self, stream: trio.abc.Stream, session: S.Session) -> bool:
+        """Send what the session has queued; False if the connection is broken. The bytes
+        are taken under the send lock, so two senders (the writer, the receipt loop)
+        cannot put PDUs on the wire out of the order they were queued in."""
+        try:
+            async with self._send_lock:
+                data = session.data_to_send()
+                if data:
+                    await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            self.last_error = describe(e)
+            return False
+        return True
 
     async def _ticker(self, session: S.Session, conn_scope: trio.CancelScope) -> None:
         st = self.settings
@@ -612,7 +617,9 @@ class EsmeClient:
                     self._last_rx = now  # do not send another before this one is answered
                     self._wake_writer.set()
 
-    async def _deliver_loop(self, session: S.Session) -> None:
+    async def _deliver_loop(
+        self, stream: trio.abc.Stream, session: S.Session, conn_scope: trio.CancelScope
+    ) -> None:
         while True:
             await self._deliver_wake.wait()
             self._deliver_wake = trio.Event()
@@ -643,7 +650,12 @@ class EsmeClient:
                     session.send(resp)
                 except ProtocolError:
                     return  # session closed: the SMSC will redeliver
-            self._wake_writer.set()
+            # Sent from here, not by waking the writer: the SMSC's window of unanswered
+            # deliver_sm reopens one pass of the event loop sooner (receipt throughput is
+            # that window over the time a receipt waits for its answer).
+            if not await self._flush(stream, session):
+                conn_scope.cancel()
+                return
 
 
 class _BindRefused(Exception):
