@@ -520,7 +520,8 @@ class EsmeClient:
             if self._completed:
                 self._completed = False
                 self._window_lot.unpark_all()  # once per read: the sender refills in a burst
-            self._wake_writer.set()
+            if session.has_output:  # answers the session made (enquire_link_resp, nacks)
+                self._wake_writer.set()
             if end:
                 # Flush our unbind_resp / generic_nack before closing (the writer may be
                 # mid-send: _flush waits for it).

@@ -328,6 +328,11 @@ class Session:
                 else:
                     self.state = State.OPEN
 
+    @property
+    def has_output(self) -> bool:
+        """Bytes are queued for data_to_send()."""
+        return bool(self._outbox)
+
     def data_to_send(self) -> bytes:
         """Everything queued for the socket since the last call, as one buffer."""
         if not self._outbox:
