@@ -357,13 +357,16 @@ class Channel:
         no token, no room) is left to the general path."""
         queue, bucket = self.queue, self.rate.bucket
         pending = SegmentState.PENDING
-        while not self._draining and client.has_slot():
+        room = client.free_slots()
+        clock = trio.current_time()  # the burst takes microseconds: one reading for all
+        while room > 0 and not self._draining:
             job = queue.peek()
             if job is None or len(job.segments) != 1 or job.segments[0].state != pending:
                 return
-            if not bucket.try_take(1, trio.current_time()):
+            if not bucket.try_take(1, clock):
                 return
             queue.get_nowait()
+            room -= 1
             now = self._wall()
             if self._expired(job, now):
                 continue

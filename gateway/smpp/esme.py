@@ -280,11 +280,13 @@ class EsmeClient:
             else:
                 return True
 
-    def has_slot(self) -> bool:
-        """Bound, not closing, with a free window slot: submit_nowait() would send now
-        (acquire_slot() without waiting)."""
+    def free_slots(self) -> int:
+        """How many requests submit_nowait() would send now without waiting: the free
+        window slots while bound and not closing, else 0."""
         session = self._session
-        return not self._closing and session is not None and session.bound and session.window_free > 0
+        if self._closing or session is None or not session.bound:
+            return 0
+        return max(0, session.window_free)
 
     def submit_nowait(
         self,
