@@ -72,7 +72,7 @@ ReceiptEffect = tuple["Channel", "Job", int, "str | None", "str | None"]
 class Job:
     """One message moving through the channel (memory only; the store has the truth)."""
 
-    __slots__ = ("record", "segments", "pdus", "pending", "outcomes")
+    __slots__ = ("record", "segments", "pdus", "pending", "outcomes", "receipts_in_flight", "final_move")
 
     def __init__(self, record: MessageRecord, segments: list[SegmentRecord]) -> None:
         self.record = record
@@ -80,6 +80,13 @@ class Job:
         self.pdus: list[P.Pdu | P.Encoded] | None = None
         self.pending = 0
         self.outcomes: dict[int, SubmitResult] = {}
+        # Receipts being stored (segment index -> the state they report), applied in memory
+        # once their batch commits. Deliver batches of several binds are stored at the same
+        # time: each computes its effects over what the others are storing, so the batch
+        # that completes a message carries its final move (see Channel._on_deliver).
+        self.receipts_in_flight: dict[int, str] | None = None
+        # The final state whose move a receipt batch stores (or stored) with its receipts.
+        self.final_move: State | None = None
 
 
 class ChannelStats(msgspec.Struct, kw_only=True):
@@ -293,11 +300,7 @@ class Channel:
             self.store.match_receipt_nowait(self.name, r.id_key, seg.message_id, seg.seq)
         if not to_apply:
             return 0
-        now = self._wall()
-        segments, moves = _receipt_effects(to_apply, now)
-        await self.store.record_receipts([], segments=segments, moves=moves)  # links too
-        for _, job, idx, seg_state, error_code in to_apply:
-            self._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
+        await self._store_receipts([], to_apply, self._wall())  # links them too
         self.stats.receipts_matched += len(to_apply)
         return len(to_apply)
 
@@ -717,7 +720,12 @@ class Channel:
                 continue
             owner, job, idx = target
             seg = job.segments[idx]
-            if seg.state in SEGMENT_FINAL or (seg_state is not None and key in seen):
+            in_flight = job.receipts_in_flight
+            if (
+                seg.state in SEGMENT_FINAL
+                or (seg_state is not None and key in seen)
+                or (in_flight is not None and idx in in_flight)  # another batch stores one
+            ):
                 self.stats.receipts_duplicate += 1
                 continue
             if seg_state is not None:
@@ -730,11 +738,30 @@ class Channel:
             # The receipts and what they change commit together, before the SMSC gets its
             # deliver_sm_resp: a crash between the two would leave a receipt stored and
             # acknowledged (never redelivered) but its message still waiting for it.
-            segments, moves = _receipt_effects(to_apply, now)
-            await self.store.record_receipts(records, segments=segments, moves=moves)
-        for owner, job, idx, seg_state, error_code in to_apply:
-            owner._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
+            await self._store_receipts(records, to_apply, now)
         return [CommandStatus.ESME_ROK] * len(pdus)
+
+    async def _store_receipts(
+        self, records: list[ReceiptRecord], to_apply: list[ReceiptEffect], now: float
+    ) -> None:
+        """Store receipts with their effects in one commit, then apply the effects in memory.
+        Batches of several binds are stored concurrently: each one's effects are computed
+        over the receipts the others are storing (Job.receipts_in_flight), so whichever
+        completes a message carries its final move. A batch that fails is not applied (the
+        SMSC sends its receipts again) and takes back the moves it carried."""
+        segments, moves = _receipt_effects(to_apply, now)
+        try:
+            await self.store.record_receipts(records, segments=segments, moves=moves)
+        except BaseException:
+            moved = {m.message_id for m in moves}
+            for _owner, job, idx, _state, _error in to_apply:
+                _done_in_flight(job, idx)
+                if job.record.id in moved:
+                    job.final_move = None
+            raise
+        for owner, job, idx, seg_state, error_code in to_apply:
+            _done_in_flight(job, idx)
+            owner._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
 
     def _hold_early(self, key: str, receipt: Receipt, now: float) -> None:
         early = self._early
@@ -770,7 +797,9 @@ class Channel:
         if seg.id_key:
             self._by_key.pop(seg.id_key, None)
         if job.record.state is State.SUBMITTED:
-            self._check_complete(job, now if stored else None)
+            # Memory says final only once every segment's receipt is applied, i.e. once
+            # every batch that stored one committed, the one with the final move included.
+            self._check_complete(job, now if stored and job.final_move is not None else None)
 
     def _in_memory(self, key: str) -> tuple[Channel, Job, int] | None:
         found = self._by_key.get(key)
@@ -805,10 +834,12 @@ class Channel:
 def _receipt_effects(
     to_apply: list[ReceiptEffect], now: float
 ) -> tuple[list[SegmentRecord], list[StateMove]]:
-    """What a batch of matched receipts changes, computed without changing anything: the
-    new version of each segment, and the final state of each submitted message whose
-    segments are then all final (several receipts of one message may share the batch).
-    Channel._apply_receipt then makes the same changes in memory once they are stored."""
+    """What a batch of matched receipts changes: the new version of each segment, and the
+    final state of each submitted message whose segments are then all final, counting the
+    receipts other batches are storing (several receipts of one message may share a batch,
+    or be in two batches stored at once). Marks the receipts in flight and the messages
+    whose final move this batch carries; Channel._apply_receipt makes the changes in memory
+    once they are stored."""
     segments: list[SegmentRecord] = []
     states: dict[str, tuple[Job, list[str]]] = {}
     for _owner, job, idx, seg_state, error_code in to_apply:
@@ -818,17 +849,30 @@ def _receipt_effects(
         segments.append(
             msgspec.structs.replace(seg, state=seg_state, receipt_error=error_code, receipt_at=now)
         )
-        if job.record.state is State.SUBMITTED:
-            entry = states.get(job.record.id)
-            if entry is None:
-                entry = states[job.record.id] = (job, [s.state for s in job.segments])
-            entry[1][idx] = seg_state
+        in_flight = job.receipts_in_flight
+        if in_flight is None:
+            in_flight = job.receipts_in_flight = {}
+        in_flight[idx] = seg_state
+        if job.record.state is State.SUBMITTED and job.final_move is None:
+            states[job.record.id] = (job, in_flight)
     moves = []
-    for job, seg_states in states.values():
+    for job, in_flight in states.values():
+        # What the segments will say once this batch and those being stored commit.
+        seg_states = [in_flight.get(i, s.state) for i, s in enumerate(job.segments)]
         final = message_state_from_segments(seg_states)
         if final is not None:
+            job.final_move = final
             moves.append(StateMove(job.record.id, final, now))
     return segments, moves
+
+
+def _done_in_flight(job: Job, idx: int) -> None:
+    """A receipt batch is settled (stored or failed): its receipt is no longer in flight."""
+    in_flight = job.receipts_in_flight
+    if in_flight is not None:
+        in_flight.pop(idx, None)
+        if not in_flight:
+            job.receipts_in_flight = None
 
 
 def _receipt_text(pdu: P.Pdu) -> str:
