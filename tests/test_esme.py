@@ -295,6 +295,40 @@ async def test_deliver_handler_gets_batches_and_answers_each(smsc, nursery):
     await client.close()
 
 
+async def test_deliver_batches_run_two_at_a_time(smsc, nursery):
+    """While the handler holds a batch (a commit), the next one is handed over too; a
+    third waits for a free slot (deliver_concurrency = 2) and collects what arrives."""
+    held: list[tuple[int, trio.Event]] = []
+
+    async def handler(pdus):
+        release = trio.Event()
+        held.append((len(pdus), release))
+        await release.wait()
+        return [CommandStatus.ESME_ROK] * len(pdus)
+
+    client = EsmeClient(settings(smsc.port), on_deliver=handler)
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        conn = smsc.connections[-1]
+        for n in range(3):
+            await conn.push(P.DeliverSm(short_message=f"MO {n}".encode()))
+            while len(held) < min(n + 1, 2):
+                await trio.sleep(0.01)
+        await trio.sleep(0.1)
+        assert [n for n, _ in held] == [1, 1]  # the third PDU waits for a slot
+        await conn.push(P.DeliverSm(short_message=b"MO 3"))
+        held[0][1].set()
+        while len(held) < 3:
+            await trio.sleep(0.01)
+        assert held[2][0] == 2  # what piled up meanwhile, as one batch
+        for _, release in held[1:]:
+            release.set()
+        while len(conn.deliver_statuses) < 4:
+            await trio.sleep(0.01)
+    await client.close()
+
+
 async def test_tls_bind_with_verified_certificate(nursery, tmp_path):
     import trustme
 

@@ -92,6 +92,7 @@ class EsmeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     bind_failure_backoff: float = 60.0
     unbind_timeout: float = 2.0
     deliver_batch_max: int = 1024  # deliver_sm held for the handler before reading pauses
+    deliver_concurrency: int = 2  # handler calls (batches) in progress at once
     tls: bool = False
     tls_verify: bool = True
     tls_ca_file: str | None = None
@@ -623,42 +624,72 @@ class EsmeClient:
     async def _deliver_loop(
         self, stream: trio.abc.Stream, session: S.Session, conn_scope: trio.CancelScope
     ) -> None:
-        while True:
-            await self._deliver_wake.wait()
-            self._deliver_wake = trio.Event()
-            batch, self._deliver_pending = self._deliver_pending, []
-            if not batch:
-                continue
-            self._deliver_room.unpark_all()
+        """Hand what arrived to the handler, up to `deliver_concurrency` batches at a time:
+        the SMSC keeps a window of unanswered deliver_sm, and a handler that stores them
+        durably answers a batch only after its commit. With one batch at a time, what
+        arrived meanwhile waited for that commit before its own began."""
+        slots = trio.Semaphore(self.settings.deliver_concurrency)
+        async with trio.open_nursery() as nursery:
+            while True:
+                await self._deliver_wake.wait()
+                self._deliver_wake = trio.Event()
+                if not self._deliver_pending:
+                    continue
+                await slots.acquire()  # meanwhile the next batch grows
+                batch, self._deliver_pending = self._deliver_pending, []
+                if not batch:
+                    slots.release()
+                    continue
+                self._deliver_room.unpark_all()
+                nursery.start_soon(self._deliver_batch, stream, session, conn_scope, batch, slots)
+
+    async def _deliver_batch(
+        self,
+        stream: trio.abc.Stream,
+        session: S.Session,
+        conn_scope: trio.CancelScope,
+        batch: list[P.Pdu],
+        slots: trio.Semaphore,
+    ) -> None:
+        try:
+            await self._answer(stream, session, conn_scope, batch)
+        finally:
+            slots.release()
+
+    async def _answer(
+        self,
+        stream: trio.abc.Stream,
+        session: S.Session,
+        conn_scope: trio.CancelScope,
+        batch: list[P.Pdu],
+    ) -> None:
+        """Call the handler, queue one answer per PDU with its status, send them (from
+        here, not by waking the writer: one event-loop pass sooner)."""
+        try:
+            statuses = await self.on_deliver(batch)
+            if len(statuses) != len(batch):
+                raise ValueError(f"handler gave {len(statuses)} statuses for {len(batch)} PDUs")
+        except Exception:  # the handler's bug must not kill the bind; the SMSC redelivers
+            self.log.exception("deliver_handler_failed", pdus=len(batch))
+            statuses = [CommandStatus.ESME_RX_T_APPN] * len(batch)
+        acks = _ACK_ID
+        encoded = P.Encoded
+        for pdu, status in zip(batch, statuses, strict=True):
+            ack_id = acks.get(pdu.command_id)
+            if ack_id is not None and status == 0:
+                resp = encoded(ack_id, _EMPTY_ID, pdu.sequence_number)
+            elif P.response_class(pdu.command_id) is None:
+                continue  # alert_notification: nothing to answer
+            elif status == CommandStatus.ESME_ROK:
+                resp = P.make_response(pdu, status, message_id="")
+            else:
+                resp = P.error_response(pdu.command_id, pdu.sequence_number, status)
             try:
-                statuses = await self.on_deliver(batch)
-                if len(statuses) != len(batch):
-                    raise ValueError(f"handler gave {len(statuses)} statuses for {len(batch)} PDUs")
-            except Exception:  # the handler's bug must not kill the bind; the SMSC redelivers
-                self.log.exception("deliver_handler_failed", pdus=len(batch))
-                statuses = [CommandStatus.ESME_RX_T_APPN] * len(batch)
-            acks = _ACK_ID
-            encoded = P.Encoded
-            for pdu, status in zip(batch, statuses, strict=True):
-                ack_id = acks.get(pdu.command_id)
-                if ack_id is not None and status == 0:
-                    resp = encoded(ack_id, _EMPTY_ID, pdu.sequence_number)
-                elif P.response_class(pdu.command_id) is None:
-                    continue  # alert_notification: nothing to answer
-                elif status == CommandStatus.ESME_ROK:
-                    resp = P.make_response(pdu, status, message_id="")
-                else:
-                    resp = P.error_response(pdu.command_id, pdu.sequence_number, status)
-                try:
-                    session.send(resp)
-                except ProtocolError:
-                    return  # session closed: the SMSC will redeliver
-            # Sent from here, not by waking the writer: the SMSC's window of unanswered
-            # deliver_sm reopens one pass of the event loop sooner (receipt throughput is
-            # that window over the time a receipt waits for its answer).
-            if not await self._flush(stream, session):
-                conn_scope.cancel()
-                return
+                session.send(resp)
+            except ProtocolError:
+                return  # session closed: the SMSC will redeliver
+        if not await self._flush(stream, session):
+            conn_scope.cancel()
 
 
 class _BindRefused(Exception):
