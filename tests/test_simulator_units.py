@@ -241,6 +241,34 @@ def test_encoded_receipt_falls_back_to_build():
         assert ei.value.command_status == S.ESME_RINVSRCADR
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"destination_addr": "49\x0017"},
+        {"source_addr": "Acme\x00"},
+        {"destination_addr": "49\u20ac17"},
+        {"source_addr_ton": 256},
+        {"dest_addr_npi": -1},
+        {"source_addr": b"Acme"},
+    ],
+)
+def test_encoded_receipt_refuses_addresses_as_the_codec_does(fields):
+    """Addresses the inline head formatting does not take (NUL, beyond Latin-1, a ton/npi
+    that is not an octet, not a str) are refused with the codec's error, as build() + the
+    codec refuse them."""
+    sub = P.SubmitSm(short_message=b"Hello", **{"destination_addr": "4917", **fields})
+    rec = Record(6, "06", "a", sub, 1_700_000_000.0, "DELIVRD", state=2, done=1.0)
+    policy = ReceiptPolicy(Receipts(), random.Random(0))
+    with pytest.raises(PduError) as expected:
+        policy.build(rec).encode()
+    with pytest.raises(PduError) as got:
+        policy.encoded(rec)
+    assert (got.value.command_status, str(got.value)) == (
+        expected.value.command_status,
+        str(expected.value),
+    )
+
+
 # ---- timer heap ------------------------------------------------------------------------------
 
 
