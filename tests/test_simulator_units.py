@@ -363,6 +363,29 @@ def test_deliveries_hold_round_robin_and_bound():
     assert d.held[0].pdu == "back"
 
 
+def test_deliveries_held_jobs_go_to_the_bind_that_answered_in_order():
+    """While every window is full, new jobs queue behind the held ones, and a bind that
+    answers one (refill) takes the oldest held jobs, as many as it has room for."""
+    d, _, _ = deliveries(max_held=10)
+    a, b = FakeReceiver(window=1), FakeReceiver(window=1)
+    d.add_receiver(a, 0.0)
+    d.add_receiver(b, 0.0)
+    for i in range(5):
+        d.deliver(Job(i), 1.0)
+    assert sorted(j.pdu for j in a.sent + b.sent) == [0, 1]
+    assert [j.pdu for j in d.held] == [2, 3, 4]
+    b.window = 3  # b answered two
+    d.refill(b, 2.0)
+    assert [j.pdu for j in b.sent][-2:] == [2, 3] and [j.pdu for j in d.held] == [4]
+    d.deliver(Job(5), 3.0)
+    assert [j.pdu for j in d.held] == [4, 5]
+    a.window = 2
+    d.refill(a, 4.0)
+    assert a.sent[-1].pdu == 4 and [j.pdu for j in d.held] == [5]
+    d.refill(a, 4.0)  # no room: nothing moves
+    assert [j.pdu for j in d.held] == [5]
+
+
 def test_deliveries_retry_policy():
     d, stats, timers = deliveries(retries=1)
     nack = P.GenericNack(command_status=S.ESME_RTHROTTLED)
