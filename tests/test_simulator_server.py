@@ -377,6 +377,42 @@ async def test_receipts_round_robin_over_receivers_of_the_account():
         assert sorted((len(rx1.deliveries), len(rx2.deliveries))) in ([5, 11], [8, 8])
 
 
+async def test_held_receipts_go_out_as_late_answers_free_the_windows():
+    """A client that answers receipts late and in batches (the gateway answers after its
+    database commit): receipts beyond the windows are held, an answer sends the oldest held
+    ones on the bind it came on, and every receipt arrives exactly once."""
+    async with simulator(window=2) as srv, esme(srv) as a, esme(srv) as b:
+        for c in (a, b):
+            c.deliver_status = lambda pdu: None  # answered below, by hand
+        ids = [(await a.request(submit())).message_id for _ in range(8)]
+        await wait_for(lambda: len(a.deliveries) + len(b.deliveries) == 4)
+        assert srv.snapshot()["receipts_held"] == 4
+
+        def rid(pdu: P.Pdu) -> str:
+            return pdu.tlv(Tag.RECEIPTED_MESSAGE_ID)
+
+        answered = {id(p): False for p in a.deliveries + b.deliveries}
+
+        async def answer(c: EsmeClient) -> None:
+            for pdu in c.deliveries:
+                if not answered.get(id(pdu)):
+                    answered[id(pdu)] = True
+                    c.session.send(P.make_response(pdu, message_id=""))
+            await c.flush()
+
+        await answer(a)
+        await wait_for(lambda: len(a.deliveries) == 4)
+        assert [rid(p) for p in a.deliveries[2:]] == ids[4:6]  # the oldest held, in order
+        assert srv.snapshot()["receipts_held"] == 2 and len(b.deliveries) == 2
+        with trio.fail_after(5):
+            while srv.stats.receipts_acked < 8:
+                await answer(a)
+                await answer(b)
+                await trio.sleep(0.01)
+        assert sorted(rid(p) for p in a.deliveries + b.deliveries) == sorted(ids)
+        assert srv.stats.receipts_sent == 8 and srv.snapshot()["receipts_held"] == 0
+
+
 async def test_receipt_retried_after_retryable_status_not_after_final():
     cfg = make_config(receipt_retry_delay=0.01, receipt_retries=2)
     async with simulator(cfg) as srv, esme(srv) as c:

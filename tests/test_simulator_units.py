@@ -241,6 +241,34 @@ def test_encoded_receipt_falls_back_to_build():
         assert ei.value.command_status == S.ESME_RINVSRCADR
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"destination_addr": "49\x0017"},
+        {"source_addr": "Acme\x00"},
+        {"destination_addr": "49\u20ac17"},
+        {"source_addr_ton": 256},
+        {"dest_addr_npi": -1},
+        {"source_addr": b"Acme"},
+    ],
+)
+def test_encoded_receipt_refuses_addresses_as_the_codec_does(fields):
+    """Addresses the inline head formatting does not take (NUL, beyond Latin-1, a ton/npi
+    that is not an octet, not a str) are refused with the codec's error, as build() + the
+    codec refuse them."""
+    sub = P.SubmitSm(short_message=b"Hello", **{"destination_addr": "4917", **fields})
+    rec = Record(6, "06", "a", sub, 1_700_000_000.0, "DELIVRD", state=2, done=1.0)
+    policy = ReceiptPolicy(Receipts(), random.Random(0))
+    with pytest.raises(PduError) as expected:
+        policy.build(rec).encode()
+    with pytest.raises(PduError) as got:
+        policy.encoded(rec)
+    assert (got.value.command_status, str(got.value)) == (
+        expected.value.command_status,
+        str(expected.value),
+    )
+
+
 # ---- timer heap ------------------------------------------------------------------------------
 
 
@@ -333,6 +361,29 @@ def test_deliveries_hold_round_robin_and_bound():
     d.remove_receiver(c)
     d.requeue([Job("back")], 0.0)
     assert d.held[0].pdu == "back"
+
+
+def test_deliveries_held_jobs_go_to_the_bind_that_answered_in_order():
+    """While every window is full, new jobs queue behind the held ones, and a bind that
+    answers one (refill) takes the oldest held jobs, as many as it has room for."""
+    d, _, _ = deliveries(max_held=10)
+    a, b = FakeReceiver(window=1), FakeReceiver(window=1)
+    d.add_receiver(a, 0.0)
+    d.add_receiver(b, 0.0)
+    for i in range(5):
+        d.deliver(Job(i), 1.0)
+    assert sorted(j.pdu for j in a.sent + b.sent) == [0, 1]
+    assert [j.pdu for j in d.held] == [2, 3, 4]
+    b.window = 3  # b answered two
+    d.refill(b, 2.0)
+    assert [j.pdu for j in b.sent][-2:] == [2, 3] and [j.pdu for j in d.held] == [4]
+    d.deliver(Job(5), 3.0)
+    assert [j.pdu for j in d.held] == [4, 5]
+    a.window = 2
+    d.refill(a, 4.0)
+    assert a.sent[-1].pdu == 4 and [j.pdu for j in d.held] == [5]
+    d.refill(a, 4.0)  # no room: nothing moves
+    assert [j.pdu for j in d.held] == [5]
 
 
 def test_deliveries_retry_policy():

@@ -324,7 +324,7 @@ class Connection:
                 else:
                     deliveries.on_response(job, resp, now)
                 if deliveries.held:
-                    deliveries.pump(now)
+                    deliveries.refill(self, now)
 
     def _timed_out(self, expired: list[RequestTimedOut], now: float) -> None:
         for ev in expired:

@@ -11,6 +11,14 @@ what happens next:
   response timeout: sent again after `retry_delay`, at most `retries` times;
 - any other status: given up (counted as failed);
 - the bind went away with the job unanswered: back to the front of the queue (not a retry).
+
+Jobs are held only while no bind can take one: every event that gives a bind room (a bind
+added, an answer, a timeout, jobs requeued) sends held jobs until the queue is empty or
+every window is full again. So a new job goes behind held ones without looking for room,
+and an answer sends the oldest held jobs to the bind it came on (`refill`), the only one
+with room. Under a client that answers receipts late and in batches (the gateway: after
+its database commit) nearly every receipt is held first, and a round-robin scan of every
+bind per job and per answer cost ~1.5 us per receipt.
 """
 
 from __future__ import annotations
@@ -113,8 +121,7 @@ class Deliveries:
                     return
             elif self._try_send(job, now):
                 return
-        self._hold(job)
-        self.pump(now)
+        self._hold(job)  # behind the held jobs: no bind has room (see the module docstring)
 
     def _hold(self, job: Job, front: bool = False) -> None:
         if len(self.held) >= self.max_held:
@@ -134,6 +141,13 @@ class Deliveries:
             if not self._try_send(held[0], now):
                 return
             held.popleft()
+
+    def refill(self, conn: Receiver, now: float) -> None:
+        """`conn` has room again (it answered one of our deliver_sm): the oldest held jobs
+        go to it. Every other bind's window is full while jobs are held."""
+        held = self.held
+        while held and conn.can_deliver():
+            conn.send_delivery(held.popleft(), now)
 
     def requeue(self, jobs: list[Job], now: float) -> None:
         """Jobs whose bind went away unanswered: first in line again."""
