@@ -326,6 +326,34 @@ def test_chunks_cover_the_rows_with_few_sizes(n, chunk):
     assert len(rest) == len(set(rest))  # the remainder: distinct powers of two
 
 
+_VALUE = st.none() | st.integers(-3, 3) | st.text(max_size=3) | st.floats(allow_nan=False)
+
+
+@given(st.lists(st.tuples(_VALUE, _VALUE, _VALUE), min_size=1, max_size=40), st.sampled_from([1, 4, 128]))
+def test_bulk_writes_store_nulls_and_values_exactly(rows, chunk):
+    """A column None in every row of a statement is a literal NULL, not bound: each value
+    lands in its own column, the rows keep their order (rowids), updates hit their key."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (a, b, c)")
+    n = S._write(conn, "INSERT INTO t (a, b, c) VALUES {rows}", "", rows, True, chunk)
+    assert n == len(rows)
+    assert conn.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
+    flipped = [(c, a, rowid) for rowid, (a, _b, c) in enumerate(rows, 1)]
+    update = "UPDATE t SET a = v.column1, c = v.column2 FROM (VALUES {rows}) AS v WHERE t.rowid = v.column3"
+    assert S._write(conn, update, "", flipped, True, chunk) == len(rows)
+    assert conn.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == [
+        (c, b, a) for a, b, c in rows
+    ]
+
+
+def test_all_null_columns_are_literals():
+    rows = [("x", None, None, 1), ("y", None, 2, None)]
+    assert S._null_columns(rows) == (1,)
+    assert S._sized("VALUES {rows}", 2, 4, (1,)) == "VALUES (?, NULL, ?, ?), (?, NULL, ?, ?)"
+    assert S._bound(4, (1,))(rows[0]) == ("x", None, 1)
+    assert S._bound(2, (1,))(("x", None)) == ("x",)  # one value: still a tuple
+
+
 @pytest.mark.parametrize("error", [None, "nul\x00inside"])
 @pytest.mark.parametrize("bulk", [False, True], ids=["executemany", "bulk"])
 async def test_every_pair_of_the_transition_table(db_path, nursery, bulk, error):
