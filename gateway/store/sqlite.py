@@ -93,7 +93,7 @@ import sys
 import time
 from collections import deque
 from itertools import chain
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -1601,18 +1601,16 @@ def _apply_states(
     for r, chain in earlier:
         while len(rounds) <= r:
             rounds.append({})
-        _group(rounds[r], chain)
+        _group(rounds[r], (chain,))
     if earlier:
         last = {chain[0]: r for r, chain in earlier}  # a message's last earlier round
         for chain in current.values():
             r = last.get(chain[0], -1) + 1
             if r == len(rounds):
                 rounds.append({})
-            _group(rounds[r], chain)
+            _group(rounds[r], (chain,))
     else:
-        group, first = _group, rounds[0]
-        for chain in current.values():
-            group(first, chain)
+        _group(rounds[0], current.values())
     finished = counts.finished
     for groups in rounds:
         for key, rows in groups.items():
@@ -1680,22 +1678,23 @@ def _chains(states: list[Sequence]) -> tuple[dict[str, Sequence], list[tuple[int
     return current, earlier
 
 
-def _group(groups: dict[tuple, list], chain: Sequence) -> None:
-    """File a chain under (first, last, moves, which fields are None): its statement."""
-    if type(chain) is _Chain:
-        # submitted_at is a field if the chain passed through SUBMITTED
-        key = (chain[8], chain[1], chain[9], chain[3] is None, chain[4] is None,
-               chain[5] is None, chain[6] is None, chain[7] is None)
-        row = chain[:8]
-    else:
-        key = (chain[1], chain[1], 1, chain[3] is None, chain[4] is None,
-               chain[5] is None, chain[6] is None, True)
-        row = chain
-    rows = groups.get(key)
-    if rows is None:
-        groups[key] = [row]
-    else:
-        rows.append(row)
+def _group(groups: dict[tuple, list], chains: Iterable[Sequence]) -> None:
+    """File each chain under (first, last, moves, which fields are None): its statement."""
+    for chain in chains:
+        if type(chain) is _Chain:
+            # submitted_at is a field if the chain passed through SUBMITTED
+            key = (chain[8], chain[1], chain[9], chain[3] is None, chain[4] is None,
+                   chain[5] is None, chain[6] is None, chain[7] is None)
+            row = chain[:8]
+        else:
+            key = (chain[1], chain[1], 1, chain[3] is None, chain[4] is None,
+                   chain[5] is None, chain[6] is None, True)
+            row = chain
+        rows = groups.get(key)
+        if rows is None:
+            groups[key] = [row]
+        else:
+            rows.append(row)
 
 
 @functools.cache
