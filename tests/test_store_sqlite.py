@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -292,6 +293,81 @@ async def test_a_batch_of_moves_is_one_row_write(store):
         assert (m.updated_at, m.submitted_at, m.done_at) == (T0 + 4, T0 + 3, T0 + 4)
 
 
+_MOVE = st.tuples(
+    st.integers(0, 2),  # which message
+    st.sampled_from(list(State)),
+    st.none() | st.sampled_from(["c1", "c2"]),  # channel
+    st.none() | st.integers(0, 3),  # attempts
+    st.none() | st.just("e"),  # error_code
+    st.none() | st.just("err"),  # error
+)
+
+
+def _model(stored: MessageRecord, moves: list) -> tuple[MessageRecord, int, int]:
+    """The documented semantics of a batch's moves of one message (_apply_states): chains
+    of moves each legal after the one before, a chain applied whole if the stored state
+    allows its first move. Returns the row, moves applied, moves refused."""
+    chains: list[list] = []
+    for m in moves:
+        if chains and can_move(chains[-1][-1][1], m[1]):
+            chains[-1].append(m)
+        else:
+            chains.append([m])
+    m, applied, refused = stored, 0, 0
+    for chain in chains:
+        if not can_move(m.state, chain[0][1]):
+            refused += len(chain)
+            continue
+        applied += len(chain)
+        m = msgspec.structs.replace(m)
+        for _mid, new, now, *fields in chain:
+            m.state, m.updated_at = new, now
+            for name, value in zip(S._OPTIONAL, fields):
+                if value is not None:
+                    setattr(m, name, value)
+            if new is State.SUBMITTED:
+                m.submitted_at = now
+            if new in FINAL:
+                m.done_at = now
+    return m, applied, refused
+
+
+@given(
+    st.lists(st.sampled_from(list(State)), min_size=3, max_size=3),
+    st.lists(_MOVE, max_size=14),
+    st.booleans(),
+    st.booleans(),
+)
+def test_coalesced_moves_follow_the_model(starts, moves, bulk, wire):
+    """Any batch of moves of a few messages, as queued (tuples) or off the wire (lists):
+    stored rows and counts are those of the chain semantics, in both statement forms."""
+    with tempfile.TemporaryDirectory() as d:
+        conn, *_ = S.open_writer(os.path.join(d, "t.db"), "OFF", 1.0, 4)
+        try:
+            _check_moves(conn, starts, moves, bulk, wire)
+        finally:
+            conn.close()
+
+
+def _check_moves(conn, starts, moves, bulk, wire):
+    recs = [msg(i, state=st_)[0] for i, st_ in enumerate(starts)]
+    for rec in recs:
+        conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec))
+    ops = []
+    for n, (i, new, *fields) in enumerate(moves):
+        data = (recs[i].id, new._value_, T0 + 1 + n, *fields)
+        ops.append([S._STATE, list(data)] if wire else (S._STATE, data))
+    counts = S.execute_batch(conn, ops, bulk, 4)
+    applied = refused = 0
+    for i, rec in enumerate(recs):
+        mine = [(m[0], State(m[1]), m[2], *m[3:]) for _k, m in ops if m[0] == rec.id]
+        want, a, r = _model(rec, mine)
+        got = S._message(conn.execute(f"{S._SELECT_MESSAGE} WHERE id = ?", (rec.id,)).fetchone())
+        assert got == want, mine
+        applied, refused = applied + a, refused + r
+    assert (counts.applied, counts.refused) == (applied, refused)
+
+
 async def test_an_illegal_move_inside_a_batch_starts_a_new_chain(store):
     """accepted -> queued -> (delivered: illegal after queued) -> submitting: the illegal
     move is refused against the stored state (queued), the chain around it still applies."""
@@ -324,6 +400,34 @@ def test_chunks_cover_the_rows_with_few_sizes(n, chunk):
     assert all(0 < k <= chunk and k & (k - 1) == 0 for k in sizes)
     rest = [k for k in sizes if k != chunk]
     assert len(rest) == len(set(rest))  # the remainder: distinct powers of two
+
+
+_VALUE = st.none() | st.integers(-3, 3) | st.text(max_size=3) | st.floats(allow_nan=False)
+
+
+@given(st.lists(st.tuples(_VALUE, _VALUE, _VALUE), min_size=1, max_size=40), st.sampled_from([1, 4, 128]))
+def test_bulk_writes_store_nulls_and_values_exactly(rows, chunk):
+    """A column None in every row of a statement is a literal NULL, not bound: each value
+    lands in its own column, the rows keep their order (rowids), updates hit their key."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (a, b, c)")
+    n = S._write(conn, "INSERT INTO t (a, b, c) VALUES {rows}", "", rows, True, chunk)
+    assert n == len(rows)
+    assert conn.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
+    flipped = [(c, a, rowid) for rowid, (a, _b, c) in enumerate(rows, 1)]
+    update = "UPDATE t SET a = v.column1, c = v.column2 FROM (VALUES {rows}) AS v WHERE t.rowid = v.column3"
+    assert S._write(conn, update, "", flipped, True, chunk) == len(rows)
+    assert conn.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == [
+        (c, b, a) for a, b, c in rows
+    ]
+
+
+def test_all_null_columns_are_literals():
+    rows = [("x", None, None, 1), ("y", None, 2, None)]
+    assert S._null_columns(rows) == (1,)
+    assert S._sized("VALUES {rows}", 2, 4, (1,)) == "VALUES (?, NULL, ?, ?), (?, NULL, ?, ?)"
+    assert S._bound(4, (1,))(rows[0]) == ("x", None, 1)
+    assert S._bound(2, (1,))(("x", None)) == ("x",)  # one value: still a tuple
 
 
 @pytest.mark.parametrize("error", [None, "nul\x00inside"])
@@ -831,8 +935,9 @@ async def test_query_plans_use_the_indexes(store, db_path):
         assert values + "SEARCH m USING INDEX messages_client_ref (tenant=? AND client_ref=?)" in found
         for new in State:
             if S.state_sql(new) is not None:
-                sql = S._sized(S.state_sql(new, ("channel",), bulk=True), n, 3)
-                assert values + "SEARCH messages " + pk in plan(sql, ["x", 1.0, "c"] * n)
+                sql = S._sized(S.state_sql(new, ("channel",), bulk=True), n, 7)
+                row = ["x", "queued", 1.0, "c", 1, "e", "err"]  # a queued move
+                assert values + "SEARCH messages " + pk in plan(sql, row * n)
         sql = S._sized(S._BULK_UPDATE_SEGMENT, n, 10)
         assert values + "SEARCH segments USING PRIMARY KEY" in plan(sql, [None] * 10 * n)
     for new in State:

@@ -38,21 +38,30 @@ def replies(data: bytes) -> list:
     return out
 
 
-def test_the_writer_skips_every_batch_after_a_failure_until_resume(tmp_path):
+def test_the_writer_skips_every_batch_after_a_failure_until_resume(tmp_path, monkeypatch):
     path = tmp_path / "gateway.db"
     conn, *_ = S.open_writer(str(path), "FULL", 1.0, 128)
     rec, _segs = msg(1, state=State.QUEUED)
     conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec))
     conn.close()
+    executed = []
+
+    def execute_batch(*args):  # the disk fails under the first batch
+        executed.append(args)
+        if len(executed) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return S.execute_batch(*args)
+
+    monkeypatch.setattr(sqlite_writer, "execute_batch", execute_batch)
     move = [S._STATE, [rec.id, "submitting", T0 + 1, None, None, None, None]]
-    bad = [S._STATE, [rec.id, "no-such-state", T0 + 1, None, None, None, None]]
     cfg = {"path": str(path), "synchronous": "FULL", "busy_timeout": 1.0, "chunk_rows": 128}
-    inp = io.BytesIO(frames(cfg, [True, [bad]], [True, [move]], "resume", [True, [move]]))
+    inp = io.BytesIO(frames(cfg, [True, [move]], [True, [move]], "resume", [True, [move]]))
     out = io.BytesIO()
     assert sqlite_writer.serve(inp, out) == 0
     got = replies(out.getvalue())
     assert [r[0] for r in got] == ["ready", "fail", "skipped", "ok"]
-    assert got[-1][1]["applied"] == 1  # the move ran once: after the resume, not when skipped
+    assert len(executed) == 2  # the skipped batch never reached the database
+    assert got[-1][1]["applied"] == 1
     with sqlite3.connect(path) as c:
         assert c.execute("SELECT state FROM messages").fetchall() == [("submitting",)]
 

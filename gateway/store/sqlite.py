@@ -92,7 +92,8 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from itertools import chain
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -288,7 +289,8 @@ _COUNT_OPEN = (
 # carried by a coalesced chain of moves that passed through SUBMITTED (_apply_states).
 _OPTIONAL = ("channel", "attempts", "error_code", "error")
 _FIELDS = _OPTIONAL + ("submitted_at",)
-_not_none = functools.partial(operator.is_not, None)
+# A queued move (set_state_nowait), and a coalesced chain of moves with its submitted_at.
+_STATE_ROW = ("id", "state", "now", *_FIELDS)
 _SOURCES: dict[State, tuple[State, ...]] = {
     new: tuple(old for old in State if new in TRANSITIONS[old]) for new in State
 }
@@ -305,18 +307,22 @@ def state_sql(
     `first`: for a chain of moves coalesced into one write (first -> ... -> new, each step
     legal after the one before), the stored state must be a legal source of `first`.
 
-    Values, in order: id, now, then each of `fields` (the optional columns the caller set;
-    the others stay unchanged): positional, or with `bulk` as the rows of a
-    `FROM (VALUES {rows}) AS v` (each id once). `updated_at` is always set, `submitted_at`
-    on a move to SUBMITTED (unless given in `fields`), `done_at` on a move to a final state.
+    `fields`: the optional columns the caller set (the others stay unchanged). Values,
+    positional: id, now, then each of `fields`. With `bulk`, the rows of a
+    `FROM (VALUES {rows}) AS v` (each id once) are laid out as a queued move, whatever
+    `fields` holds: id, state, now, then every one of _FIELDS (`_STATE_ROW`); a move is
+    its own row. `updated_at` is always set, `submitted_at` on a move to SUBMITTED (unless
+    given in `fields`), `done_at` on a move to a final state.
     """
     new = State(new)
     sources = _SOURCES[State(first) if first is not None else new]
     if not sources:
         return None
     assert all(f in _FIELDS for f in fields), fields
-    n = 2 + len(fields)
-    v = [_v(i) for i in range(n)] if bulk else [f"?{i + 1}" for i in range(n)]
+    if bulk:
+        v = [_v(_STATE_ROW.index(name)) for name in ("id", "now", *fields)]
+    else:
+        v = [f"?{i + 1}" for i in range(2 + len(fields))]
     sets = [f"state = {_q(new)}", f"updated_at = {v[1]}"]
     sets += [f"{name} = {v[2 + i]}" for i, name in enumerate(fields)]
     if new is State.SUBMITTED and "submitted_at" not in fields:
@@ -364,8 +370,9 @@ _DATA_ERRORS = (
 
 
 class _Op:
-    """A queued write. `data` is plain (tuples, lists, str, numbers, None and State): what
-    the batch execution (`execute_batch`) takes, in a thread or in the writer process."""
+    """A queued write. `data` is plain (tuples, lists, str, numbers, None; a state as its
+    str value): what the batch execution (`execute_batch`) takes, in a thread or in the
+    writer process, where msgpack brings tuples back as lists, all the same to it."""
 
     __slots__ = ("kind", "data", "weight", "done", "result", "error", "recs")
 
@@ -1221,7 +1228,7 @@ class SqliteStore(Store):
         """Queue a state change, applied only if TRANSITIONS allows it from the stored state
         (else counted in stats.transitions_refused). `None` leaves a field unchanged.
         `submitted_at` is set on a move to SUBMITTED, `done_at` on a move to a final state."""
-        state = new if type(new) is State else State(new)
+        state = (new if type(new) is State else State(new))._value_  # plain str: see _Op
         self._enqueue(_Op(_STATE, (message_id, state, now, channel, attempts, error_code, error)))
 
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
@@ -1256,7 +1263,7 @@ class SqliteStore(Store):
             t = msgspec.structs.astuple(seg)
             seg_rows.append(t[2:] + t[:2])
         states = [
-            (m.message_id, m.state if type(m.state) is State else State(m.state), m.at, None, None, None, None)
+            (m.message_id, State(m.state)._value_, m.at, None, None, None, None)
             for m in moves
         ]
         weight = len(rows) + len(seg_rows) + len(states)
@@ -1387,6 +1394,7 @@ class SqliteStore(Store):
 # ---- batch execution on plain data: in the writer thread or the writer process --------
 
 
+_flat = chain.from_iterable  # rows -> their values, in C
 _NONE_AS_NULL = {}.get  # a C callable returning None for None (open_writer)
 
 
@@ -1569,7 +1577,7 @@ def _apply_inserts(
 
 
 def _apply_states(
-    conn: sqlite3.Connection, states: list[tuple], bulk: bool, chunk: int, counts: _Counts
+    conn: sqlite3.Connection, states: list[Sequence], bulk: bool, chunk: int, counts: _Counts
 ) -> None:
     """Apply queued state changes in queue order per message; counts applied and refused
     moves, rows written, and messages that reached a final state.
@@ -1588,70 +1596,136 @@ def _apply_states(
     every message appears once: chains are grouped by (first, last, fields set, moves), one
     statement per group.
     """
-    # Hot: every state change of the pipeline passes here, in the writer's thread with the
-    # GIL held; a message's first move stays the queued tuple until a second one merges in.
-    chains: dict[str, list] = {}
-    submitted = State.SUBMITTED
-    for op in states:
-        mid = op[0]
-        moves = chains.get(mid)
-        if moves is None:
-            chains[mid] = [op]
-            continue
-        last = moves[-1]
-        new = op[1]
-        if new in TRANSITIONS[last[1]]:
-            if type(last) is tuple:  # start a chain: [first, last, now, extras, moves, sub]
-                last = moves[-1] = [
-                    last[1], last[1], last[2], list(last[3:]), 1,
-                    last[2] if last[1] is submitted else None,
-                ]
-            last[1] = new
-            last[2] = op[2]
-            last[4] += 1
-            extra = last[3]
-            for i, value in enumerate(op[3:]):
-                if value is not None:
-                    extra[i] = value
-            if new is submitted:
-                last[5] = op[2]
-            continue
-        moves.append(op)
-    rounds: list[dict[tuple, list[list]]] = [{}]
-    not_none = _not_none
-    for mid, moves in chains.items():
-        for r, move in enumerate(moves):
+    current, earlier = _chains(states)
+    rounds: list[dict[tuple, list]] = [{}]
+    for r, chain in earlier:
+        while len(rounds) <= r:
+            rounds.append({})
+        _group(rounds[r], (chain,))
+    if earlier:
+        last = {chain[0]: r for r, chain in earlier}  # a message's last earlier round
+        for chain in current.values():
+            r = last.get(chain[0], -1) + 1
             if r == len(rounds):
                 rounds.append({})
-            if type(move) is tuple:  # a single move
-                first = new = move[1]
-                now, weight, extra = move[2], 1, move[3:]
-            else:
-                first, new, now, extra, weight, submitted_at = move
-                if submitted_at is not None and new is not submitted:
-                    extra = (*extra, submitted_at)  # the chain went through SUBMITTED
-            mask = tuple(map(not_none, extra))
-            values = [mid, now, *filter(not_none, extra)]
-            rounds[r].setdefault((first, new, mask, weight), []).append(values)
+            _group(rounds[r], (chain,))
+    else:
+        _group(rounds[0], current.values())
     finished = counts.finished
     for groups in rounds:
-        for (first, new, mask, weight), rows in groups.items():
-            fields = tuple(name for name, present in zip(_FIELDS, mask) if present)
+        for key, rows in groups.items():
+            first, new, weight, nones = key[0], key[1], key[2], key[3:]
+            fields = tuple(name for name, none in zip(_FIELDS, nones) if not none)
             sql = state_sql(new, fields, first=first)
             n = 0
             if sql is not None:  # else nothing may move to `first`: all refused
+                if not bulk:  # positional: id, now, the fields set
+                    at = [3 + i for i, none in enumerate(nones) if not none]
+                    rows = [[r[0], r[2], *[r[i] for i in at]] for r in rows]
                 n = _write(conn, state_sql(new, fields, True, first=first), sql, rows, bulk, chunk)
             counts.applied += n * weight
             counts.refused += (len(rows) - n) * weight
             counts.state_writes += n
             if n and new in FINAL:
-                finished[new.value] = finished.get(new.value, 0) + n
+                finished[new] = finished.get(new, 0) + n
+
+
+class _Chain(list):
+    """Several moves of one message coalesced: a _STATE_ROW (submitted_at: when the chain
+    passed through SUBMITTED), then its first state and its number of moves."""
+
+    __slots__ = ()
+
+
+_NEXT: dict[str, frozenset[str]] = {s._value_: frozenset(n._value_ for n in TRANSITIONS[s]) for s in State}
+_SUBMITTED = State.SUBMITTED._value_
+
+
+def _chains(states: list[Sequence]) -> tuple[dict[str, Sequence], list[tuple[int, Sequence]]]:
+    """Coalesce the moves (_STATE_ROW without submitted_at) into chains, in queue order:
+    each message's current chain (a single move stays the queued row itself), and the
+    chains closed by an illegal move, with their round."""
+    # Hot: every state change of the pipeline passes here, with the GIL held.
+    current: dict[str, Sequence] = {}
+    earlier: list[tuple[int, Sequence]] = []
+    rounds: dict[str, int] = {}  # messages with earlier chains: the current chain's round
+    nxt = _NEXT
+    for op in states:
+        mid = op[0]
+        c = current.get(mid)
+        if c is None:
+            current[mid] = op
+            continue
+        new = op[1]
+        if new not in nxt[c[1]]:  # a new chain, in the next round
+            r = rounds.get(mid, 0)
+            earlier.append((r, c))
+            rounds[mid] = r + 1
+            current[mid] = op
+            continue
+        if type(c) is not _Chain:
+            c = current[mid] = _Chain(
+                (*c, c[2] if c[1] == _SUBMITTED else None, c[1], 1)
+            )
+        c[1] = new
+        c[2] = op[2]
+        for i in 3, 4, 5, 6:
+            if op[i] is not None:
+                c[i] = op[i]
+        if new == _SUBMITTED:
+            c[7] = op[2]
+        c[9] += 1
+    return current, earlier
+
+
+def _group(groups: dict[tuple, list], chains: Iterable[Sequence]) -> None:
+    """File each chain under (first, last, moves, which fields are None): its statement."""
+    for chain in chains:
+        if type(chain) is _Chain:
+            # submitted_at is a field if the chain passed through SUBMITTED
+            key = (chain[8], chain[1], chain[9], chain[3] is None, chain[4] is None,
+                   chain[5] is None, chain[6] is None, chain[7] is None)
+            row = chain[:8]
+        else:
+            key = (chain[1], chain[1], 1, chain[3] is None, chain[4] is None,
+                   chain[5] is None, chain[6] is None, True)
+            row = chain
+        rows = groups.get(key)
+        if rows is None:
+            groups[key] = [row]
+        else:
+            rows.append(row)
 
 
 @functools.cache
-def _sized(sql: str, rows: int, cols: int) -> str:
-    row = "(" + ", ".join("?" * cols) + ")"
+def _sized(sql: str, rows: int, cols: int, nulls: tuple[int, ...] = ()) -> str:
+    """`sql` with `{rows}` replaced by `rows` rows of `cols` placeholders, a literal NULL
+    for each column in `nulls` (the positions of the columns, hence `v.columnN`, stay)."""
+    row = "(" + ", ".join("NULL" if j in nulls else "?" for j in range(cols)) + ")"
     return sql.replace("{rows}", ", ".join([row] * rows))
+
+
+# Binding a None costs sqlite3 an adapter lookup even with the registered adapter
+# (open_writer: a key tuple built, hashed, looked up, the adapter called) where a str or a
+# number binds directly, and most rows carry several: a new segment is 7 NULLs out of 10
+# columns, a new message 6 out of 21. A column that is None
+# in every row of a statement is written as a literal NULL instead of bound. Per statement
+# (not per row), so the rows keep their order (rowids) and a mixed group costs no more
+# statements than before.
+def _null_columns(rows: list[tuple]) -> tuple[int, ...]:
+    """The columns that are None in every row."""
+    nones = (None,) * len(rows)  # tuple == compares by identity first, stops at a value
+    return tuple(j for j, col in enumerate(zip(*rows)) if col == nones)
+
+
+@functools.cache
+def _bound(cols: int, nulls: tuple[int, ...]) -> Callable[[Sequence[Any]], tuple]:
+    """A row's values to bind when the columns `nulls` are literal NULLs."""
+    kept = [j for j in range(cols) if j not in nulls]
+    if len(kept) == 1:  # itemgetter of one index returns the value, not a 1-tuple
+        j = kept[0]
+        return lambda row: (row[j],)
+    return operator.itemgetter(*kept) if kept else lambda row: ()
 
 
 def _chunks(n: int, chunk: int) -> list[int]:
@@ -1684,8 +1758,10 @@ def _write(
     for size in _chunks(len(rows), chunk):
         part = rows[i : i + size]
         i += size
+        nulls = _null_columns(part)
+        values = map(_bound(cols, nulls), part) if nulls else part
         changed += conn.execute(
-            _sized(bulk_sql, size, cols), [v for row in part for v in row]
+            _sized(bulk_sql, size, cols, nulls), list(_flat(values))
         ).rowcount
     return changed
 
@@ -1698,7 +1774,7 @@ def _read_rows(conn: sqlite3.Connection, sql: str, keys: list[tuple], chunk: int
     for size in _chunks(len(keys), chunk):
         part = keys[i : i + size]
         i += size
-        out += conn.execute(_sized(sql, size, cols), [v for key in part for v in key]).fetchall()
+        out += conn.execute(_sized(sql, size, cols), list(_flat(part))).fetchall()
     return out
 
 

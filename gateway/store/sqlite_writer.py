@@ -24,9 +24,10 @@ Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec
   queued (a retried older segment version must not overwrite a newer one).
 - end of stdin: PRAGMA optimize, close, exit 0.
 
-msgpack has no tuples and no enums: the data comes back as lists and State values as str;
-`_from_wire` makes the keys hashable again and the states State members, so the batch
-execution is the very code of thread mode (gateway.store.sqlite.execute_batch).
+msgpack has no tuples: the data comes back as lists, which the batch execution takes as
+they are but for dict keys (`_from_wire` makes those hashable again), so it is the very
+code of thread mode (gateway.store.sqlite.execute_batch). States travel as their str
+values in both modes.
 
 SIGINT and SIGTERM are ignored: the gateway drains its queue through this process when it
 stops (a Ctrl-C or systemd's SIGTERM to the whole group must not kill it first); it exits
@@ -46,14 +47,12 @@ from typing import Any, BinaryIO
 import msgspec
 
 from gateway import gctune
-from gateway.states import State
 from gateway.store.migrations import StoreVersionError
 from gateway.store.sqlite import (
     _INSERT,
     _MATCH,
     _RECEIPT,
     _SEGMENT,
-    _STATE,
     execute_batch,
     open_writer,
 )
@@ -77,27 +76,18 @@ def _write_frame(out: BinaryIO, payload: bytes) -> None:
     out.flush()
 
 
-_STATES = {s.value: s for s in State}  # a dict hit, not an Enum call (150k moves a run)
-
-
-def _move(m: list) -> tuple:
-    return (m[0], _STATES[m[1]], *m[2:])
-
-
-def _from_wire(ops: list[list]) -> list[tuple[int, Any]]:
-    out: list[tuple[int, Any]] = []
-    for kind, data in ops:
-        if kind == _STATE:
-            data = _move(data)
-        elif kind == _SEGMENT or kind == _MATCH:
-            data = tuple(data)
+def _from_wire(ops: list[list]) -> list[list]:
+    """Make the keys hashable again (msgpack brings tuples back as lists)."""
+    for op in ops:
+        kind, data = op
+        if kind == _SEGMENT or kind == _MATCH:
+            op[1] = tuple(data)
         elif kind == _INSERT:
-            data = [(None if key is None else tuple(key), row, segs) for key, row, segs in data]
+            op[1] = [(None if key is None else tuple(key), row, segs) for key, row, segs in data]
         elif kind == _RECEIPT:
             rows, segs, moves = data
-            data = (rows, [tuple(s) for s in segs], [_move(m) for m in moves])
-        out.append((kind, data))
-    return out
+            op[1] = (rows, [tuple(s) for s in segs], moves)
+    return ops
 
 
 def serve(inp: BinaryIO, out: BinaryIO) -> int:
