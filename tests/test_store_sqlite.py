@@ -965,9 +965,11 @@ def test_state_sql_follows_the_transition_table():
     assert "submitted_at = ?3" in sql and "done_at = ?2" in sql
 
 
-async def test_a_full_queue_takes_progress_before_intake(db_path):
-    """Receipts and state changes queued behind a flood of inserts go in the next batch;
-    a flush waits for everything queued before it, deferred inserts included."""
+async def test_a_full_queue_takes_progress_and_intake_each_up_to_batch_max(db_path):
+    """Receipts and state changes queued behind a flood of inserts go in the next batch,
+    with at most batch_max rows of inserts; a flush waits for everything queued before it,
+    deferred inserts included. Without inserts (the pipelined sender's second slot), only
+    progress is taken."""
     s = SqliteStore(config(db_path, batch_max=10))
     inserts = [S._Op(S._INSERT, [], weight=4) for _ in range(5)]  # 20 rows > batch_max
     receipt = S._Op(S._RECEIPT, [()], weight=3)
@@ -976,12 +978,16 @@ async def test_a_full_queue_takes_progress_before_intake(db_path):
     late = S._Op(S._STATE, ("m2", State.QUEUED), weight=1)
     for op in [*inserts[:3], receipt, *inserts[3:], state, flush, late]:
         s._enqueue(op)
+    assert s._take(inserts=False) == [receipt, state, late]  # no insert, the flush waits
+    assert s._queued_inserts == 5 and s._urgent == 1
+    s._requeue([receipt, state, late])
     first = s._take()
-    assert first == [inserts[0], receipt, state, late]  # progress (5 rows) + one insert
-    assert s._take() == inserts[1:3]  # 8 rows: a third would exceed batch_max
-    assert s._urgent == 1  # the flush still waits for the last inserts
-    assert s._take() == [*inserts[3:], flush]
+    assert first == [receipt, state, late, inserts[0], inserts[1]]  # requeued first; 8 rows of inserts
+    assert s._take() == inserts[2:4]  # a third would exceed batch_max
+    assert s._urgent == 1  # the flush still waits for the last insert
+    assert s._take() == [inserts[4], flush]
     assert s._queue == [] and s._queued_weight == 0 and s._urgent == 0
+    assert s._queued_inserts == 0
 
 
 async def test_receipts_commit_with_their_effects(store):
