@@ -436,8 +436,30 @@ class Channel:
     def _mark_submitting(self, job: Job) -> None:
         rec = job.record
         rec.attempts += 1
-        self._set_state(job, State.SUBMITTING, attempts=rec.attempts)
+        if self.cfg.on_submitting_recovery == "unknown":
+            self._set_state(job, State.SUBMITTING, attempts=rec.attempts)
+        else:
+            # Not stored: after a crash a stored SUBMITTING would be resubmitted exactly as
+            # the stored QUEUED is, so the store learns of this attempt with its outcome
+            # (submitted_nowait via SUBMITTING, or the final state): one write, not two.
+            rec.state = State.SUBMITTING
+            rec.updated_at = self._wall()
         self.stats.dispatched += 1
+
+    def _submitted(self, job: Job, segments: list[SegmentRecord]) -> None:
+        """The SMSC accepted every segment: store the move (and `segments`' versions)."""
+        rec = job.record
+        rec.state = State.SUBMITTED
+        rec.updated_at = now = self._wall()
+        stored = self.cfg.on_submitting_recovery == "unknown"  # SUBMITTING is stored
+        self.store.submitted_nowait(
+            rec.id,
+            now=now,
+            channel=rec.channel,
+            attempts=rec.attempts,
+            segments=segments,
+            via=None if stored else State.SUBMITTING,
+        )
 
     async def _submit_job(self, client: EsmeClient, job: Job, now: float) -> None:
         self._sending += 1
@@ -505,7 +527,8 @@ class Channel:
             seg.submitted_at = now
             key = receipt_id_key(seg.smsc_message_id, self.cfg.message_id_format)
             seg.id_key = key
-            self.store.update_segment_nowait(seg)
+            if len(job.segments) > 1:  # one segment: its version goes with the move
+                self.store.update_segment_nowait(seg)
             if key:
                 self._by_key[key] = (job, idx)
                 early = None
@@ -536,7 +559,7 @@ class Channel:
             job.record.submitted_at = now
             job.pdus = None  # only a retry would send them again; a new attempt rebuilds
             job.outcomes = {}  # drops the submit_sm_resp while the job awaits its receipt
-            self._set_state(job, State.SUBMITTED)
+            self._submitted(job, job.segments)  # the segment's version goes with the move
             self._remember_for_receipts(job)
             return
         rejected = [r for r in outcomes.values() if r.outcome is Outcome.REJECTED]
@@ -554,7 +577,7 @@ class Channel:
         if all(seg.state != SegmentState.PENDING for seg in job.segments):
             self.stats.submitted_messages += 1
             job.record.submitted_at = now
-            self._set_state(job, State.SUBMITTED)
+            self._submitted(job, [])  # the segments' versions are queued already
             self._remember_for_receipts(job)
             # Receipts that raced ahead of their resps may have completed it already.
             self._check_complete(job)
@@ -571,7 +594,10 @@ class Channel:
             return
         self.stats.retries += 1
         job.pdus = None  # rebuilt at the next attempt: the relative validity has shrunk
-        self._set_state(job, State.QUEUED)
+        if self.cfg.on_submitting_recovery == "unknown":
+            self._set_state(job, State.QUEUED)
+        else:  # the store has it queued still (SUBMITTING was not stored)
+            job.record.state = State.QUEUED
         delay = min(RETRY_MAX, RETRY_BASE * 2 ** (job.record.attempts - 1))
         delay *= 0.5 + self._rng.random() / 2
         heapq.heappush(self._retry_heap, (trio.current_time() + delay, next(self._tiebreak), job))

@@ -1048,6 +1048,37 @@ async def test_a_receipt_writes_only_its_columns_of_the_segment(store, same_batc
     assert store.stats.segments_updated == 2 and store.stats.segments_missing == 0
 
 
+async def test_submitted_is_one_op_with_its_segments(store):
+    """submitted_nowait: the segment versions and the move to SUBMITTED; `via` makes it the
+    chain via -> submitted, guarded like a move to `via`; a receipt's move queued in the
+    same batch extends that chain (one row write)."""
+    a, a_segs = msg(1, state=State.QUEUED)
+    b, b_segs = msg(2, state=State.SUBMITTING)
+    c, c_segs = msg(3, state=State.SUBMITTING)
+    d, d_segs = msg(4, state=State.QUEUED)
+    await store.insert_messages([(a, a_segs), (b, b_segs), (c, c_segs), (d, d_segs)])
+    seg = msgspec.structs.replace(
+        a_segs[0], state=SegmentState.SUBMITTED, channel="ch1", smsc_message_id="0A",
+        id_key="10", submit_status=0, submitted_at=T0 + 1,
+    )
+    store.submitted_nowait(a.id, now=T0 + 1, channel="ch1", attempts=1, segments=[seg], via=State.SUBMITTING)
+    store.submitted_nowait(b.id, now=T0 + 1, channel="ch1", attempts=2)
+    store.submitted_nowait(c.id, now=T0 + 1, channel="ch1", attempts=1, via=State.SUBMITTING)  # refused
+    store.submitted_nowait(d.id, now=T0 + 1, channel="ch1", attempts=1, via=State.SUBMITTING)
+    store.set_state_nowait(d.id, State.DELIVERED, now=T0 + 2)
+    writes = store.stats.state_writes
+    await store.flush()
+    got = {m.id: (await store.get_message("acme", m.id)) for m in (a, b, c, d)}
+    assert got[a.id].message.state is State.SUBMITTED and got[a.id].segments == [seg]
+    assert got[a.id].message.submitted_at == T0 + 1 and got[a.id].message.attempts == 1
+    assert got[b.id].message.state is State.SUBMITTED and got[b.id].message.attempts == 2
+    assert got[c.id].message.state is State.SUBMITTING  # SUBMITTING may not move to SUBMITTING
+    assert got[d.id].message.state is State.DELIVERED and got[d.id].message.submitted_at == T0 + 1
+    assert store.stats.state_writes - writes == 3  # a, b, d (its three moves in one write)
+    assert store.stats.transitions_refused == 2  # c's chain of two moves
+    assert store.stats.segments_updated == 1
+
+
 async def test_a_value_no_writer_can_take_fails_alone(store):
     """An integer beyond 64 bits: SQLite cannot bind it (thread), msgpack cannot carry it to
     the writer process (process); either way only its own caller fails."""

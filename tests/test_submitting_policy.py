@@ -148,3 +148,36 @@ async def test_a_retry_carries_the_validity_left_not_the_first_one(nursery, tmp_
     await wait_until(lambda: len(validity) == 2, timeout=10)
     # "0000DDhhmmss000R": 24 h at first, 23 h on the retry
     assert validity[0] == "000001000000000R" and validity[1] == "000000230000000R"
+
+
+async def test_resubmit_policy_stores_the_attempt_with_its_outcome(nursery, tmp_path):
+    """on_submitting_recovery = "resubmit" (default): SUBMITTING is not stored (after a
+    crash it would be resubmitted exactly like the stored QUEUED); the submit's outcome
+    stores the chain QUEUED -> SUBMITTING -> SUBMITTED with the attempt count, the
+    segment's version in the same op."""
+    smsc = ScriptedSmsc()
+    port = await nursery.start(smsc.serve)
+    db = tmp_path / "gw.db"
+    ids: list[str] = []
+    smsc.on_submit = lambda conn, pdu: []  # no answer yet: the message stays in flight
+    cfg = gateway_config(db, [("a", port)], window=8, tps=1000, burst=100)
+    store = SqliteStore(cfg.store)
+    gw = Gateway(cfg, store)
+    await nursery.start(gw.run)
+    await wait_until(lambda: gw.channels["a"].up)
+    status, body = await AsgiClient(TenantApp(gw)).request(
+        "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
+    )
+    assert status == 202
+    ids.append(body["messages"][0]["id"])
+    await wait_until(lambda: len(smsc.received) >= 2)  # bind + submit_sm
+    await store.flush()
+    assert stored_state(db, ids[0]) == "queued"
+    conn = smsc.connections[0]
+    submit = [p for p in smsc.received if p.command_name == "submit_sm"][0]
+    await conn.push(P.SubmitSmResp(sequence_number=submit.sequence_number, message_id="0A"))
+    await wait_until(lambda: stored_state(db, ids[0]) == "submitted")
+    view = await store.get_view(ids[0])
+    assert view.message.attempts == 1 and view.message.submitted_at is not None
+    assert view.segments[0].smsc_message_id == "0A" and view.segments[0].id_key == "10"
+    assert store.stats.transitions_refused == 0

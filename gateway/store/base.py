@@ -64,6 +64,21 @@ class Store(abc.ABC):
         (gateway.states.TRANSITIONS); refused moves are counted, never applied."""
 
     @abc.abstractmethod
+    def submitted_nowait(
+        self,
+        message_id: str,
+        *,
+        now: float,
+        channel: str | None,
+        attempts: int | None,
+        segments: Sequence[SegmentRecord] = (),
+        via: State | None = None,
+    ) -> None:
+        """Queue the SMSC's acceptance of a message as one op: the new versions of
+        `segments` and the move to SUBMITTED (with `via`: the chain `via` -> SUBMITTED,
+        for a pipeline that did not store the move to `via`)."""
+
+    @abc.abstractmethod
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
         """Queue the new version of one segment (submit result or receipt)."""
 

@@ -354,8 +354,10 @@ def _receipt(row: Sequence[Any]) -> ReceiptRecord:
 
 # ---- queued operations -------------------------------------------------------------------
 
-_INSERT, _STATE, _SEGMENT, _RECEIPT, _MATCH, _FLUSH = range(6)
-_KIND_NAME = ("insert", "set_state", "update_segment", "receipt", "match_receipt", "flush")
+_INSERT, _STATE, _SEGMENT, _RECEIPT, _MATCH, _FLUSH, _SUBMITTED = range(7)
+_KIND_NAME = (
+    "insert", "set_state", "update_segment", "receipt", "match_receipt", "flush", "submitted"
+)
 
 # An op's own data is wrong: isolate it, the rest of the batch commits.
 _DATA_ERRORS = (
@@ -1265,6 +1267,29 @@ class SqliteStore(Store):
         state = (new if type(new) is State else State(new))._value_  # plain str: see _Op
         self._enqueue(_Op(_STATE, (message_id, state, now, channel, attempts, error_code, error)))
 
+    def submitted_nowait(
+        self,
+        message_id: str,
+        *,
+        now: float,
+        channel: str | None,
+        attempts: int | None,
+        segments: Sequence[SegmentRecord] = (),
+        via: State | None = None,
+    ) -> None:
+        """Queue what the SMSC's acceptance of a message changes, as one op: the new
+        versions of `segments` (like update_segment_nowait) and the move to SUBMITTED (like
+        set_state_nowait), or with `via`, the chain `via` -> SUBMITTED, guarded like a move
+        to `via`: for a pipeline that did not store the move to `via` (SUBMITTING) before."""
+        rows = []
+        for seg in segments:
+            t = msgspec.structs.astuple(seg)
+            rows.append(t[2:] + t[:2])
+        first = None if via is None else (via if type(via) is State else State(via))._value_
+        self._enqueue(
+            _Op(_SUBMITTED, (message_id, now, channel, attempts, first, rows), 1 + len(rows))
+        )
+
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
         """Queue the new version of one segment (every field but the key is written). A
         segment that is not stored is counted in stats.segments_missing."""
@@ -1543,6 +1568,17 @@ def _apply(
             states.extend(moves)
         elif k == _MATCH:
             matches[data[2:]] = data  # per (channel, id_key): the last one wins
+        elif k == _SUBMITTED:
+            mid, now, channel, attempts, via, seg_versions = data
+            if via is None:
+                states.append((mid, _SUBMITTED_STATE, now, channel, attempts, None, None))
+            else:  # a chain via -> submitted, guarded like a move to `via` (_Chain layout)
+                states.append(_Chain((mid, _SUBMITTED_STATE, now, channel, attempts, None, None, now, via, 2)))
+            for t in seg_versions:
+                key = t[-2:]
+                segments[key] = t
+                full.add(key)
+            n_segments += len(seg_versions)
     if inserts:
         _apply_inserts(conn, inserts, counts, bulk, chunk)
     if states:
@@ -1671,6 +1707,7 @@ class _Chain(list):
     __slots__ = ()
 
 
+_SUBMITTED_STATE = State.SUBMITTED._value_
 _NEXT: dict[str, frozenset[str]] = {s._value_: frozenset(n._value_ for n in TRANSITIONS[s]) for s in State}
 _SUBMITTED = State.SUBMITTED._value_
 

@@ -53,6 +53,7 @@ from gateway.store.sqlite import (
     _MATCH,
     _RECEIPT,
     _SEGMENT,
+    _SUBMITTED,
     execute_batch,
     open_writer,
 )
@@ -87,6 +88,8 @@ def _from_wire(ops: list[list]) -> list[list]:
         elif kind == _RECEIPT:
             rows, segs, moves = data
             op[1] = (rows, [tuple(s) for s in segs], moves)
+        elif kind == _SUBMITTED:
+            op[1] = (*data[:5], [tuple(s) for s in data[5]])
     return ops
 
 
