@@ -750,7 +750,9 @@ class Channel:
             if (
                 seg.state in SEGMENT_FINAL
                 or (seg_state is not None and key in seen)
-                or (in_flight is not None and idx in in_flight)  # another batch stores one
+                # another batch is storing a receipt for it
+                or (in_flight is not None and idx in in_flight)
+                or (job.final_move is not None and len(job.segments) == 1)
             ):
                 self.stats.receipts_duplicate += 1
                 continue
@@ -868,6 +870,7 @@ def _receipt_effects(
     once they are stored."""
     segments: list[SegmentRecord] = []
     states: dict[str, tuple[Job, list[str]]] = {}
+    moves: list[StateMove] = []
     for _owner, job, idx, seg_state, error_code in to_apply:
         seg = job.segments[idx]
         if seg_state is None or seg.state in SEGMENT_FINAL:
@@ -875,13 +878,19 @@ def _receipt_effects(
         segments.append(
             msgspec.structs.replace(seg, state=seg_state, receipt_error=error_code, receipt_at=now)
         )
+        if len(job.segments) == 1:
+            # Its receipt alone decides, and final_move marks it in flight (_on_deliver
+            # counts another receipt for it as a duplicate): no in-flight dict needed.
+            if job.record.state is State.SUBMITTED and job.final_move is None:
+                final = job.final_move = message_state_from_segments([seg_state])
+                moves.append(StateMove(job.record.id, final, now))
+            continue
         in_flight = job.receipts_in_flight
         if in_flight is None:
             in_flight = job.receipts_in_flight = {}
         in_flight[idx] = seg_state
         if job.record.state is State.SUBMITTED and job.final_move is None:
             states[job.record.id] = (job, in_flight)
-    moves = []
     for job, in_flight in states.values():
         # What the segments will say once this batch and those being stored commit.
         seg_states = [in_flight.get(i, s.state) for i, s in enumerate(job.segments)]

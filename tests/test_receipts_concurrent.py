@@ -123,3 +123,32 @@ async def test_a_failed_batch_gives_its_final_move_back(nursery):
             await trio.sleep(0)
     assert store.committed_moves == [("m1", State.DELIVERED)]
     assert job.record.state is State.DELIVERED
+
+
+async def test_a_one_segment_receipt_in_flight_makes_a_second_one_a_duplicate(nursery):
+    store = Store()
+    ch = Channel(ChannelConfig(name="c", system_id="s", password="p", receipt_id_format="hex"), store)
+    rec = MessageRecord(
+        id="m1", tenant="t", source_addr="Acme", destination="4915100000001", text="hi",
+        category="otp", priority=0, state=State.SUBMITTED, channel="c", data_coding=0,
+        segment_count=1, created_at=0.0, updated_at=0.0, expires_at=1e12,
+    )
+    job = Job(rec, [SegmentRecord(message_id="m1", seq=1, state=SegmentState.SUBMITTED,
+                                  channel="c", smsc_message_id="1", id_key="1")])
+    ch.adopt_submitted(job)
+    done = []
+
+    async def deliver():
+        done.append(await ch._on_deliver([receipt("1")]))
+
+    nursery.start_soon(deliver)
+    with trio.fail_after(5):
+        while not store.calls:
+            await trio.sleep(0)
+        await deliver()  # the SMSC sent it again while the first is being stored
+        assert len(store.calls) == 1 and ch.stats.receipts_duplicate == 1
+        store.calls[0][0].set()
+        while len(done) < 2:
+            await trio.sleep(0)
+    assert store.committed_moves == [("m1", State.DELIVERED)]
+    assert job.record.state is State.DELIVERED
