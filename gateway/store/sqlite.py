@@ -895,12 +895,17 @@ class SqliteStore(Store):
                     pipe = self._pipe
                     assert pipe is not None
                     try:
-                        if self._poisoned:
-                            self._poisoned = False
-                            await pipe.send(_RESUME)
-                        await pipe.send(payload)
+                        await self._send_batch(pipe, payload)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         pass  # the reply reader sees the writer gone and fails the flights
+
+    async def _send_batch(self, pipe: _Pipe, payload: bytes) -> None:
+        """Send a batch's frame, after "resume" if the writer skips batches since a failed
+        one (every batch it skipped has been requeued by then)."""
+        if self._poisoned:
+            self._poisoned = False
+            await pipe.send(_RESUME)
+        await pipe.send(payload)
 
     async def _replies(self) -> None:
         while True:
@@ -1193,10 +1198,7 @@ class SqliteStore(Store):
             pipe = self._pipe
             assert pipe is not None
             try:
-                if self._poisoned:
-                    self._poisoned = False
-                    await pipe.send(_RESUME)
-                await pipe.send(payload)
+                await self._send_batch(pipe, payload)
                 reply = await pipe.receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError, _WriterGone) as e:
                 proc = self._proc
