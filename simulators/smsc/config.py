@@ -171,7 +171,7 @@ class Account(_Base):
     receipts: Receipts = Receipts()
     faults: Faults = Faults()
     mo: Mo = Mo()
-    max_held_receipts: NonNegInt = 100_000  # receipts/MOs waiting for a receiver bind
+    max_held_receipts: NonNegInt = 1_000_000  # receipts/MOs waiting for a receiver bind
 
 
 class Server(_Base):
