@@ -1103,6 +1103,23 @@ async def test_a_value_no_writer_can_take_fails_alone(store):
     assert (await store.count_open())["accepted"] == 4
 
 
+async def test_a_writer_process_dying_while_idle_fails_nothing(db_path, nursery, writer_mode):
+    """Killed with no batch in flight: the store lets it go at once, and the next batch
+    starts a new writer process instead of failing on the dead pipe."""
+    if writer_mode != "process":
+        pytest.skip("only the process mode has a writer process")
+    s = await open_store(nursery, db_path)
+    await s.insert_messages([msg(1)])
+    first_pid = s.writer_pid
+    os.kill(first_pid, signal.SIGKILL)
+    with trio.fail_after(10):
+        await wait_for(lambda: s.writer_pid is None)
+    [result] = await s.insert_messages([msg(2)])  # no StoreUnavailable
+    assert not result.existing
+    assert s.writer_pid not in (None, first_pid)
+    assert s.stats.failed_batches == 0 and s.stats.writer_restarts == 1
+
+
 async def test_killed_writer_process_fails_its_batch_and_restarts(db_path, nursery, writer_mode):
     """SIGKILL of the writer process mid-traffic: durable callers get StoreUnavailable (and
     succeed when they retry, idempotent on client_ref), no nowait op is lost, a new writer

@@ -588,6 +588,7 @@ class SqliteStore(Store):
         self._settling = False  # a failed batch's successors are being collected
         self._poisoned = False  # the writer skips batches until it is sent _RESUME
         self._failures = 0  # consecutive failed batches (backoff)
+        self._writer_up = trio.Event()  # set when a writer process started (_watch_writer)
 
     @property
     def writer_pid(self) -> int | None:
@@ -849,6 +850,7 @@ class SqliteStore(Store):
         (the pipe must be drained while a large batch is being sent, or both sides block)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._replies)
+            nursery.start_soon(self._watch_writer)
             while True:
                 if self._failures:
                     await trio.sleep(self._backoff())
@@ -898,6 +900,24 @@ class SqliteStore(Store):
                         await self._send_batch(pipe, payload)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         pass  # the reply reader sees the writer gone and fails the flights
+
+    async def _watch_writer(self) -> None:
+        """A writer process that dies while no batch is in flight is let go at once, so the
+        next batch starts a new one instead of failing on the dead pipe (its durable
+        callers would get StoreUnavailable for a death that happened while idle). With
+        batches in flight the reply task sees the pipe end and fails them (requeued)."""
+        while True:
+            proc = self._proc
+            if proc is None:
+                self._writer_up = trio.Event()
+                await self._writer_up.wait()
+                continue
+            await proc.wait()
+            if self._proc is proc and not self._inflight and not self._settling:
+                with trio.CancelScope(shield=True):
+                    await self._writer_died()  # logs it; the next batch starts a new one
+            else:
+                await trio.sleep(0.01)  # the reply task or a restart takes it from here
 
     async def _send_batch(self, pipe: _Pipe, payload: bytes) -> None:
         """Send a batch's frame, after "resume" if the writer skips batches since a failed
@@ -1125,6 +1145,7 @@ class SqliteStore(Store):
             )
         _, before, after, self._chunk_rows = reply
         self._proc, self._pipe = proc, pipe
+        self._writer_up.set()
         self._writer_started += 1
         if self._writer_started > 1:
             self.stats.writer_restarts += 1
