@@ -668,7 +668,11 @@ class Channel:
         the move was committed already (with its receipts, at that time); memory only."""
         if job.record.state is not State.SUBMITTED:
             return
-        final = message_state_from_segments([s.state for s in job.segments])
+        segs = job.segments
+        if stored_at is not None and len(segs) == 1 and job.final_move is not None:
+            final = job.final_move  # what its receipt batch computed and stored
+        else:
+            final = message_state_from_segments([s.state for s in segs])
         if final is not None:
             rec = job.record
             if stored_at is None:
