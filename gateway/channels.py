@@ -44,6 +44,7 @@ from gateway.store.base import Store
 from gateway.store.records import (
     MessageRecord,
     ReceiptRecord,
+    SegmentReceipt,
     SegmentRecord,
     SegmentState,
     StateMove,
@@ -865,23 +866,21 @@ class Channel:
 
 def _receipt_effects(
     to_apply: list[ReceiptEffect], now: float
-) -> tuple[list[SegmentRecord], list[StateMove]]:
+) -> tuple[list[SegmentReceipt], list[StateMove]]:
     """What a batch of matched receipts changes: the new version of each segment, and the
     final state of each submitted message whose segments are then all final, counting the
     receipts other batches are storing (several receipts of one message may share a batch,
     or be in two batches stored at once). Marks the receipts in flight and the messages
     whose final move this batch carries; Channel._apply_receipt makes the changes in memory
     once they are stored."""
-    segments: list[SegmentRecord] = []
+    segments: list[SegmentReceipt] = []
     states: dict[str, tuple[Job, list[str]]] = {}
     moves: list[StateMove] = []
     for _owner, job, idx, seg_state, error_code in to_apply:
         seg = job.segments[idx]
         if seg_state is None or seg.state in SEGMENT_FINAL:
             continue
-        segments.append(
-            msgspec.structs.replace(seg, state=seg_state, receipt_error=error_code, receipt_at=now)
-        )
+        segments.append(SegmentReceipt(seg.message_id, seg.seq, seg_state, error_code, now))
         if len(job.segments) == 1:
             # Its receipt alone decides, and final_move marks it in flight (_on_deliver
             # counts another receipt for it as a duplicate): no in-flight dict needed.

@@ -17,6 +17,7 @@ from gateway.store.records import (
     MessageRecord,
     MessageView,
     ReceiptRecord,
+    SegmentReceipt,
     SegmentRecord,
     StateMove,
 )
@@ -91,12 +92,12 @@ class Store(abc.ABC):
         self,
         receipts: Sequence[ReceiptRecord],
         *,
-        segments: Sequence[SegmentRecord] = (),
+        segments: Sequence[SegmentReceipt] = (),
         moves: Sequence[StateMove] = (),
     ) -> None:
         """Store a batch of receipts durably in one write (one deliver_sm batch of a bind),
-        together with the segment versions and message moves they cause: one transaction,
-        so an acknowledged receipt is never stored without its effect."""
+        together with what they change in their segments and the message moves they cause:
+        one transaction, so an acknowledged receipt is never stored without its effect."""
 
     @abc.abstractmethod
     def match_receipt_nowait(self, channel: str, id_key: str, message_id: str, seq: int) -> None:

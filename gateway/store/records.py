@@ -60,6 +60,17 @@ class SegmentRecord(msgspec.Struct, kw_only=True):
     receipt_at: float | None = None
 
 
+class SegmentReceipt(msgspec.Struct, frozen=True, gc=False):
+    """What a receipt changes in its segment (store.record_receipts): the state it reports,
+    its error, when it came. The segment's other columns are the submit's."""
+
+    message_id: str
+    seq: int
+    state: str
+    receipt_error: str | None
+    receipt_at: float
+
+
 class ReceiptRecord(msgspec.Struct, kw_only=True):
     channel: str
     smsc_message_id: str

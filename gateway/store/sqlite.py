@@ -109,6 +109,7 @@ from gateway.store.records import (
     MessageRecord,
     MessageView,
     ReceiptRecord,
+    SegmentReceipt,
     SegmentRecord,
     StateMove,
 )
@@ -237,6 +238,15 @@ _BULK_UPDATE_SEGMENT = (
 # queued in the same batch is written whole instead (_apply). Row: these, then the key.
 _RECEIPT_SEG_FIELDS = ("state", "receipt_error", "receipt_at")
 _RECEIPT_SEG_AT = tuple(_SEG_FIELDS.index(n) - 2 for n in _RECEIPT_SEG_FIELDS)
+
+
+def _with_receipt(version: tuple, receipt: tuple) -> tuple:
+    """A whole segment version (update_segment_nowait's layout) with a receipt's columns
+    (record_receipts' layout: state, receipt_error, receipt_at, message_id, seq) over it."""
+    row = list(version)
+    for i, at in enumerate(_RECEIPT_SEG_AT):
+        row[at] = receipt[i]
+    return tuple(row)
 _UPDATE_SEGMENT_RECEIPT = (
     "UPDATE segments SET "
     + ", ".join(f"{n} = ?" for n in _RECEIPT_SEG_FIELDS)
@@ -1326,24 +1336,18 @@ class SqliteStore(Store):
         self,
         receipts: Sequence[ReceiptRecord],
         *,
-        segments: Sequence[SegmentRecord] = (),
+        segments: Sequence[SegmentReceipt] = (),
         moves: Sequence[StateMove] = (),
     ) -> None:
         """Store receipts durably (one deliver batch of a bind) together with what they
-        change, in one transaction: the new versions of their segments and the moves of
-        their messages (applied like update_segment_nowait / set_state_nowait, after every
-        op queued before). A receipt acknowledged to the SMSC is never stored without its
-        effect. Of a segment version, the receipt's columns are written (state,
-        receipt_error, receipt_at): the others must be stored or queued already, as the
-        pipeline's are (a version queued by update_segment_nowait in the same batch is
-        written whole, the receipt's columns over it)."""
+        change, in one transaction: their segments' receipt columns (state, receipt_error,
+        receipt_at; over a version queued by update_segment_nowait in the same batch) and
+        the moves of their messages (like set_state_nowait), after every op queued before.
+        A receipt acknowledged to the SMSC is never stored without its effect."""
         if not receipts and not segments and not moves:
             return
         rows = [msgspec.structs.astuple(r) for r in receipts]
-        seg_rows = []
-        for seg in segments:
-            t = msgspec.structs.astuple(seg)
-            seg_rows.append(t[2:] + t[:2])
+        seg_rows = [(g.state, g.receipt_error, g.receipt_at, g.message_id, g.seq) for g in segments]
         states = [
             (m.message_id, State(m.state)._value_, m.at, None, None, None, None)
             for m in moves
@@ -1583,11 +1587,15 @@ def _apply(
         elif k == _INSERT:
             inserts.append((i, data))
         elif k == _RECEIPT:
-            rows, seg_versions, moves = data
+            rows, seg_receipts, moves = data
             receipts.extend(rows)
-            for t in seg_versions:  # what the receipts changed, in the same transaction
-                segments[t[-2:]] = t
-            n_segments += len(seg_versions)
+            for r in seg_receipts:  # what the receipts changed, in the same transaction
+                key = r[3:]
+                if key in full:  # a whole version queued in this batch: the receipt over it
+                    segments[key] = _with_receipt(segments[key], r)
+                else:
+                    segments[key] = r
+            n_segments += len(seg_receipts)
             states.extend(moves)
         elif k == _MATCH:
             matches[data[2:]] = data  # per (channel, id_key): the last one wins
@@ -1608,13 +1616,9 @@ def _apply(
         _apply_states(conn, states, bulk, chunk, counts)
     if segments:
         whole: list[tuple] = []
-        receipt_only: list[tuple] = []
-        at = _RECEIPT_SEG_AT
+        receipt_only: list[tuple] = []  # only receipts changed it: the rest is stored
         for key, t in segments.items():
-            if key in full:
-                whole.append(t)
-            else:  # only receipts changed it: their columns (the rest is stored already)
-                receipt_only.append((t[at[0]], t[at[1]], t[at[2]], *key))
+            (whole if key in full else receipt_only).append(t)
         n = 0
         if whole:
             n += _write(conn, _BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT, whole, bulk, chunk)
