@@ -344,7 +344,7 @@ class Channel:
             if self._draining:
                 self.queue.put(job, job.record.priority, front=True)
                 return
-            if self.cfg.on_submitting_recovery == "unknown":
+            if self._stores_submitting:
                 await self._dispatch_recorded(client, job)
                 continue
             now = self._wall()
@@ -434,10 +434,16 @@ class Channel:
         self.stats.expired += 1
         return True
 
+    @property
+    def _stores_submitting(self) -> bool:
+        """`on_submitting_recovery = "unknown"`: the SUBMITTING move is committed before the
+        submit_sm leaves; with "resubmit" it stays in memory (see _mark_submitting)."""
+        return self.cfg.on_submitting_recovery == "unknown"
+
     def _mark_submitting(self, job: Job) -> None:
         rec = job.record
         rec.attempts += 1
-        if self.cfg.on_submitting_recovery == "unknown":
+        if self._stores_submitting:
             self._set_state(job, State.SUBMITTING, attempts=rec.attempts)
         else:
             # Not stored: after a crash a stored SUBMITTING would be resubmitted exactly as
@@ -452,14 +458,13 @@ class Channel:
         rec = job.record
         rec.state = State.SUBMITTED
         rec.updated_at = now = self._wall()
-        stored = self.cfg.on_submitting_recovery == "unknown"  # SUBMITTING is stored
         self.store.submitted_nowait(
             rec.id,
             now=now,
             channel=rec.channel,
             attempts=rec.attempts,
             segments=segments,
-            via=None if stored else State.SUBMITTING,
+            via=None if self._stores_submitting else State.SUBMITTING,
         )
 
     async def _submit_job(self, client: EsmeClient, job: Job, now: float) -> None:
@@ -595,7 +600,7 @@ class Channel:
             return
         self.stats.retries += 1
         job.pdus = None  # rebuilt at the next attempt: the relative validity has shrunk
-        if self.cfg.on_submitting_recovery == "unknown":
+        if self._stores_submitting:
             self._set_state(job, State.QUEUED)
         else:  # the store has it queued still (SUBMITTING was not stored)
             job.record.state = State.QUEUED

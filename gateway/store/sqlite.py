@@ -92,8 +92,8 @@ import struct
 import sys
 import time
 from collections import deque
-from itertools import chain
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -238,6 +238,12 @@ _BULK_UPDATE_SEGMENT = (
 # queued in the same batch is written whole instead (_apply). Row: these, then the key.
 _RECEIPT_SEG_FIELDS = ("state", "receipt_error", "receipt_at")
 _RECEIPT_SEG_AT = tuple(_SEG_FIELDS.index(n) - 2 for n in _RECEIPT_SEG_FIELDS)
+
+
+def _segment_row(seg: SegmentRecord) -> tuple:
+    """A whole segment version as queued: the non-key columns, then message_id, seq."""
+    t = msgspec.structs.astuple(seg)
+    return t[2:] + t[:2]
 
 
 def _with_receipt(version: tuple, receipt: tuple) -> tuple:
@@ -466,6 +472,15 @@ class _WriterFailed(Exception):
     def __init__(self, type_name: str, message: str) -> None:
         super().__init__(message)
         self.type_name = type_name
+
+    @classmethod
+    def died(cls, proc: trio.Process | None) -> _WriterFailed:
+        return cls("WriterDied", f"the writer process died (exit status {proc and proc.returncode})")
+
+    @classmethod
+    def of_reply(cls, reply: list) -> _WriterFailed:
+        """From a "fail" reply (error type, message) or a "skipped" one."""
+        return cls(str(reply[1]) if len(reply) > 1 else "Skipped", str(reply[2]) if len(reply) > 2 else "skipped")
 
 
 class _Pipe:
@@ -970,14 +985,7 @@ class SqliteStore(Store):
                     await self._writer_died()
                 finally:
                     self._settling = False
-                    self._batch_failed(
-                        [f.batch for f in flights],
-                        _WriterFailed(
-                            "WriterDied",
-                            f"the writer process died (exit status {proc and proc.returncode})",
-                        ),
-                        flight.t0,
-                    )
+                    self._batch_failed([f.batch for f in flights], _WriterFailed.died(proc), flight.t0)
                     self._room.set()
             return
         with trio.CancelScope(shield=True):
@@ -1005,7 +1013,7 @@ class SqliteStore(Store):
                 self._settling = False
                 self._batch_failed(
                     [f.batch for f in failed],
-                    _WriterFailed(str(reply[1]), str(reply[2]) if len(reply) > 2 else "skipped"),
+                    _WriterFailed.of_reply(reply),
                     flight.t0,
                 )
                 self._room.set()
@@ -1234,13 +1242,10 @@ class SqliteStore(Store):
             except (trio.BrokenResourceError, trio.ClosedResourceError, _WriterGone) as e:
                 proc = self._proc
                 await self._writer_died()
-                raise _WriterFailed(
-                    "WriterDied",
-                    f"the writer process died (exit status {proc and proc.returncode})",
-                ) from e
+                raise _WriterFailed.died(proc) from e
         if reply[0] != "ok":
             self._poisoned = True
-            raise _WriterFailed(str(reply[1]), str(reply[2]) if len(reply) > 2 else "skipped")
+            raise _WriterFailed.of_reply(reply)
         return self._counts_of(reply, flight)
 
     # -- in the writer's thread (thread mode) --
@@ -1314,10 +1319,7 @@ class SqliteStore(Store):
         versions of `segments` (like update_segment_nowait) and the move to SUBMITTED (like
         set_state_nowait), or with `via`, the chain `via` -> SUBMITTED, guarded like a move
         to `via`: for a pipeline that did not store the move to `via` (SUBMITTING) before."""
-        rows = []
-        for seg in segments:
-            t = msgspec.structs.astuple(seg)
-            rows.append(t[2:] + t[:2])
+        rows = [_segment_row(seg) for seg in segments]
         first = None if via is None else (via if type(via) is State else State(via))._value_
         self._enqueue(
             _Op(_SUBMITTED, (message_id, now, channel, attempts, first, rows), 1 + len(rows))
@@ -1326,8 +1328,7 @@ class SqliteStore(Store):
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
         """Queue the new version of one segment (every field but the key is written). A
         segment that is not stored is counted in stats.segments_missing."""
-        t = msgspec.structs.astuple(segment)  # snapshot now: the caller keeps mutating it
-        self._enqueue(_Op(_SEGMENT, t[2:] + t[:2]))
+        self._enqueue(_Op(_SEGMENT, _segment_row(segment)))  # a snapshot: the caller mutates
 
     async def record_receipt(self, receipt: ReceiptRecord) -> None:
         await self.record_receipts([receipt])
