@@ -1097,6 +1097,23 @@ async def test_a_value_no_writer_can_take_fails_alone(store):
     assert (await store.count_open())["accepted"] == 4
 
 
+async def test_a_submitted_op_no_writer_can_take_fails_alone(store):
+    """submitted_nowait with a value neither SQLite nor msgpack takes: only that op is
+    refused (named as a "submitted" op in the error), the others in its batch apply."""
+    a, a_segs = msg(1, state=State.QUEUED)
+    b, b_segs = msg(2, state=State.QUEUED)
+    await store.insert_messages([(a, a_segs), (b, b_segs)])
+    store.submitted_nowait(a.id, now=T0 + 1, channel="ch1", attempts=2**70, via=State.SUBMITTING)
+    store.submitted_nowait(b.id, now=T0 + 1, channel="ch1", attempts=1, via=State.SUBMITTING)
+    await store.flush()
+    assert store.stats.rejected_ops == 1
+    assert (await store.get_message("acme", a.id)).message.state is State.QUEUED
+    assert (await store.get_message("acme", b.id)).message.state is State.SUBMITTED
+    store.set_state_nowait(a.id, State.SUBMITTING, now=T0 + 2)
+    await store.flush()  # the writer goes on
+    assert (await store.get_message("acme", a.id)).message.state is State.SUBMITTING
+
+
 async def test_a_writer_process_dying_while_idle_fails_nothing(db_path, nursery, writer_mode):
     """Killed with no batch in flight: the store lets it go at once, and the next batch
     starts a new writer process instead of failing on the dead pipe."""

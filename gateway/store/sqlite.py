@@ -1737,7 +1737,6 @@ class _Chain(list):
 
 _SUBMITTED_STATE = State.SUBMITTED._value_
 _NEXT: dict[str, frozenset[str]] = {s._value_: frozenset(n._value_ for n in TRANSITIONS[s]) for s in State}
-_SUBMITTED = State.SUBMITTED._value_
 
 
 def _chains(states: list[Sequence]) -> tuple[dict[str, Sequence], list[tuple[int, Sequence]]]:
@@ -1764,14 +1763,14 @@ def _chains(states: list[Sequence]) -> tuple[dict[str, Sequence], list[tuple[int
             continue
         if type(c) is not _Chain:
             c = current[mid] = _Chain(
-                (*c, c[2] if c[1] == _SUBMITTED else None, c[1], 1)
+                (*c, c[2] if c[1] == _SUBMITTED_STATE else None, c[1], 1)
             )
         c[1] = new
         c[2] = op[2]
         for i in 3, 4, 5, 6:
             if op[i] is not None:
                 c[i] = op[i]
-        if new == _SUBMITTED:
+        if new == _SUBMITTED_STATE:
             c[7] = op[2]
         c[9] += 1
     return current, earlier
