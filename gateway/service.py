@@ -18,7 +18,15 @@ import trio
 from gateway import config as C
 from gateway.api.schemas import AcceptedMessage, SendMessage
 from gateway.channels import Channel, Job, ReceiptScope
-from gateway.errors import Forbidden, GatewayError, InvalidBody, MessageRejected, NoRoute, Unauthorized
+from gateway.errors import (
+    Conflict,
+    Forbidden,
+    GatewayError,
+    InvalidBody,
+    MessageRejected,
+    NoRoute,
+    Unauthorized,
+)
 from gateway.router import Router
 from gateway.smpp import text as T
 from gateway.states import State
@@ -70,6 +78,23 @@ def normalise_destination(raw: str) -> str | None:
     return s
 
 
+def _same_message(stored: MessageRecord, asked: MessageRecord) -> bool:
+    """A request sent again asks for the message stored under its client_ref."""
+    return (stored.destination, stored.text, stored.category) == (
+        asked.destination,
+        asked.text,
+        asked.category,
+    )
+
+
+def _conflict(client_ref: str | None) -> Conflict:
+    return Conflict(
+        f"client_ref {client_ref!r} was used for a different request (other recipients,"
+        " text or category): use a new client_ref for a new message",
+        reason="client_ref_reused",
+    )
+
+
 class Gateway:
     def __init__(
         self,
@@ -91,6 +116,11 @@ class Gateway:
         self.started = trio.Event()
         self.recovered = 0
         self._orphans: dict[str, list[tuple[Channel, Job]]] = {}  # by their channel's name
+        # Messages no running channel can take (no route up, or none that splits the text as
+        # at intake), by id: stored `held`, routed again when channels change (_release_held).
+        self._held: dict[str, Job] = {}
+        self._held_seen: tuple = ()  # what the channels looked like at the last release
+        self._held_tried = 0.0
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -295,6 +325,12 @@ class Gateway:
                 built.append((rec, [SegmentRecord(message_id=mid, seq=1)]))
             else:
                 built.append((rec, [SegmentRecord(message_id=mid, seq=k + 1) for k in range(count)]))
+        if body.client_ref is not None:
+            # A request sent again (the client retried): answer it from the store, storing
+            # nothing, or refuse it if the reference was used for a different message.
+            prior = await self.store.find_by_client_ref(tenant.id, built[0][0].client_ref or "")
+            if prior is not None:
+                return await self._replayed(tenant, built)
         wall = self.wall()
         self.limiter.check_and_take(tenant.id, len(built), trio.current_time(), wall)
         try:
@@ -304,12 +340,14 @@ class Gateway:
             raise
         out = []
         duplicates = 0
+        conflicts = 0
         for (rec, segs), res in zip(built, results):
             stored = res.record
             if res.existing:
                 duplicates += 1
+                conflicts += not _same_message(stored, rec)
             else:
-                self.channels[rec.channel].enqueue(Job(rec, segs))
+                self._enqueue_new(Job(rec, segs))
             state = stored.state
             out.append(
                 AcceptedMessage(
@@ -324,6 +362,34 @@ class Gateway:
             )
         if duplicates:
             self.limiter.refund(tenant.id, duplicates, wall)
+        if conflicts and duplicates == len(built):
+            # Raced with another request using the same reference for other content (the
+            # check above saw neither): nothing was stored by this one.
+            raise _conflict(body.client_ref)
+        return out
+
+    async def _replayed(
+        self, tenant: C.TenantConfig, built: list[tuple[MessageRecord, list[SegmentRecord]]]
+    ) -> list[AcceptedMessage]:
+        """The first result of a request whose client_ref is stored already, if the request
+        asks for the same messages (recipients, text, category); else Conflict."""
+        out = []
+        for rec, _segs in built:
+            view = await self.store.find_by_client_ref(tenant.id, rec.client_ref or "")
+            if view is None or not _same_message(view.message, rec):
+                raise _conflict((rec.client_ref or "").split("#")[0])
+            m = view.message
+            out.append(
+                AcceptedMessage(
+                    id=m.id,
+                    to=m.destination,
+                    state=_STATE_NAMES[m.state] if type(m.state) is State else str(m.state),
+                    segments=m.segment_count,
+                    channel=m.channel,
+                    client_ref=m.client_ref,
+                    duplicate=True,
+                )
+            )
         return out
 
     def _record_template(
@@ -366,18 +432,112 @@ class Gateway:
 
     # ---- routing between channels ---------------------------------------------------------
 
-    def _route_job(self, job: Job, *, initial: bool) -> None:
-        m = job.record
-        current = self.channels.get(m.channel or "")
-        if current is not None and (current.up or not initial) and m.channel in self.router.candidates(m.destination, m.category):
-            current.enqueue(job)
+    def _enqueue_new(self, job: Job) -> None:
+        """A message just stored: onto the channel chosen at intake. A reload may have
+        removed that channel while the insert committed (the client must still get its
+        answer: the message is stored), so it is routed again; a draining gateway leaves
+        it `queued` in the store, where the next start finds it."""
+        ch = self.channels.get(job.record.channel or "")
+        if ch is None:
+            self._route_job(job, initial=False)
             return
         try:
-            name = self._pick_channel(m.destination, m.category)
-        except GatewayError as e:
-            self.store.set_state_nowait(m.id, State.HELD, now=self.wall(), error=str(e))
+            ch.enqueue(job)
+        except RuntimeError:  # draining (SIGTERM): stays queued in the store
+            pass
+
+    def fits(self, job: Job, cfg: C.ChannelConfig) -> bool:
+        """True if channel `cfg` splits the message as intake did (same data coding, same
+        number of segments). Segments are fixed at intake: their rows, the concatenation
+        reference, the billing; a channel that splits the text differently cannot send it."""
+        m = job.record
+        try:
+            enc = T.choose_encoding(m.text, cfg.allow_latin1, concat=cfg.concatenation)
+            count = T.segment_count(
+                m.text, encoding=enc, concat=cfg.concatenation, allow_latin1=cfg.allow_latin1
+            )
+        except T.TextError:
+            return False
+        return enc.data_coding == m.data_coding and count == m.segment_count
+
+    def _route_job(self, job: Job, *, initial: bool) -> None:
+        """Queue a message that is not on a channel (recovery, a channel removed or changed,
+        a held message released): its own channel if it may take it, else the first of its
+        route that is up and splits it the same way, else the first running one that does;
+        none: the message is held."""
+        m = job.record
+        names = self.router.candidates(m.destination, m.category)
+        current = self.channels.get(m.channel or "")
+        if (
+            current is not None
+            and (current.up or not initial)
+            and m.channel in names
+            and self.fits(job, current.cfg)
+        ):
+            self._put(current, job)
             return
-        self.channels[name].enqueue(job)
+        fitting = [
+            self.channels[n] for n in names if n in self.channels and self.fits(job, self.channels[n].cfg)
+        ]
+        target = next((ch for ch in fitting if ch.up), fitting[0] if fitting else None)
+        if target is None:
+            if not names:
+                why = f"no route for {m.destination[:4]}... category {m.category}"
+            elif not any(n in self.channels for n in names):
+                why = f"no running channel for its route: {', '.join(names)}"
+            else:
+                why = "no running channel of its route splits the text as at intake"
+            self._hold(job, why)
+            return
+        self._put(target, job)
+
+    def _put(self, ch: Channel, job: Job) -> None:
+        m = job.record
+        if m.state is State.HELD:  # the store must see it queued before it is submitted
+            self._held.pop(m.id, None)
+            m.state = State.QUEUED
+            self.store.set_state_nowait(m.id, State.QUEUED, now=self.wall())
+        try:
+            ch.enqueue(job)
+        except RuntimeError:  # draining (SIGTERM): stays queued in the store
+            pass
+
+    def _hold(self, job: Job, why: str) -> None:
+        m = job.record
+        if m.state is not State.HELD:
+            m.state = State.HELD
+            self.store.set_state_nowait(m.id, State.HELD, now=self.wall(), error=why)
+            log.warning("message_held", message_id=m.id, reason=why)
+        self._held[m.id] = job
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def _release_held(self) -> int:
+        """Route held messages again (a channel started, came up, or the config changed);
+        those past their validity expire. Returns how many left `held`."""
+        if not self._held:
+            return 0
+        now = self.wall()
+        moved = 0
+        for job in list(self._held.values()):
+            m = job.record
+            if m.expires_at <= now:
+                del self._held[m.id]
+                m.state = State.EXPIRED
+                m.done_at = now
+                self.store.set_state_nowait(
+                    m.id, State.EXPIRED, now=now, error="validity period passed while held"
+                )
+                moved += 1
+                continue
+            self._route_job(job, initial=True)
+            if m.state is not State.HELD:
+                moved += 1
+        if moved:
+            log.info("held_released", released=moved, still_held=len(self._held))
+        return moved
 
     async def _failover_loop(self) -> None:
         """Move queued messages off a channel that has been down for FAILOVER_AFTER seconds
@@ -385,6 +545,13 @@ class Gateway:
         while True:
             await trio.sleep(1.0)
             now = trio.current_time()
+            if self._held:
+                # Only when the channels changed (or to expire some, twice a minute): a
+                # large held backlog is not re-examined every second for nothing.
+                seen = (id(self.router), tuple((n, ch.up) for n, ch in self.channels.items()))
+                if seen != self._held_seen or now - self._held_tried >= 30.0:
+                    self._held_seen, self._held_tried = seen, now
+                    self._release_held()
             for ch in list(self.channels.values()):
                 if ch.up or ch.down_since is None or now - ch.down_since < FAILOVER_AFTER:
                     continue
@@ -396,7 +563,7 @@ class Gateway:
                     target = None
                     for name in self.router.candidates(m.destination, m.category):
                         other = self.channels.get(name)
-                        if other is not None and other is not ch and other.up:
+                        if other is not None and other is not ch and other.up and self.fits(job, other.cfg):
                             target = other
                             break
                     if target is None:
@@ -404,7 +571,7 @@ class Gateway:
                         continue
                     if job.pdus is not None and target.cfg.concatenation != ch.cfg.concatenation:
                         job.pdus = None
-                    target.enqueue(job)  # the store learns the channel when it is submitted
+                    self._put(target, job)  # the store learns the channel when it is submitted
                     moved += 1
                 if moved:
                     log.warning("failover", channel=ch.name, moved=moved)
@@ -429,7 +596,13 @@ class Gateway:
                 ch = self.channels.get(name)
                 cfg = new.channel(name)
                 if ch is not None and cfg is not None:
+                    before = ch.cfg
                     ch.retune(cfg)
+                    if (before.concatenation, before.allow_latin1) != (cfg.concatenation, cfg.allow_latin1):
+                        # Its queued messages were split for the old settings: those the
+                        # new ones split differently go elsewhere or are held.
+                        for job in ch.take_queued():
+                            self._route_job(job, initial=False)
             for name in d.reconnect:
                 old_ch = self.channels.pop(name, None)
                 cfg = new.channel(name)
@@ -437,7 +610,7 @@ class Gateway:
                 if old_ch is not None:
                     left = await old_ch.drain_and_stop()
                     for job in left:
-                        (new_ch.enqueue(job) if new_ch is not None else self._route_job(job, initial=False))
+                        self._route_job(job, initial=False)  # new_ch if it splits it the same
                     self._rehome(old_ch)
             for name in d.removed:
                 ch = self.channels.pop(name, None)
@@ -447,6 +620,7 @@ class Gateway:
                         job.record.channel = None
                         self._route_job(job, initial=False)
                     self._rehome(ch)
+            self._release_held()
             log.info(
                 "config_applied",
                 added=d.added,
@@ -471,6 +645,7 @@ class Gateway:
             "store": self.store_stats(),
             "recovered": self.recovered,
             "orphans": self.orphans,
+            "held": self.held,
         }
 
 

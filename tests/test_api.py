@@ -70,6 +70,28 @@ async def test_batch_and_client_ref_idempotency(setup):
     assert status == 200 and view["id"] == first["messages"][1]["id"]
 
 
+async def test_client_ref_used_for_other_content_is_409_and_stores_nothing(setup):
+    gw, client, _ = setup
+    first = {"to": "4915112345678", "text": "x", "client_ref": "r1"}
+    status, sent = await client.request("POST", "/v1/messages", first)
+    assert status == 202
+    for other in ({**first, "text": "y"}, {**first, "to": "4917012345678"}, {**first, "category": "otp"}):
+        status, err = await client.request("POST", "/v1/messages", other)
+        assert status == 409 and err["error"]["code"] == "client_ref_reused", err
+    # A batch sent again with one more recipient is another request as well.
+    batch = {"to": ["4915112345678", "4917012345678"], "text": "x", "client_ref": "b1"}
+    status, _ = await client.request("POST", "/v1/messages", batch)
+    assert status == 202
+    status, err = await client.request("POST", "/v1/messages", {**batch, "to": [*batch["to"], "4916012345678"]})
+    assert status == 409 and err["error"]["code"] == "client_ref_reused"
+    assert await stored_count(gw) == 3
+    # The same request again is answered from the store.
+    status, again = await client.request("POST", "/v1/messages", first)
+    assert status == 202 and again["messages"][0]["id"] == sent["messages"][0]["id"]
+    assert again["messages"][0]["duplicate"] is True
+    assert await stored_count(gw) == 3
+
+
 async def test_single_client_ref_lookup(setup):
     gw, client, _ = setup
     _, sent = await client.request("POST", "/v1/messages", {"to": "4915112345678", "text": "x", "client_ref": "abc"})
@@ -102,6 +124,8 @@ async def test_tenant_sees_only_its_own_messages(setup):
         ({"to": "4915112345678", "text": "x", "category": "spam"}, "default", 422, "invalid_body"),
         ({"to": "4915112345678", "text": "x", "template_id": "t1"}, "default", 422, "templates_unavailable"),
         ({"to": "4915112345678", "text": "x" * 40000}, "default", 422, "invalid_body"),
+        # `#` would collide with the references of a batch's messages (`ref#i`)
+        ({"to": "4915112345678", "text": "x", "client_ref": "a#1"}, "default", 422, "invalid_body"),
     ],
 )
 async def test_bad_requests_store_nothing(setup, body, key, status, code):

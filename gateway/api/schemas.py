@@ -24,7 +24,9 @@ class SendMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     to: Recipient | Annotated[list[Recipient], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)] | None = None
     category: Category = "notification"
-    client_ref: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")] | None = None
+    # Printable ASCII but `#`: a batch's message i is stored as `client_ref#i`, so a `#` of
+    # the tenant's own could name another request's message.
+    client_ref: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21\x22\x24-\x7e]+$")] | None = None
     sender: Annotated[str, msgspec.Meta(min_length=1, max_length=20)] | None = None
     validity_seconds: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] | None = None
     signature_id: str | None = None
