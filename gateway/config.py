@@ -92,6 +92,8 @@ class ChannelConfig(EsmeSettings, kw_only=True, forbid_unknown_fields=True, froz
 
     @property
     def bucket_depth(self) -> float:
+        """The token bucket depth in effect: `burst`, else max(1, tps / 10). The one rule,
+        used by the channel's throttle and by the printed config (masked)."""
         return self.burst if self.burst is not None else max(1.0, self.tps / 10)
 
     def connection_key(self) -> tuple:
@@ -331,10 +333,12 @@ def diff(old: Config, new: Config) -> ConfigDiff:
 
 
 def masked(cfg: Config) -> dict:
-    """The effective config as plain data with secrets replaced (for check-config, logs)."""
+    """The effective config as plain data with secrets replaced (for check-config, logs).
+    A channel's `burst` is the bucket depth its throttle uses (`bucket_depth`), never null."""
     data = msgspec.to_builtins(cfg)
-    for ch in data["channels"]:
+    for channel, ch in zip(cfg.channels, data["channels"], strict=True):
         ch["password"] = "***"
+        ch["burst"] = channel.bucket_depth
     for t in data["tenants"]:
         t["api_key_hash"] = t["api_key_hash"][:14] + "..."
     return data

@@ -96,3 +96,27 @@ def test_disabling_a_channel_removes_it():
     new = C.parse(CHANNEL + "enabled = false\n")
     assert C.diff(old, new).removed == ("a",)
     assert C.diff(new, old).added == ("a",)
+
+
+def test_check_config_prints_the_effective_burst(tmp_path, capsys):
+    """check-config prints the bucket depth the throttle uses: `burst` when given, else
+    max(1, tps / 10), never null."""
+    import json
+
+    from gateway.cli import main
+
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {c["name"]: c["burst"] for c in out["channels"]} == {"sim-a": 50.0, "sim-b": 10.0}
+    assert all(c["password"] == "***" for c in out["channels"])
+
+    f = tmp_path / "gw.toml"
+    f.write_text(
+        CHANNEL + "tps = 5\n"  # tps / 10 below 1: the depth is 1
+        + '[[channels]]\nname = "b"\nsystem_id = "gw"\npassword = "pw"\ntps = 100\nburst = 30\n'
+    )
+    assert main(["check-config", str(f)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [c["burst"] for c in out["channels"]] == [1.0, 30.0]
+    cfg = C.load(f)
+    assert [c.bucket_depth for c in cfg.channels] == [1.0, 30.0]  # what the channels use

@@ -106,6 +106,25 @@ async def test_throttled_smsc_slows_the_channel_but_loses_nothing(nursery, tmp_p
         assert ch.rate.decreases > 0  # AIMD backed off
 
 
+async def test_generic_nack_of_any_status_backs_the_channel_off(nursery, tmp_path):
+    """generic_nack ESME_RSYSERR (not a throttling status on its own) still halves the
+    channel's rate, and the segments are retried, not failed."""
+    cfg = make_config(
+        [account("gw", "secret", faults={"generic_nack": 0.3, "generic_nack_status": "ESME_RSYSERR"})],
+        message_id_format="hex",
+    )
+    async with simulator(cfg) as srv:
+        gw = await start_gateway(nursery, tmp_path, [("sim", srv.port)], tps=200.0)
+        tenant = gw.authenticate(API_KEY)
+        await wait_until(lambda: gw.channels["sim"].up)
+        sent = await gw.accept(tenant, SendMessage(to=[f"4915112{i:06d}" for i in range(60)], text="x"))
+        got = await wait_final(gw, tenant, [m.id for m in sent], timeout=30)
+        assert got == ["delivered"] * 60
+        ch = gw.channels["sim"]
+        assert ch.stats.throttled > 0 and ch.stats.retries > 0
+        assert ch.rate.decreases > 0  # AIMD backed off
+
+
 async def test_failover_when_a_channel_is_down(nursery, tmp_path, monkeypatch):
     import gateway.service as service
 

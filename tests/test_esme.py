@@ -93,6 +93,10 @@ async def test_generic_nack_is_retryable(smsc, nursery):
         r = await client.submit(submit())
     assert r.outcome is Outcome.RETRY
     assert r.reason.startswith("generic_nack")
+    # ESME_RSYSERR is not a throttling status on a submit_sm_resp, but any generic_nack
+    # answering a submit asks the channel to back off.
+    assert r.status == CommandStatus.ESME_RSYSERR and r.throttled
+    assert r.reason == "generic_nack:ESME_RSYSERR"
     await client.close()
 
 

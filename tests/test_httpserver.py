@@ -92,8 +92,8 @@ async def test_malformed_request_gets_400(server):
 
 async def test_app_exception_is_a_500_not_a_crash(server):
     port, _ = server
-    (status, _), = await exchange(port, b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert status == 500
+    (status, body), = await exchange(port, b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status == 500 and json.loads(body)["error"]["code"] == "internal_error"
     (status, _), = await exchange(port, b"GET /fine HTTP/1.1\r\nHost: t\r\n\r\n")
     assert status == 200
 
@@ -132,21 +132,44 @@ async def test_connection_close_is_honoured(server):
 
 
 @pytest.mark.parametrize(
-    "raw, status",
+    "raw, status, code",
     [
-        (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
-        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-        (b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431),
-        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n", 413),
+        (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, "http_505"),
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "http_501"),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431, "http_431"),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n", 413, "payload_too_large"),
     ],
 )
-async def test_refused_requests_get_their_status_and_a_close(server, raw, status):
+async def test_refused_requests_get_their_status_and_a_close(server, raw, status, code):
     port, _ = server
     got = await raw_exchange(port, raw)  # returns only once the server closed
     assert got.startswith(b"HTTP/1.1 %d " % status)
     body = got.split(b"\r\n\r\n", 1)[1]
-    assert json.loads(body)["error"]["message"]
+    err = json.loads(body)["error"]
+    assert err["message"] and err["code"] == code
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_an_oversized_body_gets_the_apis_payload_too_large(nursery, chunked):
+    """The server's own 413 (before the app sees the request) has the code the API documents
+    for 413, not a server-specific one."""
+    port = await start(nursery, echo_app, max_body=1024)
+    data = b"x" * 2048
+    if chunked:
+        raw = b"POST /v1/messages HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        raw += b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
+    else:
+        raw = b"POST /v1/messages HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(data) + data
+    got = await raw_exchange(port, raw)  # returns only once the server closed
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ") and b"content-type: application/json" in head
+    err = json.loads(body)["error"]
+    assert err["code"] == "payload_too_large" and "1024" in err["message"]
 
 
 async def test_expect_100_continue_gets_the_interim_response(server):

@@ -8,7 +8,8 @@ hypercorn). Parsing is gateway.api.http11 (sans-IO); this module is the trio dri
 
 Chosen per listener in the config (`listeners.server`): on one message per request it
 needs a fraction of hypercorn's CPU per request (docs/benchmarks.md). A leaf module (trio,
-structlog, msgspec): the simulator serves its control API with it too.
+structlog, msgspec, and gateway.errors for the error codes): the simulator serves its
+control API with it too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import structlog
 import trio
 
 from gateway.api.http11 import NEED_DATA, HttpError, Request, RequestReader, response_head
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
 
 log = structlog.get_logger("gateway.api.httpserver")
 
@@ -36,6 +38,13 @@ SEND_TIMEOUT = 60.0  # seconds a response may take to leave (a client that stopp
 READ_SIZE = 64 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})  # and 1xx: no body, no Content-Length (RFC 9110 8.6)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The server's own refusals use the apps' machine codes (docs/api.md) where a typed error
+# has that status; the rest (417, 431, 501, 505) have no typed error and answer http_<status>.
+_ERROR_CODES = {
+    BadRequest.http_status: BadRequest.code,
+    PayloadTooLarge.http_status: PayloadTooLarge.code,
+    GatewayError.http_status: GatewayError.code,  # 500 internal_error, as the apps answer it
+}
 
 
 async def serve(
@@ -137,7 +146,7 @@ async def _send(stream: trio.SocketStream, data: bytes, guard: trio.CancelScope)
 
 async def _send_error(stream: trio.SocketStream, status: int, message: str) -> None:
     """A refused request: JSON error body (the APIs' shape), then the connection closes."""
-    code = "bad_request" if status == 400 else f"http_{status}"
+    code = _ERROR_CODES.get(status) or f"http_{status}"
     body = msgspec.json.encode({"error": {"code": code, "message": message}})
     head = response_head(
         status,

@@ -125,13 +125,13 @@ class SubmitResult(msgspec.Struct, frozen=True, gc=False):
 
 def classify(response: P.Pdu) -> SubmitResult:
     """Map an SMSC response to an outcome. generic_nack is always retryable: it says the
-    PDU could not be handled, not that the message is bad."""
+    PDU could not be handled, not that the message is bad. It also always counts as
+    throttled, whatever its command_status (ESME_RSYSERR as much as ESME_RTHROTTLED): an
+    SMSC nacking submits is overloaded or struggling, so the channel backs off too."""
     status = response.command_status
     message_id = getattr(response, "message_id", None)
     if response.command_id == CommandId.GENERIC_NACK:
-        return SubmitResult(
-            Outcome.RETRY, status, None, response, throttled=status in THROTTLING_STATUSES
-        )
+        return SubmitResult(Outcome.RETRY, status, None, response, throttled=True)
     if status == CommandStatus.ESME_ROK:
         return SubmitResult(Outcome.ACCEPTED, status, message_id, response)
     if is_retryable(status):
