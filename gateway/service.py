@@ -216,7 +216,9 @@ class Gateway:
                 continue
             if m.state is State.SUBMITTING:
                 ch_cfg = self.cfg.channel(m.channel) if m.channel else None
-                policy = ch_cfg.on_submitting_recovery if ch_cfg is not None else "resubmit"
+                # Only a channel set to "unknown" stores `submitting` (with "resubmit" it stays
+                # in memory): if that channel is gone from the config, its policy still holds.
+                policy = ch_cfg.on_submitting_recovery if ch_cfg is not None else "unknown"
                 if policy == "unknown":
                     self.store.set_state_nowait(
                         m.id, State.UNKNOWN, now=self.wall(), error="process stopped while submitting"
