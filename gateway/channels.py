@@ -700,15 +700,27 @@ class Channel:
         rec.done_at = rec.updated_at = at
         self._forget(job)
 
+    def _expire_queued(self, now: float) -> None:
+        """Expire the queued messages whose validity has passed (the channel is down)."""
+        queue = self.queue
+        if not any(job.record.expires_at <= now for job in queue):
+            return
+        for job in queue.drain(lambda job: job.record.expires_at > now):
+            self._expired(job, now)  # finishes it EXPIRED, as a dispatcher would
+
     async def _housekeeping(self) -> None:
-        """Expire submitted messages whose receipts never came; track channel up/down."""
+        """Expire submitted messages whose receipts never came, and, while the channel is
+        down, queued messages whose validity passed; track channel up/down."""
         while True:
             await trio.sleep(1.0)
             now = self._wall()
             if self.up:
                 self.down_since = None
-            elif self.down_since is None:
-                self.down_since = trio.current_time()
+            else:
+                if self.down_since is None:
+                    self.down_since = trio.current_time()
+                # No dispatcher takes them (where expiry is checked): expire them here.
+                self._expire_queued(now)
             late = [
                 j
                 for j in list(self._awaiting.values())[:10_000]
