@@ -480,15 +480,32 @@ class Channel:
 
     def _prepare(self, job: Job, now: float) -> bool:
         """The job's submit_sm PDUs (kept for its retries in this attempt); False if its
-        text cannot be encoded (then it is rejected)."""
+        text cannot be encoded, or this channel splits it into another number of segments
+        than it was accepted with (then it is rejected)."""
         if job.pdus is None:
             rec = job.record
             try:
-                job.pdus = self._templates.pdus(rec, rec.concat_ref or 0, now)
+                pdus = self._templates.pdus(rec, rec.concat_ref or 0, now)
             except (T.TextError, P.PduError) as e:
                 self._finish(job, State.REJECTED, error_code="encoding", error=str(e))
                 self.stats.rejected += 1
                 return False
+            if len(pdus) != len(job.segments):
+                # The segments were fixed at intake for the first channel; this one's text
+                # settings (concatenation, allow_latin1) split the text differently. Sending
+                # would skip parts or index past the PDUs: refuse the message instead.
+                self._finish(
+                    job,
+                    State.REJECTED,
+                    error_code="segmentation_changed",
+                    error=(
+                        f"channel {self.name} splits the message into {len(pdus)} segment(s), "
+                        f"it was accepted as {len(job.segments)}"
+                    ),
+                )
+                self.stats.rejected += 1
+                return False
+            job.pdus = pdus
         return True
 
     def _send_one(self, client: EsmeClient, job: Job, i: int) -> None:
