@@ -65,6 +65,9 @@ EARLY_RECEIPT_HOLD = 120.0  # how long an unmatched receipt waits (in memory) fo
 EARLY_RECEIPTS_MAX = 100_000
 AWAITING_RECEIPTS_MAX = 500_000  # submitted messages kept in memory for receipt matching
 
+_DELIVERED = State.DELIVERED
+_SEGMENT_FAILED = SEGMENT_FINAL - {SegmentState.DELIVERED}
+
 # A matched receipt to apply: (owning channel, job, segment index, segment state it
 # reports, error code)
 ReceiptEffect = tuple["Channel", "Job", int, "str | None", "str | None"]
@@ -81,11 +84,12 @@ class Job:
         self.pdus: list[P.Pdu | P.Encoded] | None = None
         self.pending = 0
         self.outcomes: dict[int, SubmitResult] = {}
-        # Receipts being stored (segment index -> the state they report), applied in memory
-        # once their batch commits. Deliver batches of several binds are stored at the same
-        # time: each computes its effects over what the others are storing, so the batch
-        # that completes a message carries its final move (see Channel._on_deliver).
-        self.receipts_in_flight: dict[int, str] | None = None
+        # Receipts being stored (segment index -> the state and error they report), applied
+        # in memory once their batch commits. Deliver batches of several binds are stored
+        # at the same time: each computes its effects over what the others are storing, so
+        # the batch that completes a message carries its final move (see
+        # Channel._on_deliver).
+        self.receipts_in_flight: dict[int, tuple[str, str | None]] | None = None
         # The final state whose move a receipt batch stores (or stored) with its receipts.
         self.final_move: State | None = None
 
@@ -476,15 +480,32 @@ class Channel:
 
     def _prepare(self, job: Job, now: float) -> bool:
         """The job's submit_sm PDUs (kept for its retries in this attempt); False if its
-        text cannot be encoded (then it is rejected)."""
+        text cannot be encoded, or this channel splits it into another number of segments
+        than it was accepted with (then it is rejected)."""
         if job.pdus is None:
             rec = job.record
             try:
-                job.pdus = self._templates.pdus(rec, rec.concat_ref or 0, now)
+                pdus = self._templates.pdus(rec, rec.concat_ref or 0, now)
             except (T.TextError, P.PduError) as e:
                 self._finish(job, State.REJECTED, error_code="encoding", error=str(e))
                 self.stats.rejected += 1
                 return False
+            if len(pdus) != len(job.segments):
+                # The segments were fixed at intake for the first channel; this one's text
+                # settings (concatenation, allow_latin1) split the text differently. Sending
+                # would skip parts or index past the PDUs: refuse the message instead.
+                self._finish(
+                    job,
+                    State.REJECTED,
+                    error_code="segmentation_changed",
+                    error=(
+                        f"channel {self.name} splits the message into {len(pdus)} segment(s), "
+                        f"it was accepted as {len(job.segments)}"
+                    ),
+                )
+                self.stats.rejected += 1
+                return False
+            job.pdus = pdus
         return True
 
     def _send_one(self, client: EsmeClient, job: Job, i: int) -> None:
@@ -669,35 +690,54 @@ class Channel:
             if seg.id_key and self._by_key.get(seg.id_key, (None,))[0] is job:
                 del self._by_key[seg.id_key]
 
-    def _check_complete(self, job: Job, stored_at: float | None = None) -> None:
-        """Move a submitted job whose segments are all final to its final state. `stored_at`:
-        the move was committed already (with its receipts, at that time); memory only."""
+    def _check_complete(self, job: Job) -> None:
+        """Move a submitted job whose segments say final (message_state_from_segments) to
+        that state, queued in the store; a failure with the receipt error of the segment
+        that decided it."""
         if job.record.state is not State.SUBMITTED:
             return
         segs = job.segments
-        if stored_at is not None and len(segs) == 1 and job.final_move is not None:
-            final = job.final_move  # what its receipt batch computed and stored
-        else:
-            final = message_state_from_segments([s.state for s in segs])
+        final = message_state_from_segments([s.state for s in segs])
         if final is not None:
             rec = job.record
-            if stored_at is None:
-                rec.done_at = self._wall()
-                self._set_state(job, final)
-            else:
-                rec.state = final
-                rec.done_at = rec.updated_at = stored_at
+            error_code = None if final is _DELIVERED else _deciding_error(segs)
+            if error_code is not None:
+                rec.error_code = error_code
+            rec.done_at = self._wall()
+            self._set_state(job, final, error_code=error_code)
             self._forget(job)
 
+    def _moved(self, job: Job, final: State, error_code: str | None, at: float) -> None:
+        """In memory only: the move to `final` committed with its receipts at `at`
+        (`error_code` None leaves the record's alone, as the store does)."""
+        rec = job.record
+        rec.state = final
+        if error_code is not None:
+            rec.error_code = error_code
+        rec.done_at = rec.updated_at = at
+        self._forget(job)
+
+    def _expire_queued(self, now: float) -> None:
+        """Expire the queued messages whose validity has passed (the channel is down)."""
+        queue = self.queue
+        if not any(job.record.expires_at <= now for job in queue):
+            return
+        for job in queue.drain(lambda job: job.record.expires_at > now):
+            self._expired(job, now)  # finishes it EXPIRED, as a dispatcher would
+
     async def _housekeeping(self) -> None:
-        """Expire submitted messages whose receipts never came; track channel up/down."""
+        """Expire submitted messages whose receipts never came, and, while the channel is
+        down, queued messages whose validity passed; track channel up/down."""
         while True:
             await trio.sleep(1.0)
             now = self._wall()
             if self.up:
                 self.down_since = None
-            elif self.down_since is None:
-                self.down_since = trio.current_time()
+            else:
+                if self.down_since is None:
+                    self.down_since = trio.current_time()
+                # No dispatcher takes them (where expiry is checked): expire them here.
+                self._expire_queued(now)
             late = [
                 j
                 for j in list(self._awaiting.values())[:10_000]
@@ -797,9 +837,31 @@ class Channel:
                 if job.record.id in moved:
                     job.final_move = None
             raise
+        multipart: dict[str, tuple[Channel, Job]] | None = None
         for owner, job, idx, seg_state, error_code in to_apply:
             _done_in_flight(job, idx)
             owner._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
+            if len(job.segments) > 1:
+                if multipart is None:
+                    multipart = {}
+                multipart[job.record.id] = (owner, job)
+        if multipart is not None:
+            # A multipart message moves once all of the batch is applied: its move was
+            # computed over all of it (the first failed segment, not the first applied).
+            carried = {m.message_id: m for m in moves}
+            for owner, job in multipart.values():
+                owner._complete_multipart(job, carried.get(job.record.id), now)
+
+    def _complete_multipart(self, job: Job, move: StateMove | None, now: float) -> None:
+        """After a receipt batch is stored and applied: the move it carried for `job`
+        (`move`), committed, is made in memory. Without one, the batch carrying the move
+        is still being stored and makes it; if none does (it failed), memory decides."""
+        if job.record.state is not State.SUBMITTED:
+            return
+        if move is not None:
+            self._moved(job, move.state, move.error_code, now)
+        elif job.final_move is None and not job.receipts_in_flight:
+            self._check_complete(job)
 
     def _hold_early(self, key: str, receipt: Receipt, now: float) -> None:
         early = self._early
@@ -835,9 +897,15 @@ class Channel:
         if seg.id_key:
             self._by_key.pop(seg.id_key, None)
         if job.record.state is State.SUBMITTED:
-            # Memory says final only once every segment's receipt is applied, i.e. once
-            # every batch that stored one committed, the one with the final move included.
-            self._check_complete(job, now if stored and job.final_move is not None else None)
+            if not stored:
+                self._check_complete(job)
+            elif len(job.segments) == 1:
+                final = job.final_move  # what its receipt batch computed and stored
+                if final is None:
+                    self._check_complete(job)
+                else:
+                    self._moved(job, final, None if final is _DELIVERED else error_code, now)
+            # else: a multipart message moves after the whole batch (_store_receipts)
 
     def _in_memory(self, key: str) -> tuple[Channel, Job, int] | None:
         found = self._by_key.get(key)
@@ -876,10 +944,12 @@ def _receipt_effects(
     final state of each submitted message whose segments are then all final, counting the
     receipts other batches are storing (several receipts of one message may share a batch,
     or be in two batches stored at once). Marks the receipts in flight and the messages
-    whose final move this batch carries; Channel._apply_receipt makes the changes in memory
-    once they are stored."""
+    whose final move this batch carries; Channel._apply_receipt (and, for multipart
+    messages, Channel._complete_multipart) makes the changes in memory once they are
+    stored. A move to a failure carries the receipt error of the segment that decided it
+    (the first failed one), a move to delivered none."""
     segments: list[SegmentReceipt] = []
-    states: dict[str, tuple[Job, list[str]]] = {}
+    states: dict[str, tuple[Job, dict[int, tuple[str, str | None]]]] = {}
     moves: list[StateMove] = []
     for _owner, job, idx, seg_state, error_code in to_apply:
         seg = job.segments[idx]
@@ -891,22 +961,35 @@ def _receipt_effects(
             # counts another receipt for it as a duplicate): no in-flight dict needed.
             if job.record.state is State.SUBMITTED and job.final_move is None:
                 final = job.final_move = message_state_from_segments([seg_state])
-                moves.append(StateMove(job.record.id, final, now))
+                # a failure carries its receipt error; delivered carries none
+                moves.append(StateMove(job.record.id, final, now, None if final is _DELIVERED else error_code))
             continue
         in_flight = job.receipts_in_flight
         if in_flight is None:
             in_flight = job.receipts_in_flight = {}
-        in_flight[idx] = seg_state
+        in_flight[idx] = (seg_state, error_code)
         if job.record.state is State.SUBMITTED and job.final_move is None:
             states[job.record.id] = (job, in_flight)
     for job, in_flight in states.values():
         # What the segments will say once this batch and those being stored commit.
-        seg_states = [in_flight.get(i, s.state) for i, s in enumerate(job.segments)]
-        final = message_state_from_segments(seg_states)
+        seg_states = [in_flight.get(i, (s.state, s.receipt_error)) for i, s in enumerate(job.segments)]
+        final = message_state_from_segments([state for state, _ in seg_states])
         if final is not None:
             job.final_move = final
-            moves.append(StateMove(job.record.id, final, now))
+            error_code = None
+            if final is not _DELIVERED:  # the error of the first failed segment decided it
+                error_code = next(err for state, err in seg_states if state in _SEGMENT_FAILED)
+            moves.append(StateMove(job.record.id, final, now, error_code))
     return segments, moves
+
+
+def _deciding_error(segments: list[SegmentRecord]) -> str | None:
+    """The receipt error of the segment that made a message fail: the first failed one
+    (message_state_from_segments takes its state)."""
+    for seg in segments:
+        if seg.state in _SEGMENT_FAILED:
+            return seg.receipt_error
+    return None
 
 
 def _done_in_flight(job: Job, idx: int) -> None:

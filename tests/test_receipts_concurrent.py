@@ -22,6 +22,7 @@ class Store:
         self.calls: list[tuple[trio.Event, list]] = []
         self.committed_moves: list[tuple[str, State]] = []
         self.nowait_moves: list[tuple[str, State]] = []
+        self.committed_errors: list[str | None] = []
         self.fail_next = False
 
     async def record_receipts(self, records, *, segments=(), moves=()):
@@ -32,6 +33,7 @@ class Store:
         if fail:
             raise Unavailable("store write failed")
         self.committed_moves += [(m.message_id, m.state) for m in moves]
+        self.committed_errors += [m.error_code for m in moves]
 
     def set_state_nowait(self, message_id, state, **_kw):
         self.nowait_moves.append((message_id, state))
@@ -40,11 +42,12 @@ class Store:
         pass
 
 
-def receipt(smsc_id: str) -> P.DeliverSm:
-    text = f"id:{smsc_id} sub:001 dlvrd:001 submit date:2611260101 done date:2611260101 stat:DELIVRD err:000 text:"
+def receipt(smsc_id: str, stat: str = "DELIVRD", err: str = "000") -> P.DeliverSm:
+    text = f"id:{smsc_id} sub:001 dlvrd:001 submit date:2611260101 done date:2611260101 stat:{stat} err:{err} text:"
+    state = {"DELIVRD": 2, "UNDELIV": 5}[stat]
     return P.DeliverSm(
         esm_class=0x04, short_message=text.encode(),
-        tlvs=[P.Tlv(Tag.RECEIPTED_MESSAGE_ID, smsc_id), P.Tlv(Tag.MESSAGE_STATE, 2)],
+        tlvs=[P.Tlv(Tag.RECEIPTED_MESSAGE_ID, smsc_id), P.Tlv(Tag.MESSAGE_STATE, state)],
     )
 
 
@@ -88,6 +91,39 @@ async def test_two_batches_in_flight_one_carries_the_final_move(nursery, commit_
     assert store.committed_moves == [("m1", State.DELIVERED)]
     assert store.nowait_moves == []
     assert job.record.state is State.DELIVERED
+    assert job.receipts_in_flight is None
+
+
+@pytest.mark.parametrize("commit_order", [(0, 1), (1, 0)])
+async def test_the_move_to_a_failure_carries_its_error_whatever_the_order(nursery, commit_order):
+    """The batch carrying the move commits first or last: memory follows the committed
+    move, with the failed segment's receipt error, as soon as it is committed."""
+    ch, store, job = await submitted_two_segment_message()
+    done = []
+
+    async def deliver(pdu):
+        done.append(await ch._on_deliver([pdu]))
+
+    with trio.fail_after(5):
+        nursery.start_soon(deliver, receipt("1"))
+        while len(store.calls) < 1:
+            await trio.sleep(0)
+        nursery.start_soon(deliver, receipt("2", "UNDELIV", "027"))
+        while len(store.calls) < 2:
+            await trio.sleep(0)
+        assert [len(moves) for _, moves in store.calls] == [0, 1]
+        for n, i in enumerate(commit_order):
+            store.calls[i][0].set()
+            await trio.sleep(0.01)
+            if n == 0:  # memory moves with the commit of the move, not before
+                moved = i == 1
+                assert job.record.state is (State.UNDELIVERABLE if moved else State.SUBMITTED)
+        while len(done) < 2:
+            await trio.sleep(0)
+    assert store.committed_moves == [("m1", State.UNDELIVERABLE)]
+    assert store.committed_errors == ["027"]
+    assert store.nowait_moves == []
+    assert job.record.state is State.UNDELIVERABLE and job.record.error_code == "027"
     assert job.receipts_in_flight is None
 
 

@@ -1018,6 +1018,27 @@ async def test_receipts_commit_with_their_effects(store):
     assert store.stats.receipts == 1
 
 
+async def test_a_receipt_move_stores_its_error_code(store):
+    """A move to a failure carries the receipt error (error_code); a move without one
+    (delivered) leaves error_code as it is, like set_state_nowait."""
+    failed, failed_segs = msg(1, state=State.SUBMITTED)
+    ok, ok_segs = msg(2, state=State.SUBMITTED)
+    await store.insert_messages([(failed, failed_segs), (ok, ok_segs)])
+    await store.record_receipts(
+        [],
+        segments=[
+            SegmentReceipt(failed.id, 1, SegmentState.UNDELIVERABLE, "001", T0 + 5),
+            SegmentReceipt(ok.id, 1, SegmentState.DELIVERED, "000", T0 + 5),
+        ],
+        moves=[StateMove(failed.id, State.UNDELIVERABLE, T0 + 5, "001"), StateMove(ok.id, State.DELIVERED, T0 + 5)],
+    )
+    view = await store.get_message("acme", failed.id)
+    assert (view.message.state, view.message.error_code, view.message.error) == (State.UNDELIVERABLE, "001", None)
+    assert view.message.done_at == T0 + 5
+    view = await store.get_message("acme", ok.id)
+    assert (view.message.state, view.message.error_code) == (State.DELIVERED, None)
+
+
 @pytest.mark.parametrize("same_batch", [False, True])
 async def test_a_receipt_writes_only_its_columns_of_the_segment(store, same_batch):
     """record_receipts writes a segment's state, receipt_error and receipt_at (the submit

@@ -84,11 +84,14 @@ class ReceiptRecord(msgspec.Struct, kw_only=True):
 
 
 class StateMove(msgspec.Struct, frozen=True):
-    """A message's move to `state` at wall time `at` (store.record_receipts)."""
+    """A message's move to `state` at wall time `at` (store.record_receipts); to a failure,
+    with the receipt error of the segment that decided it (`None` leaves the stored
+    error_code unchanged, like set_state_nowait)."""
 
     message_id: str
     state: State
     at: float
+    error_code: str | None = None
 
 
 class MessageView(msgspec.Struct, kw_only=True):

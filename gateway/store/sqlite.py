@@ -1343,14 +1343,15 @@ class SqliteStore(Store):
         """Store receipts durably (one deliver batch of a bind) together with what they
         change, in one transaction: their segments' receipt columns (state, receipt_error,
         receipt_at; over a version queued by update_segment_nowait in the same batch) and
-        the moves of their messages (like set_state_nowait), after every op queued before.
+        the moves of their messages (like set_state_nowait, with their error_code), after
+        every op queued before.
         A receipt acknowledged to the SMSC is never stored without its effect."""
         if not receipts and not segments and not moves:
             return
         rows = [msgspec.structs.astuple(r) for r in receipts]
         seg_rows = [(g.state, g.receipt_error, g.receipt_at, g.message_id, g.seq) for g in segments]
-        states = [
-            (m.message_id, State(m.state)._value_, m.at, None, None, None, None)
+        states = [  # set_state_nowait's layout: id, state, now, channel, attempts, error_code, error
+            (m.message_id, State(m.state)._value_, m.at, None, None, m.error_code, None)
             for m in moves
         ]
         weight = len(rows) + len(seg_rows) + len(states)
