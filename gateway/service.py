@@ -327,9 +327,12 @@ class Gateway:
                 built.append((rec, [SegmentRecord(message_id=mid, seq=1)]))
             else:
                 built.append((rec, [SegmentRecord(message_id=mid, seq=k + 1) for k in range(count)]))
-        if body.client_ref is not None:
-            # A request sent again (the client retried): answer it from the store, storing
-            # nothing, or refuse it if the reference was used for a different message.
+        if body.client_ref is not None and len(built) > 1:
+            # A batch sent again (the client retried): answer it from the store, storing
+            # nothing, or refuse it if the reference was used for other messages. Read
+            # first because a batch with more recipients than the first would otherwise
+            # store the new ones before the conflict shows. A single message needs no read:
+            # the insert finds it (checked below).
             prior = await self.store.find_by_client_ref(tenant.id, built[0][0].client_ref or "")
             if prior is not None:
                 return await self._replayed(tenant, built)
@@ -365,8 +368,8 @@ class Gateway:
         if duplicates:
             self.limiter.refund(tenant.id, duplicates, wall)
         if conflicts and duplicates == len(built):
-            # Raced with another request using the same reference for other content (the
-            # check above saw neither): nothing was stored by this one.
+            # The reference names other content (a single message, or a batch that raced
+            # with the one stored under it): nothing was stored by this request.
             raise _conflict(body.client_ref)
         return out
 
