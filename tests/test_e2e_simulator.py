@@ -92,34 +92,25 @@ async def test_multipart_ucs2_is_split_submitted_and_reassembled(nursery, tmp_pa
         assert view.message.concat_ref is not None
 
 
-async def test_throttled_smsc_slows_the_channel_but_loses_nothing(nursery, tmp_path):
-    cfg = make_config([account("gw", "secret", faults={"max_tps": 40})], message_id_format="hex")
+@pytest.mark.parametrize(
+    "faults,count",
+    [
+        ({"max_tps": 40}, 120),
+        # ESME_RSYSERR is not a throttling status on its own: as a generic_nack it still
+        # halves the channel's rate, and the segments are retried, not failed
+        ({"generic_nack": 0.3, "generic_nack_status": "ESME_RSYSERR"}, 60),
+    ],
+    ids=["throttled", "generic_nack_syserr"],
+)
+async def test_an_smsc_pushing_back_slows_the_channel_but_loses_nothing(nursery, tmp_path, faults, count):
+    cfg = make_config([account("gw", "secret", faults=faults)], message_id_format="hex")
     async with simulator(cfg) as srv:
         gw = await start_gateway(nursery, tmp_path, [("sim", srv.port)], tps=200.0)
         tenant = gw.authenticate(API_KEY)
         await wait_until(lambda: gw.channels["sim"].up)
-        sent = await gw.accept(tenant, SendMessage(to=[f"4915112{i:06d}" for i in range(120)], text="x"))
+        sent = await gw.accept(tenant, SendMessage(to=[f"4915112{i:06d}" for i in range(count)], text="x"))
         got = await wait_final(gw, tenant, [m.id for m in sent], timeout=30)
-        assert got == ["delivered"] * 120
-        ch = gw.channels["sim"]
-        assert ch.stats.throttled > 0 and ch.stats.retries > 0
-        assert ch.rate.decreases > 0  # AIMD backed off
-
-
-async def test_generic_nack_of_any_status_backs_the_channel_off(nursery, tmp_path):
-    """generic_nack ESME_RSYSERR (not a throttling status on its own) still halves the
-    channel's rate, and the segments are retried, not failed."""
-    cfg = make_config(
-        [account("gw", "secret", faults={"generic_nack": 0.3, "generic_nack_status": "ESME_RSYSERR"})],
-        message_id_format="hex",
-    )
-    async with simulator(cfg) as srv:
-        gw = await start_gateway(nursery, tmp_path, [("sim", srv.port)], tps=200.0)
-        tenant = gw.authenticate(API_KEY)
-        await wait_until(lambda: gw.channels["sim"].up)
-        sent = await gw.accept(tenant, SendMessage(to=[f"4915112{i:06d}" for i in range(60)], text="x"))
-        got = await wait_final(gw, tenant, [m.id for m in sent], timeout=30)
-        assert got == ["delivered"] * 60
+        assert got == ["delivered"] * count
         ch = gw.channels["sim"]
         assert ch.stats.throttled > 0 and ch.stats.retries > 0
         assert ch.rate.decreases > 0  # AIMD backed off
