@@ -64,6 +64,7 @@ RETRY_MAX = 60.0
 EARLY_RECEIPT_HOLD = 120.0  # how long an unmatched receipt waits (in memory) for its resp
 EARLY_RECEIPTS_MAX = 100_000
 AWAITING_RECEIPTS_MAX = 500_000  # submitted messages kept in memory for receipt matching
+RECEIPT_COMMIT_WAIT = 30.0  # a receipt batch waits this long for its commit, even if cancelled
 
 _DELIVERED = State.DELIVERED
 _SEGMENT_FAILED = SEGMENT_FINAL - {SegmentState.DELIVERED}
@@ -829,7 +830,14 @@ class Channel:
         SMSC sends its receipts again) and takes back the moves it carried."""
         segments, moves = _receipt_effects(to_apply, now)
         try:
-            await self.store.record_receipts(records, segments=segments, moves=moves)
+            # Shielded (bounded): a cancelled wait does not cancel the store's op, which
+            # commits anyway, so giving the moves back on a cancellation (a bind closing
+            # while the batch commits) made memory disagree with the store, and the SMSC's
+            # second copy of the receipt then stored a second final move (refused).
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + RECEIPT_COMMIT_WAIT) as wait:
+                await self.store.record_receipts(records, segments=segments, moves=moves)
+            if wait.cancelled_caught:
+                raise Unavailable(f"receipts not committed within {RECEIPT_COMMIT_WAIT:.0f} s")
         except BaseException:
             moved = {m.message_id for m in moves}
             for _owner, job, idx, _state, _error in to_apply:

@@ -21,7 +21,6 @@ from gateway.channels import Channel, Job, ReceiptScope
 from gateway.errors import (
     Conflict,
     Forbidden,
-    GatewayError,
     InvalidBody,
     MessageRejected,
     NoRoute,
@@ -611,11 +610,13 @@ class Gateway:
             for name in d.reconnect:
                 old_ch = self.channels.pop(name, None)
                 cfg = new.channel(name)
-                new_ch = await self._start_channel(cfg) if cfg is not None else None
+                if cfg is not None:
+                    await self._start_channel(cfg)  # the new binds first
                 if old_ch is not None:
                     left = await old_ch.drain_and_stop()
                     for job in left:
-                        self._route_job(job, initial=False)  # new_ch if it splits it the same
+                        # to the new channel of that name if it splits the text the same
+                        self._route_job(job, initial=False)
                     self._rehome(old_ch)
             for name in d.removed:
                 ch = self.channels.pop(name, None)

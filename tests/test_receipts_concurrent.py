@@ -188,3 +188,50 @@ async def test_a_one_segment_receipt_in_flight_makes_a_second_one_a_duplicate(nu
             await trio.sleep(0)
     assert store.committed_moves == [("m1", State.DELIVERED)]
     assert job.record.state is State.DELIVERED
+
+
+async def test_a_batch_cancelled_while_its_commit_is_in_flight_still_applies_it(nursery):
+    """The bind closes (its tasks are cancelled) while a receipt batch waits for its commit:
+    the store's op commits anyway, so the batch still applies it in memory and keeps its
+    final move. The SMSC's second copy of the unanswered receipt is then a duplicate, not a
+    second final move (before: the move was given back, and the copy stored another)."""
+    ch, store, job = await submitted_two_segment_message()
+    job.segments = job.segments[:1]
+    job.record.segment_count = 1
+    outcome = []
+
+    async def deliver(scope_box):
+        with trio.CancelScope() as scope:
+            scope_box.append(scope)
+            await ch._on_deliver([receipt("1")])
+            await trio.sleep_forever()  # the ESME's answer would be sent here
+        outcome.append(scope.cancelled_caught)
+
+    box: list[trio.CancelScope] = []
+    nursery.start_soon(deliver, box)
+    await wait_until_called(store, 1)
+    box[0].cancel()  # the bind goes away while the commit is in flight
+    await trio.sleep(0.01)
+    store.calls[0][0].set()  # the commit completes
+    with trio.fail_after(2):
+        while not outcome:
+            await trio.sleep(0.001)
+    assert outcome == [True]
+    assert store.committed_moves == [("m1", State.DELIVERED)]
+    assert job.record.state is State.DELIVERED and job.final_move is State.DELIVERED
+    # the SMSC sends the receipt again (it was never answered): no second final move
+    store.find_segment = _nothing
+    nursery.start_soon(ch._on_deliver, [receipt("1")])
+    await wait_until_called(store, 2)
+    assert store.calls[1][1] == []
+    store.calls[1][0].set()
+
+
+async def _nothing(*_args):
+    return None
+
+
+async def wait_until_called(store: Store, n: int) -> None:
+    with trio.fail_after(2):
+        while len(store.calls) < n:
+            await trio.sleep(0.001)

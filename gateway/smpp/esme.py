@@ -229,6 +229,7 @@ class EsmeClient:
         self._wake_writer = trio.Event()
         self._window_lot = trio.lowlevel.ParkingLot()
         self._deliver_pending: list[P.Pdu] = []
+        self._delivering = 0  # deliver batches with the handler (answered when it returns)
         self._deliver_wake = trio.Event()
         self._deliver_room = trio.lowlevel.ParkingLot()
         self._conn_scope: trio.CancelScope | None = None
@@ -337,7 +338,10 @@ class EsmeClient:
         session = self._session
         if session is not None and session.bound and self._stream is not None:
             with trio.move_on_after(self.settings.response_timeout):
-                while session.outstanding:
+                # Our requests answered, and what the SMSC delivered answered too: a
+                # deliver_sm stored but not answered before the unbind is sent again (on
+                # another bind), a second copy racing the first one's commit.
+                while session.outstanding or self._deliver_pending or self._delivering:
                     await trio.sleep(0.01)
             if session.bound:
                 try:
@@ -651,9 +655,11 @@ class EsmeClient:
         batch: list[P.Pdu],
         slots: trio.Semaphore,
     ) -> None:
+        self._delivering += 1
         try:
             await self._answer(stream, session, conn_scope, batch)
         finally:
+            self._delivering -= 1
             slots.release()
 
     async def _answer(
