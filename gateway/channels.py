@@ -67,6 +67,7 @@ AWAITING_RECEIPTS_MAX = 500_000  # submitted messages kept in memory for receipt
 RECEIPT_COMMIT_WAIT = 30.0  # a receipt batch waits this long for its commit, even if cancelled
 
 _DELIVERED = State.DELIVERED
+_ALERT_NOTIFICATION = P.AlertNotification.command_id
 _SEGMENT_FAILED = SEGMENT_FINAL - {SegmentState.DELIVERED}
 
 # A matched receipt to apply: (owning channel, job, segment index, segment state it
@@ -112,6 +113,7 @@ class ChannelStats(msgspec.Struct, kw_only=True):
     receipts_duplicate: int = 0
     receipts_early: int = 0
     mo: int = 0
+    alerts: int = 0  # alert_notification (no answer is due)
 
 
 class ReceiptScope:
@@ -570,7 +572,11 @@ class Channel:
                     self.stats.receipts_matched += 1
                     self.stats.receipts_unmatched -= 1
                     receipt, _ = early
-                    seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
+                    seg_state = (
+                        RECEIPT_SEGMENT_STATE.get(receipt.state)
+                        if receipt.state is not None and not receipt.intermediate
+                        else None
+                    )
                     self._apply_receipt(job, idx, seg_state, receipt.error_code, now)
         elif result.throttled:
             self.stats.throttled += 1
@@ -764,13 +770,22 @@ class Channel:
         for pdu in pdus:
             receipt = receipt_from_pdu(pdu, details=False)  # the dates and excerpt go unused
             if receipt is None:
-                self.stats.mo += 1
-                self.log.info("mo_received", command=pdu.command_name)
+                if pdu.command_id == _ALERT_NOTIFICATION:  # a handset is reachable again
+                    self.stats.alerts += 1
+                else:
+                    self.stats.mo += 1
+                    self.log.info("mo_received", command=pdu.command_name)
                 continue
             self.stats.receipts += 1
             raw_id = receipt.message_id or ""
             key = receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else ""
-            seg_state = RECEIPT_SEGMENT_STATE.get(receipt.state) if receipt.state is not None else None
+            seg_state = (
+                RECEIPT_SEGMENT_STATE.get(receipt.state)
+                # An intermediate notification (esm_class 0x20) reports progress, not an
+                # outcome: stored, matched, never applied (UNDELIV there means "retrying").
+                if receipt.state is not None and not receipt.intermediate
+                else None
+            )
             record = ReceiptRecord(
                 channel=self.name,
                 smsc_message_id=raw_id,

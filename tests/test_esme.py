@@ -100,6 +100,20 @@ async def test_generic_nack_is_retryable(smsc, nursery):
     await client.close()
 
 
+@pytest.mark.parametrize("status", [CommandStatus.ESME_RINVCMDID, CommandStatus.ESME_RINVCMDLEN])
+async def test_generic_nack_saying_the_pdu_is_wrong_is_final(smsc, nursery, status):
+    """Unknown command or bad length: the same submit_sm would be nacked again, so it is
+    rejected, not retried (and the channel is not slowed for it)."""
+    smsc.on_submit = lambda conn, pdu: [P.GenericNack(sequence_number=pdu.sequence_number, command_status=status)]
+    client = EsmeClient(settings(smsc.port))
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        r = await client.submit(submit())
+    assert (r.outcome, r.throttled, r.status) == (Outcome.REJECTED, False, status)
+    assert r.reason == f"generic_nack:{status.name}"
+    await client.close()
+
+
 async def test_response_timeout_frees_the_window(smsc, nursery):
     smsc.on_submit = lambda conn, pdu: None  # never answer
     client = EsmeClient(settings(smsc.port, window=2, response_timeout=0.3))
@@ -376,3 +390,51 @@ def test_receipt_acks_are_the_codecs_bytes(seq):
     for request, resp_cls in ((P.DeliverSm, P.DeliverSmResp), (P.DataSm, P.DataSmResp)):
         ack = P.Encoded(esme._ACK_ID[request.command_id], esme._EMPTY_ID, seq)
         assert ack.encode() == resp_cls(sequence_number=seq, message_id="").encode()
+
+
+async def test_what_arrives_with_the_bind_response_is_handled(nursery):
+    """An SMSC may write a held receipt and an enquire_link right behind bind_resp, in one
+    segment: the ESME answers both (before, everything after bind_resp in that read was
+    dropped: the receipt went unanswered until the SMSC's timeout, the enquire_link too)."""
+    answers: list[P.Pdu] = []
+
+    async def raw_smsc(stream: trio.SocketStream) -> None:
+        bind = P.decode(await stream.receive_some(4096))
+        receipt = P.DeliverSm(
+            sequence_number=77, source_addr="1", destination_addr="2", esm_class=4,
+            short_message=b"id:1 sub:001 dlvrd:001 submit date:2401010000 done date:2401010000 stat:DELIVRD err:000 text:x",
+        )
+        link = P.EnquireLink(sequence_number=78)
+        await stream.send_all(P.make_response(bind, system_id="SMSC").encode() + receipt.encode() + link.encode())
+        buf = b""
+        with trio.move_on_after(3):
+            while len(answers) < 2:
+                data = await stream.receive_some(4096)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 16 and len(buf) >= int.from_bytes(buf[:4], "big"):
+                    n = int.from_bytes(buf[:4], "big")
+                    answers.append(P.decode(buf[:n]))
+                    buf = buf[n:]
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(trio.serve_listeners, raw_smsc, listeners)
+    delivered: list[P.Pdu] = []
+
+    async def on_deliver(pdus):
+        delivered.extend(pdus)
+        return [0] * len(pdus)
+
+    client = EsmeClient(settings(port, enquire_link_interval=100), on_deliver=on_deliver)
+    nursery.start_soon(client.run)
+    with trio.fail_after(2):
+        while len(answers) < 2:
+            await trio.sleep(0.01)
+    assert [p.sequence_number for p in delivered] == [77]
+    assert sorted((p.command_name, p.sequence_number, p.command_status) for p in answers) == [
+        ("deliver_sm_resp", 77, 0),
+        ("enquire_link_resp", 78, 0),
+    ]
+    await client.close()

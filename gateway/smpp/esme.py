@@ -31,8 +31,8 @@ from __future__ import annotations
 import enum
 import random
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -124,13 +124,18 @@ class SubmitResult(msgspec.Struct, frozen=True, gc=False):
 
 
 def classify(response: P.Pdu) -> SubmitResult:
-    """Map an SMSC response to an outcome. generic_nack is always retryable: it says the
-    PDU could not be handled, not that the message is bad. It also always counts as
-    throttled, whatever its command_status (ESME_RSYSERR as much as ESME_RTHROTTLED): an
-    SMSC nacking submits is overloaded or struggling, so the channel backs off too."""
+    """Map an SMSC response to an outcome. A generic_nack says the PDU could not be
+    handled, not that the message is bad: retryable, and it counts as throttled whatever
+    its command_status (ESME_RSYSERR as much as ESME_RTHROTTLED): an SMSC nacking submits
+    is overloaded or struggling, so the channel backs off too. Except when the nack says
+    the PDU itself is wrong for this SMSC (_NACK_FINAL): the same bytes would be nacked
+    again, so the message is rejected rather than retried until its attempts run out
+    while slowing the channel for everyone."""
     status = response.command_status
     message_id = getattr(response, "message_id", None)
     if response.command_id == CommandId.GENERIC_NACK:
+        if status in _NACK_FINAL:
+            return SubmitResult(Outcome.REJECTED, status, None, response)
         return SubmitResult(Outcome.RETRY, status, None, response, throttled=True)
     if status == CommandStatus.ESME_ROK:
         return SubmitResult(Outcome.ACCEPTED, status, message_id, response)
@@ -142,6 +147,9 @@ def classify(response: P.Pdu) -> SubmitResult:
 
 
 _GENERIC_NACK = int(CommandId.GENERIC_NACK)
+# generic_nack statuses that say the PDU is not one this SMSC can take (unknown command,
+# bad length): resending it cannot succeed.
+_NACK_FINAL = frozenset({int(CommandStatus.ESME_RINVCMDID), int(CommandStatus.ESME_RINVCMDLEN)})
 _ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
 _ACCEPTED = Outcome.ACCEPTED
 # ESME_ROK answers as wire bytes: the body of a deliver_sm_resp / data_sm_resp with an empty
@@ -421,7 +429,7 @@ class EsmeClient:
         was_bound = False
         try:
             async with stream:
-                await self._bind(stream, session)
+                after_bind = await self._bind(stream, session)
                 was_bound = True
                 self.stats.binds += 1
                 self._bound.set()
@@ -435,7 +443,7 @@ class EsmeClient:
                         nursery.start_soon(
                             self._deliver_loop, stream, session, nursery.cancel_scope
                         )
-                        await self._reader(stream, session)
+                        await self._reader(stream, session, after_bind)
                         nursery.cancel_scope.cancel()
         finally:
             self._conn_scope = None
@@ -455,7 +463,10 @@ class EsmeClient:
                 self.log.info("disconnected", abandoned=len(lost))
         return was_bound
 
-    async def _bind(self, stream: trio.abc.Stream, session: S.Session) -> None:
+    async def _bind(self, stream: trio.abc.Stream, session: S.Session) -> list[Any]:
+        """Bind; returns the events that came in the same read after the bind response (an
+        SMSC may send held receipts or an enquire_link right behind it): the reader
+        handles them first."""
         st = self.settings
         bind = _BIND_CLASS[st.bind_mode](
             system_id=st.system_id,
@@ -474,11 +485,12 @@ class EsmeClient:
                 if not data:
                     raise trio.BrokenResourceError("connection closed during bind")
                 session.receive_data(data)
-                for ev in session.next_events():
+                events = session.next_events()
+                for i, ev in enumerate(events):
                     if isinstance(ev, S.ResponseReceived) and ev.request is bind:
                         if session.bound:
                             self._last_rx = trio.current_time()
-                            return
+                            return events[i + 1 :]
                         raise _BindRefused(ev.pdu.command_status)
                     if isinstance(ev, S.InvalidPdu) and ev.fatal:
                         raise trio.BrokenResourceError(str(ev.error))
@@ -488,7 +500,13 @@ class EsmeClient:
                 if out:
                     await stream.send_all(out)
 
-    async def _reader(self, stream: trio.abc.Stream, session: S.Session) -> None:
+    async def _reader(
+        self, stream: trio.abc.Stream, session: S.Session, first: Sequence[Any] = ()
+    ) -> None:
+        """Read until the connection ends; `first`: events the bind's read brought after
+        the bind response (held receipts, an enquire_link), handled before reading on."""
+        if first and await self._handle_events(stream, session, list(first)):
+            return
         while True:
             while len(self._deliver_pending) >= self.settings.deliver_batch_max:
                 await self._deliver_room.park()  # backpressure: the handler is behind
@@ -502,39 +520,46 @@ class EsmeClient:
                 return
             self._last_rx = self._now()
             session.receive_data(data)  # responses complete through _on_response
-            end = False
-            for ev in session.next_events():
-                t = type(ev)
-                if t is S.RequestReceived:
-                    self.stats.delivered_in += 1
-                    self._deliver_pending.append(ev.pdu)
-                    self._deliver_wake.set()
-                elif t is S.ResponseReceived:  # unbind_resp
-                    self._on_response(ev.pdu, ev.request)
-                elif t is S.Unbound:
-                    self.log.info("unbound", by_peer=ev.by_peer)
-                    end = True
-                elif t is S.InvalidPdu:
-                    self.stats.invalid_pdus += 1
-                    self.log.warning("invalid_pdu", error=str(ev.error), fatal=ev.fatal)
-                    end = end or ev.fatal
-                elif t is S.UnexpectedResponse:
-                    self.log.warning(
-                        "unexpected_response",
-                        command=ev.pdu.command_name,
-                        seq=ev.pdu.sequence_number,
-                    )
-            if self._completed:
-                self._completed = False
-                self._window_lot.unpark_all()  # once per read: the sender refills in a burst
-            if session.has_output:  # answers the session made (enquire_link_resp, nacks)
-                self._wake_writer.set()
-            if end:
-                # Flush our unbind_resp / generic_nack before closing (the writer may be
-                # mid-send: _flush waits for it).
-                with trio.move_on_after(1):
-                    await self._flush(stream, session)
+            if await self._handle_events(stream, session, session.next_events()):
                 return
+
+    async def _handle_events(
+        self, stream: trio.abc.Stream, session: S.Session, events: list[Any]
+    ) -> bool:
+        """Hand what a read brought to its consumers; True if the connection must end."""
+        end = False
+        for ev in events:
+            t = type(ev)
+            if t is S.RequestReceived:
+                self.stats.delivered_in += 1
+                self._deliver_pending.append(ev.pdu)
+                self._deliver_wake.set()
+            elif t is S.ResponseReceived:  # unbind_resp
+                self._on_response(ev.pdu, ev.request)
+            elif t is S.Unbound:
+                self.log.info("unbound", by_peer=ev.by_peer)
+                end = True
+            elif t is S.InvalidPdu:
+                self.stats.invalid_pdus += 1
+                self.log.warning("invalid_pdu", error=str(ev.error), fatal=ev.fatal)
+                end = end or ev.fatal
+            elif t is S.UnexpectedResponse:
+                self.log.warning(
+                    "unexpected_response",
+                    command=ev.pdu.command_name,
+                    seq=ev.pdu.sequence_number,
+                )
+        if self._completed:
+            self._completed = False
+            self._window_lot.unpark_all()  # once per read: the sender refills in a burst
+        if session.has_output:  # answers the session made (enquire_link_resp, nacks)
+            self._wake_writer.set()
+        if end:
+            # Flush our unbind_resp / generic_nack before closing (the writer may be
+            # mid-send: _flush waits for it).
+            with trio.move_on_after(1):
+                await self._flush(stream, session)
+        return end
 
     def _on_response(self, response: P.Pdu, request: P.Pdu) -> None:
         """The session's response handler (called while it decodes a read)."""
