@@ -229,13 +229,18 @@ def test_broken_frame_is_fatal(length):
 def test_unreadable_response_still_completes_its_request():
     esme, smsc = bound_pair()
     req = esme.send(sm())
-    # submit_sm_resp whose message_id lacks its NUL
-    raw = bytes.fromhex("00000011800000040000000000000000") [:12] + req.sequence_number.to_bytes(4, "big") + b"9"
+    esme.data_to_send()
+    # submit_sm_resp whose body cannot be read even leniently (a 3-octet TLV stub after it)
+    body = b"9\0" + b"\x00\x1e\x00"
+    raw = P.HEADER.pack(16 + len(body), 0x80000004, 0, req.sequence_number) + body
     esme.receive_data(raw)
     events = esme.next_events()
-    assert isinstance(events[0], S.ResponseReceived) and events[0].request is req
-    assert events[0].pdu.command_id == P.GenericNack.command_id
-    assert esme.outstanding == 0
+    assert isinstance(events[0], S.InvalidPdu) and events[0].tolerated
+    assert isinstance(events[1], S.ResponseReceived) and events[1].request is req
+    # The header's status decides the outcome, never a generic_nack with the decode error.
+    assert events[1].pdu.command_id == P.SubmitSmResp.command_id
+    assert events[1].pdu.command_status == 0 and events[1].pdu.message_id is None
+    assert esme.outstanding == 0 and not esme.data_to_send()
 
 
 def test_abandon_all_reports_everything_outstanding():
@@ -315,7 +320,9 @@ def test_on_response_leaves_bind_unbind_and_strays_to_events():
     assert got == [] and esme.state is S.State.CLOSED
 
 
-def test_on_response_gets_the_nack_for_an_unreadable_response():
+def test_on_response_gets_a_response_the_strict_codec_refuses():
+    """The SMSC's header status decides (was: a generic_nack carrying the decode error,
+    which made an accepted submit look retryable)."""
     esme, _ = bound_pair()
     got = []
     esme.on_response = lambda resp, req: got.append((resp, req))
@@ -323,10 +330,10 @@ def test_on_response_gets_the_nack_for_an_unreadable_response():
     raw = bytes.fromhex("0000001180000004000000000000") + req.sequence_number.to_bytes(2, "big") + b"9"
     esme.receive_data(raw)
     (ev,) = esme.next_events()
-    assert isinstance(ev, S.InvalidPdu)
+    assert isinstance(ev, S.InvalidPdu) and ev.tolerated
     ((resp, request),) = got
-    assert request is req and resp.command_id == P.GenericNack.command_id
-    assert resp.command_status == CommandStatus.ESME_RINVCMDLEN and esme.window_used == 0
+    assert request is req and resp.command_id == P.SubmitSmResp.command_id
+    assert resp.command_status == 0 and resp.message_id == "9" and esme.window_used == 0
 
 
 def test_a_failing_response_handler_loses_no_frames():

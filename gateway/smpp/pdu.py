@@ -32,6 +32,13 @@ empty or 16 characters; command_length must match and be within `max_length`. Ev
 raises `PduError` with the command_status to answer (ESME_RINVCMDLEN, ESME_RINVCMDID,
 ESME_RINVSRCADR, ...) and, when the header was readable, the command_id and sequence_number
 so the peer's request can be answered by sequence.
+
+Leniency on the receiving side: `decode` stays strict, but `decode_lenient` /
+`decode_frame_lenient` (the session's fallback when the strict decoder refuses a frame) read
+responses and deliver_sm / data_sm the way the robustness principle asks of a receiver: no
+maximum on C-strings, a response's last C-string may lack its NUL at the end of the body,
+time fields of any length, and standard TLVs of a non-standard length kept as raw bytes
+(like unknown tags). Separate generated decoders, so the strict fast path costs nothing more.
 """
 
 from __future__ import annotations
@@ -189,6 +196,43 @@ def _decode_tlvs(b: bytes, p: int, end: int) -> list[Tlv]:
                 raise PduError(
                     f"TLV 0x{tag:04x} has length {length}, expected {kind}", S.ESME_RINVPARLEN
                 )
+            tlvs.append(Tlv(tag, int.from_bytes(raw, "big")))
+        p = q
+    return tlvs
+
+
+def _decode_tlvs_lenient(b: bytes, p: int, end: int) -> list[Tlv]:
+    """`_decode_tlvs` for received PDUs decoded leniently (`decode_lenient`): a standard
+    integer tag whose length is not its spec size (user_message_reference in 1 octet, ...)
+    is kept like an unknown tag, `Tlv(tag, raw bytes)`, instead of refusing the PDU. A
+    reader tells the two apart by the value's type (`isinstance(t.value, int)`). Framing
+    errors (a TLV running past the body, a partial header) still raise."""
+    tlvs: list[Tlv] = []
+    types = TLV_TYPES
+    while p < end:
+        if end - p < 4:
+            raise PduError(
+                f"{end - p} byte(s) after the mandatory fields are too short for a TLV header",
+                S.ESME_RINVCMDLEN,
+            )
+        tag, length = _TLV_HEAD.unpack_from(b, p)
+        p += 4
+        q = p + length
+        if q > end:
+            raise PduError(
+                f"TLV 0x{tag:04x} declares length {length} but {end - p} byte(s) remain",
+                S.ESME_RINVCMDLEN,
+            )
+        raw = b[p:q]
+        kind = types.get(tag)
+        if kind == _CSTR:
+            if length and raw[-1] == 0:
+                tlvs.append(Tlv(tag, raw[:-1].decode("latin-1")))
+            else:
+                tlvs.append(Tlv(tag, raw.decode("latin-1"), False))
+        elif kind is None or length != kind:
+            tlvs.append(Tlv(tag, raw))
+        else:
             tlvs.append(Tlv(tag, int.from_bytes(raw, "big")))
         p = q
     return tlvs
@@ -574,10 +618,17 @@ def _groups(layout: list[tuple]) -> list[list[tuple]]:
     return out
 
 
-def _gen_decoder(cls_name: str, layout: list[tuple], is_resp: bool) -> str:
+def _gen_decoder(cls_name: str, layout: list[tuple], is_resp: bool, lenient: bool = False) -> str:
     """Straight-line decoder. Out-of-range indexing (a body that ends early) raises
-    IndexError, which decode() turns into ESME_RINVCMDLEN: no bounds test per field."""
-    lines = [f"def _decode_{cls_name}(b, p, end, status, seq):"]
+    IndexError, which decode() turns into ESME_RINVCMDLEN: no bounds test per field.
+
+    `lenient` generates the receiving-side variant (see `decode_lenient`): C-strings have
+    no maximum (they run to their NUL within the body), a response's C-string without its
+    NUL runs to the end of the body, time fields of any length are kept as given, and
+    standard TLVs of a non-standard length are kept raw. It is meant for a frame on its own
+    (`decode_frame_lenient`), never in place in a longer buffer."""
+    prefix = "_decode_lenient_" if lenient else "_decode_"
+    lines = [f"def {prefix}{cls_name}(b, p, end, status, seq):"]
     names = [row[0] for row in layout]
     if is_resp and layout:
         # Body-less response: first field None, the rest at their defaults.
@@ -589,6 +640,15 @@ def _gen_decoder(cls_name: str, layout: list[tuple], is_resp: bool) -> str:
             targets = ", ".join(r[0] for r in group)
             values = ", ".join(f"b[p + {k}]" if k else "b[p]" for k in range(len(group)))
             lines.append(f"    {targets}{',' if len(group) == 1 else ''} = {values}; p += {len(group)}")
+        elif kind in ("C", "T") and lenient:
+            status = int(group[0][3])
+            lines.append("    i = b.find(0, p, end)")
+            if is_resp:  # a missing NUL at the very end of the body: the field runs to it
+                lines.append(f"    if i < 0: {name} = b[p:end].decode('latin-1'); p = end")
+                lines.append(f"    else: {name} = b[p:i].decode('latin-1'); p = i + 1")
+            else:
+                lines.append(f"    if i < 0: raise _bad_cstr(b, p, end, end - p + 1, {name!r}, {status})")
+                lines.append(f"    {name} = b[p:i].decode('latin-1'); p = i + 1")
         elif kind in ("C", "T"):
             limit, status = group[0][2], int(group[0][3])
             # Empty strings are the common case (service_type, times): one index test.
@@ -614,7 +674,8 @@ def _gen_decoder(cls_name: str, layout: list[tuple], is_resp: bool) -> str:
         else:  # pragma: no cover - table error
             raise AssertionError(kind)
     lines.append("    if p > end: raise IndexError")
-    lines.append("    tlvs = _decode_tlvs(b, p, end) if p < end else []")
+    tlv_decoder = "_decode_tlvs_lenient" if lenient else "_decode_tlvs"
+    lines.append(f"    tlvs = {tlv_decoder}(b, p, end) if p < end else []")
     args = ", ".join(names)
     lines.append(f"    return {cls_name}(seq, status, tlvs{', ' if args else ''}{args})")
     return "\n".join(lines)
@@ -721,6 +782,10 @@ _LIST_TYPES = {"DESTS": "list[DestAddress]", "UNSUC": "list[UnsuccessSme]"}
 _B1 = [bytes((i,)) for i in range(256)]
 
 DECODERS: dict[int, Any] = {}
+# Receiving-side decoders (`decode_lenient`): every response, and the requests an ESME
+# receives from an SMSC (deliver_sm, data_sm). Same signature as DECODERS' functions.
+LENIENT_DECODERS: dict[int, Any] = {}
+_LENIENT_REQUESTS = frozenset({CommandId.DELIVER_SM, CommandId.DATA_SM})
 PDU_CLASSES: dict[int, type[Pdu]] = {}
 _namespace: dict[str, Any] = {
     "PduError": PduError,
@@ -728,6 +793,7 @@ _namespace: dict[str, Any] = {
     "_bad_int": _bad_int,
     "_time_ok": _time_ok,
     "_decode_tlvs": _decode_tlvs,
+    "_decode_tlvs_lenient": _decode_tlvs_lenient,
     "_encode_tlvs": _encode_tlvs,
     "_decode_dests": _decode_dests,
     "_encode_dests": _encode_dests,
@@ -772,6 +838,9 @@ def _build() -> None:
         exec(_gen_encoder(cls_name, layout, is_resp, command_id), _namespace)  # noqa: S102
         cls.encode = _namespace[f"_encode_{cls_name}"]
         DECODERS[command_id] = _namespace[f"_decode_{cls_name}"]
+        if is_resp or command_id in _LENIENT_REQUESTS:
+            exec(_gen_decoder(cls_name, layout, is_resp, lenient=True), _namespace)  # noqa: S102
+            LENIENT_DECODERS[command_id] = _namespace[f"_decode_lenient_{cls_name}"]
         PDU_CLASSES[command_id] = cls
         globals()[cls_name] = cls
 
@@ -893,6 +962,65 @@ def decode_frame(b: bytes, length: int, command_id: int, status: int, seq: int) 
             command_id=command_id,
             sequence_number=seq,
         ) from None
+
+
+def decode_frame_lenient(b: bytes, length: int, command_id: int, status: int, seq: int) -> Pdu:
+    """`decode_frame` as a receiver that follows the robustness principle: for responses
+    and for deliver_sm / data_sm (what an ESME receives from a foreign SMSC), decode what a
+    strict decode refuses but can still be read unambiguously:
+
+    - C-strings have no maximum length: they run to their NUL within the body (a
+      bind_*_resp system_id of 20 octets, a 70-octet message_id, a 25-digit source_addr);
+    - in a response, a C-string whose NUL is missing at the very end of the body runs to
+      the end (`submit_sm_resp` "abc123" without its NUL gives message_id "abc123");
+    - schedule_delivery_time / validity_period / final_date of any length are kept as given;
+    - a standard TLV with a non-standard length is kept as `Tlv(tag, raw bytes)`, exactly
+      as an unknown tag is (`user_message_reference` in 1 octet gives `b"\x09"`, not 9).
+
+    Framing errors (a body that ends inside a field, sm_length or a TLV running past the
+    end, a partial TLV header) still raise `PduError`, as does every other command (they
+    decode strictly). The result may not re-encode to the same bytes (an added NUL) or at
+    all (a raw value for an integer TLV, an over-long field): it is for reading. `b` is the
+    frame alone (the lenient decoders are not meant to run in place in a longer buffer).
+    Callers try the strict decoder first; this is the fallback on its failure."""
+    decoder = LENIENT_DECODERS.get(command_id)
+    if decoder is None:
+        return decode_frame(b, length, command_id, status, seq)
+    try:
+        return decoder(b, HEADER_SIZE, length, status, seq)
+    except PduError as e:
+        e.command_id, e.sequence_number = command_id, seq
+        raise
+    except (IndexError, struct.error):
+        raise PduError(
+            "body ends inside the mandatory fields",
+            S.ESME_RINVCMDLEN,
+            command_id=command_id,
+            sequence_number=seq,
+        ) from None
+
+
+def decode_lenient(b: bytes, max_length: int = DEFAULT_MAX_PDU_LENGTH) -> Pdu:
+    """`decode` with `decode_frame_lenient`'s tolerances for responses, deliver_sm and
+    data_sm; the header checks are the same."""
+    try:
+        return decode(b, max_length)
+    except PduError:
+        if len(b) < HEADER_SIZE:
+            raise
+        length, command_id, status, seq = HEADER.unpack_from(b, 0)
+        if length != len(b) or length > max_length or command_id not in LENIENT_DECODERS:
+            raise
+    return decode_frame_lenient(b, length, command_id, status, seq)
+
+
+def unreadable_response(command_id: int, sequence_number: int, command_status: int) -> Pdu:
+    """A response of type `command_id` carrying only its header: what a receiver makes of a
+    response whose body it cannot read at all, so the header's command_status still decides
+    the outcome of the request (first body field None, as for a body-less response)."""
+    cls = PDU_CLASSES[command_id]
+    fields = {cls.body_fields[0]: None} if cls.body_fields else {}
+    return cls(sequence_number=sequence_number, command_status=command_status, **fields)
 
 
 def response_class(command_id: int) -> type[Pdu] | None:

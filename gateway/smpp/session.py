@@ -28,7 +28,11 @@ each bind state. Rules it enforces on its own, because every SMPP peer needs the
 - the peer's `enquire_link` and `unbind` are answered here, automatically;
 - a request that is illegal in the current state is answered with ESME_RINVBNDSTS (its
   *_resp, or generic_nack when it has none); a PDU that fails to decode is answered with
-  generic_nack or its *_resp carrying the PduError's status; a broken frame (command_length
+  generic_nack or its *_resp carrying the PduError's status, except what we receive from a
+  foreign peer where a refusal does harm: responses, and deliver_sm / data_sm in the ESME
+  role, are then decoded leniently (`pdu.decode_frame_lenient`), and a response that still
+  cannot be read completes its request with its header's command_status (never as a
+  generic_nack); both are reported as `InvalidPdu(tolerated=True)`; a broken frame (command_length
   under 16 or over the maximum) cannot be resynchronised: the session answers generic_nack
   and moves to CLOSED, and the driver drops the connection.
 
@@ -147,10 +151,16 @@ class LinkChecked(msgspec.Struct, gc=False):
 
 
 class InvalidPdu(msgspec.Struct, gc=False):
-    """Bytes that did not decode or a request not allowed now. Already answered if possible."""
+    """Bytes that did not decode or a request not allowed now. Already answered if possible.
+
+    `tolerated`: the PDU broke the codec's strict rules but was handled all the same (a
+    response or a received deliver_sm / data_sm decoded leniently, or a response whose body
+    could not be read completing its request with its header's command_status); the event
+    only reports the anomaly, for logs and counters."""
 
     error: Exception
     fatal: bool = False  # the stream cannot be resynchronised; close the connection
+    tolerated: bool = False
 
 
 class UnexpectedResponse(msgspec.Struct, gc=False):
@@ -179,6 +189,18 @@ _MAX_SEQUENCE = P.MAX_SEQUENCE
 _DECODE_FAILURES = (PduError, IndexError, struct.error)
 
 ResponseHandler = Callable[[P.Pdu, P.Pdu], None]
+# Requests an ESME receives that are decoded leniently when the strict decoder refuses them.
+_LENIENT_ESME_REQUESTS = frozenset({C.DELIVER_SM, C.DATA_SM})
+
+
+def _tolerated(e: PduError, how: str) -> PduError:
+    """The strict decoder's error, reworded to say the PDU was handled all the same."""
+    return PduError(
+        f"{e.reason}; tolerated: {how}",
+        e.command_status,
+        command_id=e.command_id,
+        sequence_number=e.sequence_number,
+    )
 
 
 class Session:
@@ -390,8 +412,9 @@ class Session:
                     try:
                         pdu = P.decode_frame(buf[start:pos], length, cid, status, seq)
                     except PduError as e:
-                        self._answer_invalid(e)
-                        continue
+                        pdu = self._undecodable(e, buf[start:pos], length, cid, status, seq)
+                        if pdu is None:
+                            continue
                 if cid & RESPONSE_BIT:
                     o = outstanding.get(seq)
                     handler = self.on_response
@@ -513,22 +536,44 @@ class Session:
             return
         self._events.append(ResponseReceived(pdu, request))
 
+    def _undecodable(
+        self, e: PduError, frame: bytes, length: int, cid: int, status: int, seq: int
+    ) -> P.Pdu | None:
+        """A frame the strict decoder refused (off the fast path). Returns the PDU to handle
+        as if it had decoded, or None when it has been dealt with (answered, reported).
+
+        What we receive from the peer is read leniently where a refusal would do harm
+        (robustness principle): responses, and deliver_sm / data_sm in the ESME role (an
+        SMSC takes a non-zero deliver_sm_resp as final and drops the receipt or MO). A
+        response that cannot be read even so still completes the request it answers with
+        its header's command_status, never as a generic_nack: a submit the SMSC accepted
+        must not look retryable (that would send the SMS twice). Each case is reported as a
+        tolerated InvalidPdu. Requests we serve (SMSC role) stay strictly decoded."""
+        if cid & RESPONSE_BIT or (cid in _LENIENT_ESME_REQUESTS and self.role is Role.ESME):
+            if cid in P.LENIENT_DECODERS:
+                try:
+                    pdu = P.decode_frame_lenient(frame, length, cid, status, seq)
+                except PduError:
+                    pdu = None
+                if pdu is not None:
+                    self._events.append(InvalidPdu(_tolerated(e, "decoded leniently"), tolerated=True))
+                    return pdu
+            if cid & RESPONSE_BIT:
+                o = self._outstanding.get(seq)
+                if o is not None and cid in (_GENERIC_NACK, o.answer):
+                    self._events.append(
+                        InvalidPdu(_tolerated(e, "body unread, header status kept"), tolerated=True)
+                    )
+                    return P.unreadable_response(cid, seq, status)
+                self._events.append(InvalidPdu(e))  # answers nothing outstanding
+                return None
+        self._answer_invalid(e)
+        return None
+
     def _answer_invalid(self, e: PduError) -> None:
         cid, seq = e.command_id, e.sequence_number or 0
         if cid is not None and cid & RESPONSE_BIT:
-            # A response we cannot read still completes the request it answers, with the
-            # decode error as its status, so nothing waits for it forever.
-            o = self._outstanding.get(seq)
-            if o is not None and cid in (C.GENERIC_NACK, o.answer):
-                del self._outstanding[seq]
-                if o.windowed:
-                    self._windowed -= 1
-                nack = P.GenericNack(sequence_number=seq, command_status=e.command_status)
-                if o.plain and self.on_response is not None:
-                    self.on_response(nack, o.pdu)
-                else:
-                    self._events.append(ResponseReceived(nack, o.pdu))
-            self._events.append(InvalidPdu(e))
+            self._events.append(InvalidPdu(e))  # a response is never answered
             return
         # Framing and unknown commands get generic_nack (SMPP 3.4 section 4.3); a known
         # request with a bad field gets its own *_resp carrying the reason.
