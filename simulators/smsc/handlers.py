@@ -41,6 +41,27 @@ _Encoded = P.Encoded
 _SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
 
 
+_TAG_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+# short_message and message_payload together (SMPP 3.4 sections 4.4.1, 4.5.1 and 5.3.2.32:
+# "must not be used simultaneously"; with message_payload, sm_length must be 0). The spec
+# names no status. ESME_RINVPARLEN ("invalid parameter length": sm_length must be 0 here)
+# rather than ESME_RSUBMITFAIL: the request itself is wrong and sending it again cannot
+# succeed, whereas ESME_RSUBMITFAIL is commonly taken as "try again later" (it is in the
+# gateway's RETRYABLE_STATUSES), so an ESME would resend the same invalid PDU. data_sm has
+# no short_message field: nothing to check there.
+_PAYLOAD_CONFLICT = S.ESME_RINVPARLEN
+
+
+def payload_conflict(pdu: Any) -> bool:
+    """Both a non-empty short_message and a message_payload TLV (an empty short_message with
+    message_payload is the valid form)."""
+    if pdu.short_message:
+        for t in pdu.tlvs:
+            if t.tag == _TAG_PAYLOAD:
+                return True
+    return False
+
+
 def valid_address(address: str) -> bool:
     """A destination we accept: 1-20 digits, optionally after a '+'."""
     a = address.removeprefix("+")
@@ -102,6 +123,9 @@ def on_submit_sm(conn: Connection, pdu: Any, now: float) -> None:
     dest = pdu.destination_addr
     if not (dest.isdigit() and dest.isascii() and len(dest) <= 20) and not valid_address(dest):
         _refuse(conn, pdu, S.ESME_RINVDSTADR)
+        return
+    if pdu.tlvs and payload_conflict(pdu):
+        _refuse(conn, pdu, _PAYLOAD_CONFLICT)
         return
     policy = acct.policy
     if not policy.immediate or server.recorder is not None:
@@ -169,6 +193,8 @@ def _submit_with_faults(conn: Connection, acct: Any, pdu: Any, now: float) -> No
             server.recorder.write(acct.name, pdu, None, None)
     elif not valid_address(pdu.destination_addr):
         _refuse(conn, pdu, S.ESME_RINVDSTADR)
+    elif payload_conflict(pdu):
+        _refuse(conn, pdu, _PAYLOAD_CONFLICT)
     else:
         rec = server.accept(acct, pdu)
         if faults.duplicate():
@@ -222,6 +248,9 @@ def on_submit_multi(conn: Connection, pdu: Any, now: float) -> None:
     server = conn.server
     server.stats.submit_multi += 1
     acct = conn.account
+    if payload_conflict(pdu):
+        _refuse(conn, pdu, _PAYLOAD_CONFLICT)
+        return
     unsuccess = []
     accepted = []
     for d in pdu.dest_addresses:

