@@ -112,3 +112,56 @@ async def test_submit_multi_short_message_and_message_payload_refused():
         resp = await c.request(multi)
         assert resp.command_status == S.ESME_RINVPARLEN
         assert srv.stats.messages_accepted == 0
+
+
+# ---- v3.3 ESMEs get no TLVs --------------------------------------------------------------
+
+
+async def test_v33_bind_resp_and_receipts_have_no_tlvs():
+    async with simulator() as srv:
+        r = await raw(srv)
+        await r.send(bind(version=0x33))
+        (resp,) = await r.read(1)
+        assert resp.command_id == C.BIND_TRANSCEIVER_RESP and resp.command_status == 0
+        assert resp.tlvs == []
+        await r.send(submit(2, text=b"Hello v3.3").encode())
+        sresp, dsm = await r.read(2)
+        assert sresp.command_id == C.SUBMIT_SM_RESP and sresp.command_status == 0
+        assert dsm.command_id == C.DELIVER_SM and dsm.esm_class == 0x04
+        assert dsm.tlvs == []
+        fields = parse_receipt_text(dsm.short_message)
+        assert (fields.id, fields.stat, fields.err) == (sresp.message_id, "DELIVRD", "000")
+        await r.answer(dsm)
+        await wait_for(lambda: srv.stats.receipts_acked == 1)
+
+
+async def test_v34_bind_keeps_its_tlvs():
+    async with simulator() as srv:
+        r = await raw(srv)
+        await r.send(bind(version=0x34))
+        (resp,) = await r.read(1)
+        assert resp.tlv(Tag.SC_INTERFACE_VERSION) == 0x34
+        await r.send(submit(2).encode())
+        sresp, dsm = await r.read(2)
+        assert dsm.tlv(Tag.RECEIPTED_MESSAGE_ID) == sresp.message_id
+        assert dsm.tlv(Tag.MESSAGE_STATE) is not None
+
+
+async def test_receipt_built_for_v34_goes_to_v33_receiver_without_tlvs():
+    """Receipts are built once per account; the v3.3 bind gets them stripped, also the
+    codec-built shape (network_error_code) and on every resend."""
+    cfg = make_config([account(receipts={"network_error_code": True})])
+    async with simulator(cfg) as srv, esme(srv, "transmitter") as tx:
+        rx = await raw(srv)
+        await rx.send(bind(C.BIND_RECEIVER, version=0x33))
+        (resp,) = await rx.read(1)
+        assert resp.command_status == 0 and resp.tlvs == []
+        sresp = await tx.request(submit(0, text=b"abc"))
+        (dsm,) = await rx.read(1)
+        assert dsm.tlvs == []
+        assert parse_receipt_text(dsm.short_message).id == sresp.message_id
+        # Refused with a retryable status: sent again, still without TLVs.
+        await rx.send(P.DeliverSmResp(sequence_number=dsm.sequence_number,
+                                      command_status=S.ESME_RTHROTTLED).encode())
+        (again,) = await rx.read(1)
+        assert again.tlvs == [] and again.short_message == dsm.short_message

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import trio
 
 from gateway.smpp import pdu as P
@@ -51,6 +52,17 @@ _RECEIVING = (State.BOUND_RX, State.BOUND_TRX)
 _ids = itertools.count(1)
 
 
+def without_tlvs(pdu: P.Pdu | P.Encoded) -> P.Pdu | P.Encoded:
+    """`pdu` without its optional parameters, for a v3.3 ESME (a new PDU when it had any).
+
+    Receipts are built once per account, with TLVs unless the account turns them off; the
+    Appendix B text in short_message still carries id, stat and err."""
+    typed = pdu.decode() if pdu.__class__ is P.Encoded else pdu
+    if not typed.tlvs:
+        return pdu
+    return msgspec.structs.replace(typed, tlvs=[])
+
+
 class Connection:
     def __init__(self, server: SmscServer, stream: trio.abc.Stream) -> None:
         cfg = server.cfg.server
@@ -68,6 +80,9 @@ class Connection:
         self._now = trio.current_time()  # of the read being handled
         self.account: AccountRuntime | None = None
         self.bind_type: str | None = None
+        # The ESME's interface_version from its bind; below 0x34 (v3.3) it gets no TLVs.
+        self.interface_version: int | None = None
+        self.no_tlvs = False
         self.submits = 0  # submit_sm received on this connection (fault counters)
         self.inflight: dict[int, Job] = {}  # our deliver_sm awaiting deliver_sm_resp, by seq
         self.closing = False
@@ -97,7 +112,10 @@ class Connection:
         return not self.closing and s.state in _RECEIVING and s.window_free > 0
 
     def send_delivery(self, job: Job, now: float) -> None:
-        self.inflight[self.session.send(job.pdu, now).sequence_number] = job
+        pdu = job.pdu
+        if self.no_tlvs:
+            pdu = without_tlvs(pdu)  # a copy: the job keeps its PDU for other binds / retries
+        self.inflight[self.session.send(pdu, now).sequence_number] = job
         if job.kind is RECEIPT:
             self._stats.receipts_sent += 1
         else:

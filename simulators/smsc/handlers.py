@@ -93,9 +93,17 @@ def on_bind(conn: Connection, pdu: Any, now: float) -> None:
         server.stats.bind_failures[status] += 1
         conn.log.info("bind_refused", system_id=pdu.system_id, bind_type=kind, status=status.name)
         return
+    # interface_version 0x00-0x33: a v3.3 (or earlier) ESME, which does not support optional
+    # parameters (SMPP 3.4 section 5.2.4, sc_interface_version 5.3.2.25): no
+    # sc_interface_version in its bind_resp and no TLVs in the deliver_sm sent to this bind.
+    no_tlvs = pdu.interface_version < INTERFACE_VERSION_34
+    conn.interface_version = pdu.interface_version
+    conn.no_tlvs = no_tlvs
     conn.session.send(
         P.make_response(
-            pdu, system_id=server.cfg.server.system_id, tlvs=list(_SC_INTERFACE_VERSION)
+            pdu,
+            system_id=server.cfg.server.system_id,
+            tlvs=[] if no_tlvs else list(_SC_INTERFACE_VERSION),
         )
     )
     conn.account = acct
