@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import trio
@@ -165,3 +166,80 @@ async def test_receipt_built_for_v34_goes_to_v33_receiver_without_tlvs():
                                       command_status=S.ESME_RTHROTTLED).encode())
         (again,) = await rx.read(1)
         assert again.tlvs == [] and again.short_message == dsm.short_message
+
+
+# ---- requests pipelined behind the bind --------------------------------------------------
+
+
+async def test_requests_pipelined_behind_bind_answered_after_it():
+    async with simulator() as srv:
+        r = await raw(srv)
+        await r.send(bind() + submit(2).encode() + P.EnquireLink(sequence_number=3).encode())
+        out = await r.read(4)
+        assert out[0].command_id == C.BIND_TRANSCEIVER_RESP and out[0].command_status == 0
+        # After the bind_resp, in any order (the session answers enquire_link as it decodes):
+        rest = {p.command_id: p for p in out[1:]}
+        assert set(rest) == {C.SUBMIT_SM_RESP, C.DELIVER_SM, C.ENQUIRE_LINK_RESP}
+        assert rest[C.SUBMIT_SM_RESP].command_status == 0
+        assert rest[C.SUBMIT_SM_RESP].sequence_number == 2
+        assert rest[C.ENQUIRE_LINK_RESP].sequence_number == 3
+        assert srv.stats.messages_accepted == 1
+
+
+async def test_requests_pipelined_behind_failed_bind_refused_after_it():
+    async with simulator() as srv:
+        r = await raw(srv)
+        await r.send(bind(password="wrong") + submit(2).encode())
+        out = await r.read(2)
+        assert [(p.command_id, p.command_status) for p in out] == [
+            (C.BIND_TRANSCEIVER_RESP, S.ESME_RINVPASWD),
+            (C.SUBMIT_SM_RESP, S.ESME_RINVBNDSTS),
+        ]
+        assert srv.stats.submit_sm == 0
+
+
+async def test_pipelined_bind_split_across_reads():
+    """The bind and the next request arrive cut at odd places: still in order."""
+    async with simulator() as srv:
+        r = await raw(srv)
+        b, s2, s3 = bind(), submit(2, rd=0).encode(), submit(3, rd=0).encode()
+        data = b + s2 + s3
+        # The second read holds the end of the bind, all of submit 2 and a bit of submit 3.
+        cuts = [0, 5, len(b) + len(s2) + 3, len(data) - 7, len(data)]
+        for i, j in itertools.pairwise(cuts):
+            await r.send(data[i:j])
+            await trio.sleep(0.02)
+        out = await r.read(3)
+        assert [(p.command_id, p.command_status, p.sequence_number) for p in out] == [
+            (C.BIND_TRANSCEIVER_RESP, 0, 1),
+            (C.SUBMIT_SM_RESP, 0, 2),
+            (C.SUBMIT_SM_RESP, 0, 3),
+        ]
+
+
+async def test_held_receipts_follow_the_bind_resp():
+    async with simulator() as srv:
+        async with esme(srv, "transmitter") as tx:
+            await tx.request(submit(0))
+        await wait_for(lambda: len(srv.accounts["test"].deliveries.held) == 1)
+        r = await raw(srv)
+        await r.send(bind(C.BIND_RECEIVER) + P.EnquireLink(sequence_number=2).encode())
+        out = await r.read(3)
+        assert [p.command_id for p in out] == [
+            C.BIND_RECEIVER_RESP,
+            C.DELIVER_SM,
+            C.ENQUIRE_LINK_RESP,
+        ]
+
+
+async def test_broken_frame_behind_bind_answered_after_it_then_closed():
+    async with simulator() as srv:
+        r = await raw(srv)
+        await r.send(bind() + struct.pack(">IIII", 8, C.SUBMIT_SM, 0, 2))
+        out = await r.read(2)
+        assert [(p.command_id, p.command_status) for p in out] == [
+            (C.BIND_TRANSCEIVER_RESP, 0),
+            (C.GENERIC_NACK, S.ESME_RINVCMDLEN),
+        ]
+        with trio.fail_after(5):
+            assert await r.stream.receive_some(100) == b""
