@@ -20,7 +20,7 @@ from typing import Any, Self
 import trio
 
 from gateway.smpp import pdu as P
-from gateway.smpp.constants import CommandId
+from gateway.smpp.constants import INTERFACE_VERSION_34, CommandId
 from gateway.smpp.errors import ProtocolError
 from gateway.smpp.session import (
     RequestReceived,
@@ -116,7 +116,11 @@ class EsmeClient:
         self, bind_type: str, system_id: str, password: str, timeout: float = 5.0
     ) -> P.Pdu:
         resp = await self.request(
-            _BINDS[bind_type](system_id=system_id, password=password), timeout
+            # 0x34: this client takes TLVs (a lower version gets none from the simulator).
+            _BINDS[bind_type](
+                system_id=system_id, password=password, interface_version=INTERFACE_VERSION_34
+            ),
+            timeout,
         )
         if resp.command_status != 0:
             raise BindError(resp.command_status)

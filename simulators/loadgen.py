@@ -29,7 +29,7 @@ import msgspec
 import trio
 
 from gateway.smpp import pdu as P
-from gateway.smpp.constants import CommandId, status_name
+from gateway.smpp.constants import INTERFACE_VERSION_34, CommandId, status_name
 from gateway.smpp.errors import SmppError
 from gateway.smpp.session import RequestReceived, ResponseReceived, Role, Session
 from gateway.smpp.transport import RECEIVE_SIZE, connect
@@ -141,7 +141,10 @@ async def _bind_loop(
     stream = await connect(host, port, timeout=5.0)
     session = Session(Role.ESME, window=window, response_timeout=30.0)
     bind_cls = P.BindTransceiver if bind_type == "transceiver" else P.BindTransmitter
-    session.send(bind_cls(system_id=system_id, password=password), trio.current_time())
+    session.send(
+        bind_cls(system_id=system_id, password=password, interface_version=INTERFACE_VERSION_34),
+        trio.current_time(),
+    )
     await stream.send_all(session.data_to_send())
     with trio.fail_after(5):
         while not session.bound:

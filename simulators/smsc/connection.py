@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import trio
 
 from gateway.smpp import pdu as P
@@ -51,6 +52,17 @@ _RECEIVING = (State.BOUND_RX, State.BOUND_TRX)
 _ids = itertools.count(1)
 
 
+def without_tlvs(pdu: P.Pdu | P.Encoded) -> P.Pdu | P.Encoded:
+    """`pdu` without its optional parameters, for a v3.3 ESME (a new PDU when it had any).
+
+    Receipts are built once per account, with TLVs unless the account turns them off; the
+    Appendix B text in short_message still carries id, stat and err."""
+    typed = pdu.decode() if pdu.__class__ is P.Encoded else pdu
+    if not typed.tlvs:
+        return pdu
+    return msgspec.structs.replace(typed, tlvs=[])
+
+
 class Connection:
     def __init__(self, server: SmscServer, stream: trio.abc.Stream) -> None:
         cfg = server.cfg.server
@@ -68,6 +80,9 @@ class Connection:
         self._now = trio.current_time()  # of the read being handled
         self.account: AccountRuntime | None = None
         self.bind_type: str | None = None
+        # The ESME's interface_version from its bind; below 0x34 (v3.3) it gets no TLVs.
+        self.interface_version: int | None = None
+        self.no_tlvs = False
         self.submits = 0  # submit_sm received on this connection (fault counters)
         self.inflight: dict[int, Job] = {}  # our deliver_sm awaiting deliver_sm_resp, by seq
         self.closing = False
@@ -79,6 +94,8 @@ class Connection:
         self._drained: trio.Event | None = None
         self._scope: trio.CancelScope | None = None
         self._receiver = False
+        self._before_bind = True  # frames go to the session one at a time until bound
+        self._head = b""  # of them: the start of a frame not complete yet
         self.log = server.log.bind(conn=self.id)
 
     # ---- API for handlers / deliveries -------------------------------------------------
@@ -97,7 +114,10 @@ class Connection:
         return not self.closing and s.state in _RECEIVING and s.window_free > 0
 
     def send_delivery(self, job: Job, now: float) -> None:
-        self.inflight[self.session.send(job.pdu, now).sequence_number] = job
+        pdu = job.pdu
+        if self.no_tlvs:
+            pdu = without_tlvs(pdu)  # a copy: the job keeps its PDU for other binds / retries
+        self.inflight[self.session.send(pdu, now).sequence_number] = job
         if job.kind is RECEIPT:
             self._stats.receipts_sent += 1
         else:
@@ -176,8 +196,11 @@ class Connection:
             self.last_rx = self._now = now
             self._in_reader = True
             try:
-                session.receive_data(data)
-                self._handle(session.next_events(), now)
+                if self._before_bind:
+                    self._receive_before_bind(data, now)
+                else:
+                    session.receive_data(data)
+                    self._handle(session.next_events(), now)
             finally:
                 self._in_reader = False
             await self._flush()
@@ -185,6 +208,45 @@ class Connection:
                 self.kick()  # the writer closes the connection
         # closing: the writer flushes and cancels us
         await trio.sleep_forever()
+
+    def _receive_before_bind(self, data: bytes, now: float) -> None:
+        """Until the session is bound, feed it one frame at a time and handle each.
+
+        In the SMSC role the session is BINDING from the bind request until we send the
+        bind_resp, and refuses a request that arrives meanwhile (ESME_RINVBNDSTS), queueing
+        that answer while it decodes. Fed a whole read at once, it would decode the requests
+        an ESME pipelines behind its bind before the bind handler runs, so their answers
+        would leave before the bind_resp. Frame by frame, the bind is answered first, and
+        what follows it is handled as bound traffic when the bind succeeded (refused, after
+        the bind_resp, when it did not). Once bound, the rest of the read and every later
+        read go to the session whole, as before: the cost is only for the first frames.
+        """
+        session = self.session
+        buf = self._head + data if self._head else data
+        self._head = b""
+        pos = 0
+        end = len(buf)
+        while True:
+            if self.closing:
+                return
+            if session.bound:
+                self._before_bind = False
+                break
+            if end - pos < 16:
+                self._head = buf[pos:]
+                return
+            length = int.from_bytes(buf[pos : pos + 4], "big")
+            if length < 16 or length > session.max_pdu_length:
+                break  # a broken frame: the session answers it and closes
+            if end - pos < length:
+                self._head = buf[pos:]
+                return
+            session.receive_data(buf[pos : pos + length])
+            pos += length
+            self._handle(session.next_events(), now)
+        if pos < end:
+            session.receive_data(buf[pos:] if pos else buf)
+            self._handle(session.next_events(), now)
 
     async def _flush(self) -> None:
         """Write everything queued in one send_all; one writer at a time."""

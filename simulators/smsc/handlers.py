@@ -41,6 +41,27 @@ _Encoded = P.Encoded
 _SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
 
 
+_TAG_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+# short_message and message_payload together (SMPP 3.4 sections 4.4.1, 4.5.1 and 5.3.2.32:
+# "must not be used simultaneously"; with message_payload, sm_length must be 0). The spec
+# names no status. ESME_RINVPARLEN ("invalid parameter length": sm_length must be 0 here)
+# rather than ESME_RSUBMITFAIL: the request itself is wrong and sending it again cannot
+# succeed, whereas ESME_RSUBMITFAIL is commonly taken as "try again later" (it is in the
+# gateway's RETRYABLE_STATUSES), so an ESME would resend the same invalid PDU. data_sm has
+# no short_message field: nothing to check there.
+_PAYLOAD_CONFLICT = S.ESME_RINVPARLEN
+
+
+def payload_conflict(pdu: Any) -> bool:
+    """Both a non-empty short_message and a message_payload TLV (an empty short_message with
+    message_payload is the valid form)."""
+    if pdu.short_message:
+        for t in pdu.tlvs:
+            if t.tag == _TAG_PAYLOAD:
+                return True
+    return False
+
+
 def valid_address(address: str) -> bool:
     """A destination we accept: 1-20 digits, optionally after a '+'."""
     a = address.removeprefix("+")
@@ -72,9 +93,17 @@ def on_bind(conn: Connection, pdu: Any, now: float) -> None:
         server.stats.bind_failures[status] += 1
         conn.log.info("bind_refused", system_id=pdu.system_id, bind_type=kind, status=status.name)
         return
+    # interface_version 0x00-0x33: a v3.3 (or earlier) ESME, which does not support optional
+    # parameters (SMPP 3.4 section 5.2.4, sc_interface_version 5.3.2.25): no
+    # sc_interface_version in its bind_resp and no TLVs in the deliver_sm sent to this bind.
+    no_tlvs = pdu.interface_version < INTERFACE_VERSION_34
+    conn.interface_version = pdu.interface_version
+    conn.no_tlvs = no_tlvs
     conn.session.send(
         P.make_response(
-            pdu, system_id=server.cfg.server.system_id, tlvs=list(_SC_INTERFACE_VERSION)
+            pdu,
+            system_id=server.cfg.server.system_id,
+            tlvs=[] if no_tlvs else list(_SC_INTERFACE_VERSION),
         )
     )
     conn.account = acct
@@ -102,6 +131,9 @@ def on_submit_sm(conn: Connection, pdu: Any, now: float) -> None:
     dest = pdu.destination_addr
     if not (dest.isdigit() and dest.isascii() and len(dest) <= 20) and not valid_address(dest):
         _refuse(conn, pdu, S.ESME_RINVDSTADR)
+        return
+    if pdu.tlvs and payload_conflict(pdu):
+        _refuse(conn, pdu, _PAYLOAD_CONFLICT)
         return
     policy = acct.policy
     if not policy.immediate or server.recorder is not None:
@@ -169,6 +201,8 @@ def _submit_with_faults(conn: Connection, acct: Any, pdu: Any, now: float) -> No
             server.recorder.write(acct.name, pdu, None, None)
     elif not valid_address(pdu.destination_addr):
         _refuse(conn, pdu, S.ESME_RINVDSTADR)
+    elif payload_conflict(pdu):
+        _refuse(conn, pdu, _PAYLOAD_CONFLICT)
     else:
         rec = server.accept(acct, pdu)
         if faults.duplicate():
@@ -222,6 +256,9 @@ def on_submit_multi(conn: Connection, pdu: Any, now: float) -> None:
     server = conn.server
     server.stats.submit_multi += 1
     acct = conn.account
+    if payload_conflict(pdu):
+        _refuse(conn, pdu, _PAYLOAD_CONFLICT)
+        return
     unsuccess = []
     accepted = []
     for d in pdu.dest_addresses:
