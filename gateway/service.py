@@ -7,6 +7,7 @@ and the daemon talk to it only through its methods: `authenticate`, `accept`, `m
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -75,6 +76,18 @@ def normalise_destination(raw: str) -> str | None:
     if not s.isdigit() or not 6 <= len(s) <= 15 or not s.isascii():
         return None
     return s
+
+
+@functools.lru_cache(maxsize=4096)  # a channel's queue moved at once: often one text
+def _split(text: str, allow_latin1: bool, concatenation: str) -> tuple[int, int] | None:
+    """(data coding, number of segments) a channel with these settings gives `text`, or
+    None if it cannot encode it."""
+    try:
+        enc = T.choose_encoding(text, allow_latin1, concat=concatenation)
+        count = T.segment_count(text, encoding=enc, concat=concatenation, allow_latin1=allow_latin1)
+    except T.TextError:
+        return None
+    return enc.data_coding, count
 
 
 def _same_message(stored: MessageRecord, asked: MessageRecord) -> bool:
@@ -455,14 +468,7 @@ class Gateway:
         number of segments). Segments are fixed at intake: their rows, the concatenation
         reference, the billing; a channel that splits the text differently cannot send it."""
         m = job.record
-        try:
-            enc = T.choose_encoding(m.text, cfg.allow_latin1, concat=cfg.concatenation)
-            count = T.segment_count(
-                m.text, encoding=enc, concat=cfg.concatenation, allow_latin1=cfg.allow_latin1
-            )
-        except T.TextError:
-            return False
-        return enc.data_coding == m.data_coding and count == m.segment_count
+        return _split(m.text, cfg.allow_latin1, cfg.concatenation) == (m.data_coding, m.segment_count)
 
     def _route_job(self, job: Job, *, initial: bool) -> None:
         """Queue a message that is not on a channel (recovery, a channel removed or changed,
