@@ -26,6 +26,7 @@ from gateway.errors import (
     MessageRejected,
     NoRoute,
     Unauthorized,
+    Unavailable,
 )
 from gateway.router import Router
 from gateway.smpp import text as T
@@ -37,6 +38,7 @@ from gateway.throttle import SECONDS_PER_DAY, TenantLimiter, utc_day
 log = structlog.get_logger("gateway.service")
 
 FAILOVER_AFTER = 5.0  # seconds a channel may be down before its queue moves elsewhere
+INSERT_WAIT = 30.0  # seconds an intake waits for its insert, even if its caller is cancelled
 DEFAULT_SENDER = "Gateway"
 
 
@@ -350,11 +352,19 @@ class Gateway:
                 return await self._replayed(tenant, built)
         wall = self.wall()
         self.limiter.check_and_take(tenant.id, len(built), trio.current_time(), wall)
-        try:
-            results = await self.store.insert_messages(built)
-        except BaseException:
+        # Shielded from here to the queueing: a cancelled caller (the client's connection
+        # timing out) does not cancel the store's op, which commits anyway, and a stored
+        # message that no channel queues waits for the next restart. Bounded: a store that
+        # does not answer within INSERT_WAIT fails the request (503) as it fails its op.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + INSERT_WAIT) as wait:
+            try:
+                results = await self.store.insert_messages(built)
+            except BaseException:
+                self.limiter.refund(tenant.id, len(built), wall)
+                raise
+        if wait.cancelled_caught:
             self.limiter.refund(tenant.id, len(built), wall)
-            raise
+            raise Unavailable(f"the store did not answer within {INSERT_WAIT:.0f} s")
         out = []
         duplicates = 0
         conflicts = 0

@@ -127,4 +127,5 @@ class AsgiClient:
                 out["body"] = out.get("body", b"") + message.get("body", b"")
 
         await self.app(scope, receive, send)
+        self.last_headers = out.get("headers", {})  # of the last response
         return out["status"], json.loads(out["body"])

@@ -92,6 +92,26 @@ async def test_client_ref_used_for_other_content_is_409_and_stores_nothing(setup
     assert await stored_count(gw) == 3
 
 
+async def test_store_unavailable_is_503_with_its_code_and_no_internals(setup):
+    """The store's own error text (SQLite's, with the file's path) is for the operator's log:
+    the tenant gets the documented code, no details, and when to try again."""
+    from gateway.store.sqlite import StoreUnavailable
+
+    gw, client, _ = setup
+
+    async def full(_built):
+        raise StoreUnavailable(
+            "store write failed: database or disk is full", path=gw.store.path,
+            reason="OperationalError: database or disk is full",
+        )
+
+    gw.store.insert_messages = full
+    status, err = await client.request("POST", "/v1/messages", {"to": "4915112345678", "text": "x"})
+    assert status == 503
+    assert err["error"]["code"] == "store_unavailable" and err["error"].get("details") is None
+    assert client.last_headers.get(b"retry-after") == b"1"
+
+
 async def test_single_client_ref_lookup(setup):
     gw, client, _ = setup
     _, sent = await client.request("POST", "/v1/messages", {"to": "4915112345678", "text": "x", "client_ref": "abc"})
@@ -126,6 +146,7 @@ async def test_tenant_sees_only_its_own_messages(setup):
         ({"to": "4915112345678", "text": "x" * 40000}, "default", 422, "invalid_body"),
         # `#` would collide with the references of a batch's messages (`ref#i`)
         ({"to": "4915112345678", "text": "x", "client_ref": "a#1"}, "default", 422, "invalid_body"),
+        (b'{"to": "4915112345678", "text": "\xff\xfe"}', "default", 422, "invalid_body"),  # not UTF-8
     ],
 )
 async def test_bad_requests_store_nothing(setup, body, key, status, code):

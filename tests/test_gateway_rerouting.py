@@ -170,3 +170,47 @@ async def test_a_held_message_is_sent_after_a_restart(tmp_path):
                     await trio.sleep(0.05)
             assert gw2.store.stats.transitions_refused == 0
             second.cancel_scope.cancel()
+
+
+async def test_a_request_cancelled_while_its_insert_commits_is_still_sent(tmp_path):
+    """The client's connection times out (its handler is cancelled) while the insert is
+    committing: the store commits it anyway, so the message must still be queued and sent,
+    not left stored in no queue until a restart."""
+    async with simulator(sim_config()) as srv, trio.open_nursery() as n:
+        cfg = C.parse(config_text(tmp_path / "gw.db", [("a", srv.port, "udh8")]))
+        gw = Gateway(cfg, SqliteStore(cfg.store))
+        await n.start(gw.run)
+        tenant = gw.authenticate(API_KEY)
+        await wait_until(lambda: gw.channels["a"].up)
+        insert = gw.store.insert_messages
+        started, go = trio.Event(), trio.Event()
+
+        async def slow_insert(built):
+            # As the store's op: it commits whatever happens to its caller, whose wait for
+            # it is cancellable.
+            started.set()
+            done, box = trio.Event(), {}
+
+            async def commit():
+                await go.wait()
+                box["results"] = await insert(built)
+                done.set()
+
+            n.start_soon(commit)
+            await done.wait()
+            return box["results"]
+
+        gw.store.insert_messages = slow_insert
+        request = trio.CancelScope()
+
+        async def send():
+            with request:
+                await gw.accept(tenant, SendMessage(to="4915112345678", text="x"))
+
+        n.start_soon(send)
+        await started.wait()
+        request.cancel()  # the connection's deadline
+        await trio.sleep(0.05)
+        go.set()
+        await wait_until(lambda: gw.channels["a"].stats.submitted_messages == 1, timeout=10)
+        n.cancel_scope.cancel()

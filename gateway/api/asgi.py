@@ -3,6 +3,7 @@ map every GatewayError to its HTTP status in one place."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,6 +60,8 @@ def decode_body(data: bytes, type_: type) -> Any:
         raise InvalidBody(message, path=path.strip("`")) from None
     except msgspec.DecodeError as e:
         raise InvalidBody(f"malformed JSON: {e}", path="$") from None
+    except UnicodeDecodeError as e:  # JSON text must be UTF-8 (RFC 8259)
+        raise InvalidBody(f"the body is not UTF-8: {e.reason} at byte {e.start}", path="$") from None
 
 
 async def respond(send: Send, status: int, body: Any, headers: list | None = None) -> None:
@@ -74,15 +77,26 @@ async def respond(send: Send, status: int, body: Any, headers: list | None = Non
 
 
 def error_payload(e: GatewayError) -> ErrorResponse:
-    """`{"error": {"code", "message", "details"}}`; a `reason` detail refines the code."""
-    details = {k: v for k, v in e.details.items() if v is not None and k != "reason"}
-    code = str(e.details.get("reason") or e.code)
-    return ErrorResponse(ErrorBody(code=code, message=e.message, details=details or None))
+    """`{"error": {"code", "message", "details"}}`. A `reason` detail that is a machine code
+    (`no_route`, `client_ref_reused`) refines the code; any other reason (an SQLite error
+    text) is not a code. A server-side error (5xx) shows no details: they name files and
+    internals the operator's log has, not the tenant."""
+    reason = e.details.get("reason")
+    code = reason if type(reason) is str and _MACHINE_CODE.fullmatch(reason) else e.code
+    details = None
+    if e.http_status < 500:
+        details = {k: v for k, v in e.details.items() if v is not None and k != "reason"} or None
+    return ErrorResponse(ErrorBody(code=code, message=e.message, details=details))
+
+
+_MACHINE_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 async def respond_error(send: Send, e: GatewayError) -> None:
     headers = []
     retry_after = e.details.get("retry_after")
+    if retry_after is None and e.http_status == 503:
+        retry_after = 1  # unavailable for now: a client may try again shortly
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, int(float(retry_after) + 0.999))).encode()))
     await respond(send, e.http_status, error_payload(e), headers)

@@ -34,6 +34,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024  # the apps refuse smaller bodies themselves (4
 MAX_CONNECTIONS = 4096  # accepting pauses beyond this many open connections
 IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection may sit idle between requests
 REQUEST_TIMEOUT = 60.0  # seconds from a request's first byte to its last (slow senders)
+HANDLER_TIMEOUT = 60.0  # seconds the app may take for one request
 SEND_TIMEOUT = 60.0  # seconds a response may take to leave (a client that stopped reading)
 READ_SIZE = 64 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})  # and 1xx: no body, no Content-Length (RFC 9110 8.6)
@@ -101,8 +102,8 @@ async def _connection(
             peer = stream.socket.getpeername()
             request_deadline = None  # set while a request is partly read
             # One scope per connection bounds every read and send: its deadline is set before
-            # each (a scope per read and per send cost ~5 us a request). After a read the
-            # read's deadline stays, which also bounds the app's handling of that request.
+            # each (a scope per read and per send cost ~5 us a request), and before the app
+            # handles a request (HANDLER_TIMEOUT).
             with trio.CancelScope() as guard:
                 while True:
                     try:
@@ -128,6 +129,9 @@ async def _connection(
                         return
                     request_deadline = None
                     assert isinstance(req, Request)
+                    # The app's own time, not what was left of the read's (a request read
+                    # just before the idle deadline was cancelled mid-handling).
+                    guard.deadline = trio.current_time() + HANDLER_TIMEOUT
                     if not await _handle(stream, req, app, peer, guard) or not req.keep_alive:
                         return
             # the guard fired: idle too long, a request too slow, or a response not read
