@@ -527,7 +527,9 @@ class Gateway:
         if m.state is not State.HELD:
             m.state = State.HELD
             self.store.set_state_nowait(m.id, State.HELD, now=self.wall(), error=why)
-            log.warning("message_held", message_id=m.id, reason=why)
+            n = len(self._held) + 1
+            if n <= 10 or n % 1000 == 0:  # a whole queue may be held at once: not a line each
+                log.warning("message_held", message_id=m.id, reason=why, held=n)
         self._held[m.id] = job
 
     @property
