@@ -1,14 +1,16 @@
 """Config files that used to pass validation and break later (a reload answered 500, a
 daemon killed by SIGHUP, a channel stuck on a nan timeout, a tenant's key logging in as
-another tenant)."""
+another tenant), and `smpp-gateway run|check-config` on such files and on startup errors."""
 
 from __future__ import annotations
 
 import pytest
+import trio
 
 from gateway import config as C
+from gateway import daemon as D
 from gateway.cli import main
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 
 CHANNEL = '[[channels]]\nname = "a"\nsystem_id = "gw"\npassword = "pw"\n'
 ROUTE = '[[routes]]\nchannels = ["a"]\n'
@@ -130,3 +132,91 @@ def test_config_senders_must_be_sendable(sender):
 def test_config_senders_that_are_sendable_pass(sender):
     cfg = C.parse(CHANNEL + f'source_addr = "{sender}"\n' + ROUTE + TENANT + f'default_source_addr = "{sender}"\n')
     assert cfg.channels[0].source_addr == sender == cfg.tenants[0].default_source_addr
+
+
+# ---- 3. no channel / no tenant ------------------------------------------------------------
+
+
+def test_check_config_warns_about_a_gateway_that_cannot_send(tmp_path, capsys):
+    f = tmp_path / "gw.toml"
+    f.write_text('[listeners]\napi = "127.0.0.1:8080"\n[store]\npath = "x.db"\n')
+    assert main(["check-config", str(f)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: no enabled channel" in err and "warning: no tenant" in err
+    f.write_text(GOOD)
+    assert main(["check-config", str(f)]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_reload_refusal_only_when_everything_would_stop():
+    full = C.parse(GOOD)
+    assert D.reload_refusal(full, full) is None
+    assert D.reload_refusal(C.parse(""), C.parse("")) is None  # nothing running to stop
+    e = D.reload_refusal(full, C.parse(""), "gw.toml")
+    assert e is not None and "no channels/tenants" in e.reason and "restart" in e.reason
+    e = D.reload_refusal(full, C.parse(CHANNEL + "enabled = false\n" + TENANT))
+    assert e is not None and "no channels;" in e.reason
+    e = D.reload_refusal(full, C.parse(CHANNEL + ROUTE))
+    assert e is not None and "no tenants;" in e.reason
+    # fewer channels or tenants is an ordinary reload
+    two = C.parse(GOOD + CHANNEL.replace('"a"', '"b"') + f'[[tenants]]\nid = "u"\napi_key_hash = "{H2}"\n')
+    assert D.reload_refusal(two, full) is None
+
+
+# ---- 6. startup errors: one line, not a traceback --------------------------------------
+
+
+class _StoreBroken(GatewayError):
+    code = "store_broken"
+
+
+def test_startup_errors_unwraps_nested_groups():
+    e = _StoreBroken("the store is read-only")
+    assert D.startup_errors(e) == [e]
+    group = BaseExceptionGroup("outer", [ExceptionGroup("inner", [e])])
+    assert D.startup_errors(group) == [e]
+    assert D.startup_errors(ExceptionGroup("mixed", [e, ValueError("bug")])) is None
+    assert D.startup_errors(ValueError("bug")) is None
+
+
+def _config_file(tmp_path):
+    f = tmp_path / "gw.toml"
+    # writer "process": run() changes the GIL switch interval for a thread writer only
+    f.write_text(f'[store]\npath = "{tmp_path / "gw.db"}"\nwriter = "process"\n' + GOOD)
+    return f
+
+
+@pytest.fixture(autouse=True)
+def _no_global_tuning(monkeypatch):
+    """D.run() configures logging and the GC for the process: not in the test process."""
+    monkeypatch.setattr(D.logs, "configure", lambda *a, **k: None)
+    monkeypatch.setattr(D.gctune, "tune", lambda: None)
+
+
+def test_run_prints_a_gateway_error_at_startup_as_one_line(tmp_path, monkeypatch, capsys):
+    async def failing_run(self, *, task_status=trio.TASK_STATUS_IGNORED):
+        async with trio.open_nursery() as n:  # as Gateway.run's nursery wraps it
+            n.start_soon(trio.sleep_forever)
+            raise _StoreBroken("cannot write the store file x.db: read-only")
+
+    monkeypatch.setattr(D.Daemon, "run", failing_run)
+    assert D.run(str(_config_file(tmp_path))) == 1
+    err = capsys.readouterr().err
+    assert err == "startup failed: cannot write the store file x.db: read-only (store_broken)\n"
+
+
+def test_run_keeps_the_traceback_of_other_exceptions(tmp_path, monkeypatch):
+    async def buggy_run(self, *, task_status=trio.TASK_STATUS_IGNORED):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(D.Daemon, "run", buggy_run)
+    with pytest.raises(KeyError):
+        D.run(str(_config_file(tmp_path)))
+
+
+def test_run_with_a_bad_config_prints_one_line(tmp_path, capsys):
+    f = tmp_path / "gw.toml"
+    f.write_bytes(b"# \xe9\n")
+    assert D.run(str(f)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error: ") and "not UTF-8" in err and err.count("\n") == 1
