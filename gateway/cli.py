@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             print(f"invalid: {e}", file=sys.stderr)
             return 2
+        for warning in C.warnings(cfg):
+            # valid (a gateway may start so), but a running one refuses to reload into it
+            print(f"warning: {warning}", file=sys.stderr)
         print(json.dumps(C.masked(cfg), indent=2))
         return 0
     if a.cmd == "hash-key":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from pathlib import Path
@@ -29,6 +30,22 @@ SubmittingRecovery = Literal["resubmit", "unknown"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HOST_PORT = re.compile(r"^(?P<host>[^:\s]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+# A sender (source_addr) that every submit_sm can carry: 1..20 printable ASCII characters
+# (0x20-0x7E), not starting or ending with a space. The field is a C-Octet String of at most
+# 21 octets (20 + NUL) and the PDU encoder writes it in Latin-1; printable ASCII is the part
+# of that every SMSC reads the same way (control characters and a NUL would cut or corrupt
+# it). Numbers are the digits-with-optional-"+" subset of it (TON/NPI follow from the form,
+# gateway.submission.source_ton_npi). The tenant API (`sender`) and the config
+# (`default_source_addr`, `source_addr`) use this one pattern.
+SENDER_MAX = 20
+SENDER_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
+_SENDER = re.compile(SENDER_PATTERN)
+SENDER_RULE = "1..20 printable ASCII characters (0x20-0x7E), no leading or trailing space"
+
+
+def is_valid_sender(value: str) -> bool:
+    return len(value) <= SENDER_MAX and bool(_SENDER.match(value))
 
 
 class _Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -150,6 +167,15 @@ def parse(text: str | bytes, file: str | None = None) -> Config:
         raise ConfigError(message, path.strip("`"), file) from None
     except msgspec.DecodeError as e:
         raise ConfigError(f"not valid TOML: {e}", "$", file) from None
+    except UnicodeDecodeError as e:
+        # msgspec.toml decodes bytes as UTF-8 itself and lets this one through
+        line = e.object.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"not UTF-8: byte 0x{e.object[e.start]:02x} on line {line} cannot be decoded"
+            " (save the file as UTF-8)",
+            "$",
+            file,
+        ) from None
     validate(cfg, file)
     return cfg
 
@@ -169,18 +195,51 @@ def _host_port(value: str, path: str, file: str | None) -> None:
         raise ConfigError(f"expected host:port, got {value!r}", path, file)
 
 
+def _range_error(value: float, lo: float, hi: float, lo_open: bool) -> str | None:
+    """Why `value` is not a finite number within lo..hi (or lo exclusive), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, not {value}"
+    if (value <= lo if lo_open else value < lo) or value > hi:
+        return f"must be {'>' if lo_open else '>='} {_num(lo)} and <= {_num(hi)}"
+    return None
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+# Channel fields in seconds (the EsmeSettings ones included): finite, > 0, at most a day.
+_CHANNEL_SECONDS = (
+    "response_timeout",
+    "connect_timeout",
+    "enquire_link_interval",
+    "reconnect_min",
+    "reconnect_max",
+    "bind_failure_backoff",
+    "unbind_timeout",
+)
+MAX_SECONDS = 86_400.0
+MAX_TPS = 100_000.0
+MAX_VALIDITY = 63 * 86_400  # what SMPP's relative validity carries (submission.relative_validity)
+
+
 def validate(cfg: Config, file: str | None = None) -> None:
+    """The rules msgspec's types cannot say. Every number is checked against a finite range
+    (a TOML `nan` or `inf` is a float too, and would pass a plain `> 0`)."""
+
     def bad(message: str, path: str) -> None:
         raise ConfigError(message, path, file)
 
+    def number(value: float, path: str, lo: float, hi: float, *, lo_open: bool = False) -> None:
+        error = _range_error(value, lo, hi, lo_open)
+        if error:
+            bad(error, path)
+
     _host_port(cfg.listeners.api, "$.listeners.api", file)
     _host_port(cfg.listeners.admin, "$.listeners.admin", file)
-    if cfg.listeners.max_body_bytes < 1024:
-        bad("must be at least 1024", "$.listeners.max_body_bytes")
-    if cfg.store.batch_max < 1:
-        bad("must be at least 1", "$.store.batch_max")
-    if not 0 <= cfg.store.batch_wait_ms <= 1000:
-        bad("must be between 0 and 1000", "$.store.batch_wait_ms")
+    number(cfg.listeners.max_body_bytes, "$.listeners.max_body_bytes", 1024, 1 << 30)
+    number(cfg.store.batch_max, "$.store.batch_max", 1, 1_000_000)
+    number(cfg.store.batch_wait_ms, "$.store.batch_wait_ms", 0, 1000)
 
     names: set[str] = set()
     for i, ch in enumerate(cfg.channels):
@@ -190,49 +249,32 @@ def validate(cfg: Config, file: str | None = None) -> None:
         if ch.name in names:
             bad(f"duplicate channel name {ch.name!r}", f"{p}.name")
         names.add(ch.name)
-        if not 0 < ch.port < 65536:
-            bad("must be 1..65535", f"{p}.port")
-        if not 1 <= ch.binds <= 64:
-            bad("must be 1..64", f"{p}.binds")
-        if not 1 <= ch.window <= 1024:
-            bad("must be 1..1024", f"{p}.window")
-        if not 0 < ch.tps <= 100_000:
-            bad("must be > 0 and <= 100000", f"{p}.tps")
-        if ch.burst is not None and ch.burst < 1:
-            bad("must be >= 1", f"{p}.burst")
-        if ch.response_timeout <= 0:
-            bad("must be > 0", f"{p}.response_timeout")
-        for field in (
-            "enquire_link_interval",
-            "connect_timeout",
-            "reconnect_min",
-            "reconnect_max",
-            "bind_failure_backoff",
-            "unbind_timeout",
-        ):
-            if getattr(ch, field) <= 0:
-                bad("must be > 0", f"{p}.{field}")
+        number(ch.port, f"{p}.port", 1, 65535)
+        number(ch.binds, f"{p}.binds", 1, 64)
+        number(ch.window, f"{p}.window", 1, 1024)
+        number(ch.tps, f"{p}.tps", 0, MAX_TPS, lo_open=True)
+        if ch.burst is not None:
+            number(ch.burst, f"{p}.burst", 1, MAX_TPS)
+        for field in _CHANNEL_SECONDS:
+            number(getattr(ch, field), f"{p}.{field}", 0, MAX_SECONDS, lo_open=True)
         if ch.reconnect_min > ch.reconnect_max:
             bad("must not exceed reconnect_max", f"{p}.reconnect_min")
-        if ch.deliver_batch_max < 1:
-            bad("must be >= 1", f"{p}.deliver_batch_max")
+        number(ch.deliver_batch_max, f"{p}.deliver_batch_max", 1, 65_536)
+        number(ch.deliver_concurrency, f"{p}.deliver_concurrency", 1, 1024)
         for field in ("addr_ton", "addr_npi"):
-            if not 0 <= getattr(ch, field) <= 255:
-                bad("must be 0..255", f"{p}.{field}")
+            number(getattr(ch, field), f"{p}.{field}", 0, 255)
         if len(ch.system_id) > 15:
             bad("at most 15 characters (SMPP 3.4)", f"{p}.system_id")
         if len(ch.password) > 16:
             bad("at most 16 characters", f"{p}.password")
-        if ch.max_attempts < 1:
-            bad("must be >= 1", f"{p}.max_attempts")
-        if ch.validity_seconds < 60:
-            bad("must be >= 60", f"{p}.validity_seconds")
-        if ch.source_addr is not None and not 0 < len(ch.source_addr) <= 20:
-            bad("1..20 characters", f"{p}.source_addr")
+        number(ch.max_attempts, f"{p}.max_attempts", 1, 10_000)
+        number(ch.validity_seconds, f"{p}.validity_seconds", 60, MAX_VALIDITY)
+        if ch.source_addr is not None and not is_valid_sender(ch.source_addr):
+            bad(SENDER_RULE, f"{p}.source_addr")
         for field in ("source_addr_ton", "source_addr_npi"):
             v = getattr(ch, field)
-            if v is not None and not 0 <= v <= 255:
-                bad("must be 0..255", f"{p}.{field}")
+            if v is not None:
+                number(v, f"{p}.{field}", 0, 255)
 
     for i, r in enumerate(cfg.routes):
         p = f"$.routes[{i}]"
@@ -245,6 +287,7 @@ def validate(cfg: Config, file: str | None = None) -> None:
                 bad(f"unknown channel {name!r}", f"{p}.channels[{j}]")
 
     ids: set[str] = set()
+    hashes: dict[str, str] = {}
     for i, t in enumerate(cfg.tenants):
         p = f"$.tenants[{i}]"
         if not _NAME.match(t.id):
@@ -254,10 +297,29 @@ def validate(cfg: Config, file: str | None = None) -> None:
         ids.add(t.id)
         if not is_key_hash(t.api_key_hash):
             bad("expected sha256:<64 hex digits> (use `smpp-gateway hash-key`)", f"{p}.api_key_hash")
-        if t.tps <= 0:
-            bad("must be > 0", f"{p}.tps")
-        if t.daily_quota < 0:
-            bad("must be >= 0", f"{p}.daily_quota")
+        # The gateway finds a tenant by its key's hash: a second tenant with the same hash
+        # would take over the first one's key (each tenant needs its own key).
+        if t.api_key_hash in hashes:
+            bad(
+                f"same api_key_hash as tenant {hashes[t.api_key_hash]!r}: each tenant needs its own key",
+                f"{p}.api_key_hash",
+            )
+        hashes[t.api_key_hash] = t.id
+        number(t.tps, f"{p}.tps", 0, MAX_TPS, lo_open=True)
+        number(t.daily_quota, f"{p}.daily_quota", 0, 10**12)
+        if t.default_source_addr is not None and not is_valid_sender(t.default_source_addr):
+            bad(SENDER_RULE, f"{p}.default_source_addr")
+
+
+def warnings(cfg: Config) -> list[str]:
+    """What is valid but probably not meant: a gateway with no channel to send through or
+    no tenant to accept a message from (an empty or truncated file, say)."""
+    out = []
+    if not any(c.enabled for c in cfg.channels):
+        out.append("no enabled channel: no message can be sent")
+    if not cfg.tenants:
+        out.append("no tenant: every API call will be refused (401)")
+    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """The daemon: one trio.run holding the gateway, its two HTTP listeners and the signals.
 
 SIGHUP reloads the config file (validated first: a bad file is logged with its path and
-changes nothing); SIGTERM/SIGINT drain (in-flight segments finish, binds unbind, queued
+changes nothing; a reload that fails in any other way is logged too and never stops the
+daemon); SIGTERM/SIGINT drain (in-flight segments finish, binds unbind, queued
 messages stay queued in the store for the next start) and exit. With systemd
 (Type=notify) it reports READY=1, RELOADING=1 and STOPPING=1 on $NOTIFY_SOCKET.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,7 +29,7 @@ from gateway import logs
 from gateway.api.admin import AdminApp
 from gateway.api.httpserver import serve as builtin_serve
 from gateway.api.tenant import TenantApp
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.service import Gateway
 from gateway.store.sqlite import SqliteStore
 
@@ -50,6 +52,34 @@ def sd_notify(state: str) -> None:
         pass
 
 
+class ReloadFailed(GatewayError):
+    """A reload that failed other than by a bad file (a bug, an I/O error): logged as
+    `reload_failed`; the daemon keeps running."""
+
+    code = "reload_failed"
+    http_status = 500
+
+
+def reload_refusal(old: C.Config, new: C.Config, file: str | None = None) -> ConfigError | None:
+    """A valid config that a reload must not apply: one that would stop every channel or
+    drop every tenant of a running gateway. It is what an empty or truncated file (a
+    half-written deploy, an editor's crash) decodes to, and applying it would take the whole
+    service down with a "successful" reload. A restart with such a file is allowed."""
+    lost = []
+    if any(c.enabled for c in old.channels) and not any(c.enabled for c in new.channels):
+        lost.append("channels")
+    if old.tenants and not new.tenants:
+        lost.append("tenants")
+    if not lost:
+        return None
+    return ConfigError(
+        f"the new config has no {'/'.join(lost)}; refusing to stop everything:"
+        " use a restart if that is what you want",
+        "$",
+        file,
+    )
+
+
 def _hyper_config(bind: str) -> HyperConfig:
     hc = HyperConfig()
     hc.bind = [bind]
@@ -66,9 +96,12 @@ class Daemon:
         self.gateway: Gateway | None = None
         self._stop = trio.Event()
         self.stopped = trio.Event()  # set once run() has drained and closed everything
+        self.started = False  # run() has started everything (listeners bound, READY=1)
 
     async def reload(self) -> C.ConfigDiff:
-        """Re-read and apply the config file. Raises ConfigError, changing nothing."""
+        """Re-read and apply the config file. Raises ConfigError (a file refused: nothing
+        changed) or ReloadFailed (anything else went wrong; logged as `reload_failed`).
+        Never anything else: a reload must not take the daemon down."""
         assert self.gateway is not None
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
@@ -77,12 +110,22 @@ class Daemon:
                 raise ConfigError(
                     "store and listeners cannot change on reload; restart the service", "$"
                 )
+            refusal = reload_refusal(self.cfg, new, str(self.config_path))
+            if refusal is not None:
+                raise refusal
             d = await self.gateway.apply_config(new)
             self.cfg = new
             return d
         except ConfigError as e:
             log.error("reload_refused", error=str(e), path=e.path)
             raise
+        except Exception as e:
+            # self.cfg stays the running config. (If apply_config failed half way, what it
+            # had applied stays applied: the next good reload diffs against that.)
+            log.exception("reload_failed", error=f"{type(e).__name__}: {e}")
+            raise ReloadFailed(
+                f"reload failed: {type(e).__name__}: {e}; the running config stays"
+            ) from e
         finally:
             sd_notify("READY=1")
 
@@ -117,7 +160,10 @@ class Daemon:
                 channels=[c.name for c in cfg.channels],
                 recovered=gw.recovered,
             )
+            for warning in C.warnings(cfg):
+                log.warning("config_warning", warning=warning)
             sd_notify("READY=1")
+            self.started = True
             task_status.started()
             await self._stop.wait()
             sd_notify("STOPPING=1")
@@ -135,20 +181,41 @@ class Daemon:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    try:
+                    # a ConfigError or ReloadFailed, logged by reload(): the running
+                    # config stays, and the daemon runs on
+                    with contextlib.suppress(Exception):
                         await self.reload()
-                    except ConfigError:
-                        pass  # logged; the running config stays
                 else:
                     self.stop()
                     return
 
 
+def startup_errors(exc: BaseException) -> list[GatewayError] | None:
+    """The GatewayErrors `exc` consists of: itself, or every leaf of the (nested) exception
+    group trio wraps a failing task's error in. None when anything else is in there (a bug:
+    its traceback is wanted)."""
+    if isinstance(exc, GatewayError):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        found: list[GatewayError] = []
+        for sub in exc.exceptions:
+            errors = startup_errors(sub)
+            if errors is None:
+                return None
+            found.extend(errors)
+        return found or None
+    return None
+
+
 def run(config_path: str) -> int:
+    """`smpp-gateway run`. A typed error at startup (a bad config, a read-only or too new
+    store, ...) is printed as one line `startup failed: <message> (<code>)` on stderr, exit
+    status 2 for a config error and 1 for the others; any other exception keeps its
+    traceback."""
     try:
         cfg = C.load(config_path)
     except ConfigError as e:
-        print(f"config error: {e}")
+        print(f"config error: {e}", file=sys.stderr)
         return 2
     logs.configure(cfg.logging.format, cfg.logging.level)
     # With the writer in a thread (`[store] writer = "thread"`), it must get the GIL back
@@ -159,6 +226,15 @@ def run(config_path: str) -> int:
     if cfg.store.writer == "thread":
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     gctune.tune()
-    daemon = Daemon(config_path)
-    trio.run(daemon.run)
+    daemon: Daemon | None = None
+    try:
+        daemon = Daemon(config_path)
+        trio.run(daemon.run)
+    except BaseException as e:  # re-raised unless all typed
+        errors = startup_errors(e)
+        if errors is None or (daemon is not None and daemon.started):
+            raise
+        for error in errors:
+            print(f"startup failed: {error.message} ({error.code})", file=sys.stderr)
+        return 2 if all(isinstance(error, ConfigError) for error in errors) else 1
     return 0

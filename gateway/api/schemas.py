@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from gateway.config import Category
+from gateway.config import SENDER_MAX, SENDER_PATTERN, Category
 from gateway.store.records import MessageRecord, SegmentRecord
 
 MAX_RECIPIENTS = 1000
@@ -27,7 +27,10 @@ class SendMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Printable ASCII but `#`: a batch's message i is stored as `client_ref#i`, so a `#` of
     # the tenant's own could name another request's message.
     client_ref: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21\x22\x24-\x7e]+$")] | None = None
-    sender: Annotated[str, msgspec.Meta(min_length=1, max_length=20)] | None = None
+    # What submit_sm's source_addr can carry, as for the config's senders (gateway.config,
+    # SENDER_PATTERN): 1..20 printable ASCII, no leading/trailing space. Refused here rather
+    # than accepted and `rejected` at dispatch.
+    sender: Annotated[str, msgspec.Meta(min_length=1, max_length=SENDER_MAX, pattern=SENDER_PATTERN)] | None = None
     validity_seconds: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] | None = None
     signature_id: str | None = None
     template_id: str | None = None
