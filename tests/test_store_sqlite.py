@@ -632,7 +632,8 @@ async def test_bulk_and_row_by_row_agree(tmp_path):
 
 async def test_unfinished_after_crash_in_process(db_path):
     """Store A never shuts down (its file stays open, WAL not checkpointed): B, opened on the
-    same file, sees every message A acknowledged."""
+    files as A leaves them (copied while A is idle: a second store on A's own file is refused,
+    test_store_lock.py), sees every message A acknowledged."""
     async with trio.open_nursery() as outer:
         a = await open_store(outer, db_path)
         items = [msg(i, segments=1 + i % 3) for i in range(20)]
@@ -640,7 +641,13 @@ async def test_unfinished_after_crash_in_process(db_path):
         a.set_state_nowait(items[0][0].id, State.REJECTED, now=T0 + 1)  # final
         a.set_state_nowait(items[1][0].id, State.QUEUED, now=T0 + 1)
         await a.flush()
-        b = await open_store(outer, db_path)
+        crashed = db_path.parent / "crashed" / db_path.name
+        crashed.parent.mkdir()
+        wal = Path(f"{db_path}-wal")
+        assert wal.stat().st_size > 0  # the commits are (also) in the WAL
+        for suffix in ("", "-wal"):  # no -shm: a crash leaves none that can be trusted
+            Path(f"{crashed}{suffix}").write_bytes(Path(f"{db_path}{suffix}").read_bytes())
+        b = await open_store(outer, crashed)
         views = await b.unfinished()
         assert [v.message.id for v in views] == [rec.id for rec, _ in items[1:]]  # oldest first
         assert views[0].message.state is State.QUEUED

@@ -82,6 +82,7 @@ Ops still queued after that fail with StoreUnavailable.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import operator
 import os
@@ -536,6 +537,15 @@ class _Flight:
         self.inserts = any(op.kind == _INSERT for op in batch)
 
 
+def _lock_holder(fd: int) -> int | None:
+    """The pid the holder of a store lock wrote into the lock file, if it did."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 async def _end(proc: trio.Process, timeout: float = 0.0) -> None:
     """Close the writer's stdin, wait up to `timeout` for it to exit, then kill it."""
     for stream in (proc.stdin, proc.stdout):
@@ -614,6 +624,7 @@ class SqliteStore(Store):
         self._poisoned = False  # the writer skips batches until it is sent _RESUME
         self._failures = 0  # consecutive failed batches (backoff)
         self._writer_up = trio.Event()  # set when a writer process started (_watch_writer)
+        self._lock_fd: int | None = None  # the store lock (_lock), held while the store runs
 
     @property
     def writer_pid(self) -> int | None:
@@ -635,6 +646,7 @@ class SqliteStore(Store):
         self._w_limiter = trio.CapacityLimiter(1)
         self._r_limiter = trio.CapacityLimiter(1)
         try:
+            self._lock()  # before anything touches the database
             if self._process:
                 before, after = await self._start_writer()
                 await trio.to_thread.run_sync(self._open_reader, limiter=self._r_limiter)
@@ -645,6 +657,7 @@ class SqliteStore(Store):
             self._fail_queued("store failed to open")
             with trio.CancelScope(shield=True):
                 await self._stop_writer()
+            self._unlock()
             if isinstance(e, sqlite3.Error | OSError):
                 raise StoreUnavailable(
                     f"cannot open the store at {self.path}: {e}", path=self.path, reason=str(e)
@@ -672,8 +685,51 @@ class SqliteStore(Store):
                     await self._drain()
                 self._status = _CLOSED
                 self._fail_queued("store closed")
-                await self._close()
+                try:
+                    await self._close()
+                finally:
+                    self._unlock()  # after the writer (thread or process) has finished
                 log.info("store_closed", path=self.path, **self._summary())
+
+    def _lock(self) -> None:
+        """One gateway per store file: an exclusive flock on `<path>.lock` (created if
+        missing, never deleted: a new file at that path would not be the file another process
+        holds a lock on), held until the store closes. Without it a second gateway on the same
+        file would "recover" and send the first one's unfinished messages (duplicate SMS).
+        StoreUnavailable, with nothing opened, if another process holds it.
+
+        The fd is close-on-exec (and the writer process is spawned with close_fds): a flock
+        belongs to the open file description, and a child holding a copy would keep the lock
+        after the gateway died. The kernel releases it when the gateway exits, `kill -9` too.
+        """
+        lock_path = os.fspath(self.path) + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                by = f"another gateway (pid {holder})" if holder else "another gateway"
+                raise StoreUnavailable(
+                    f"the store at {self.path} is in use by {by}: one gateway per store file "
+                    f"(lock file {lock_path})",
+                    path=self.path,
+                    reason="locked by another process",
+                    lock=lock_path,
+                    holder_pid=holder,
+                ) from None
+            os.ftruncate(fd, 0)  # who holds it, for the message above (informative only)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        """Release the store lock (closing the fd does). The file stays."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def _open(self) -> tuple[int, int]:
         w, before, after, self._chunk_rows = open_writer(
