@@ -18,11 +18,10 @@ import pytest
 import trio
 
 from gateway.config import StoreConfig
-from gateway.store.records import MessageRecord, SegmentRecord
 from gateway.store.sqlite import SqliteStore, StoreUnavailable
+from tests.test_store_sqlite import msg
 
 ROOT = Path(__file__).resolve().parents[1]
-T0 = 1_700_000_000.0
 
 
 @pytest.fixture(params=["thread", "process"])
@@ -37,25 +36,6 @@ def db_path(tmp_path):
 
 def store(path: Path, writer: str) -> SqliteStore:
     return SqliteStore(StoreConfig(path=str(path), batch_wait_ms=1.0, writer=writer))
-
-
-def msg(i: int):
-    rec = MessageRecord(
-        id=f"m{i:06d}",
-        tenant="acme",
-        client_ref=None,
-        source_addr="Acme",
-        destination=f"4915100{i:05d}",
-        text=f"code {i}",
-        category="otp",
-        priority=0,
-        data_coding=0,
-        segment_count=1,
-        created_at=T0,
-        updated_at=T0,
-        expires_at=T0 + 86_400,
-    )
-    return rec, [SegmentRecord(message_id=rec.id, seq=1)]
 
 
 async def test_second_store_on_the_same_file_is_refused(db_path, writer_mode):

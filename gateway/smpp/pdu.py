@@ -44,6 +44,7 @@ time fields of any length, and standard TLVs of a non-standard length kept as ra
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgspec
@@ -151,8 +152,9 @@ _RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
 assert _RECEIPTED_MESSAGE_ID == 0x001E and TLV_TYPES[_RECEIPTED_MESSAGE_ID] == _CSTR
 
 
-def _decode_tlvs(b: bytes, p: int, end: int) -> list[Tlv]:
-    """The TLVs in b[p:end]. Reads nothing at or past `end` (b may hold more after it)."""
+def _decode_tlvs(b: bytes, p: int, end: int, lenient: bool = False) -> list[Tlv]:
+    """The TLVs in b[p:end]. Reads nothing at or past `end` (b may hold more after it).
+    `lenient`: see _decode_tlvs_lenient."""
     tlvs: list[Tlv] = []
     types = TLV_TYPES
     int1 = _INT1_TLVS
@@ -191,12 +193,14 @@ def _decode_tlvs(b: bytes, p: int, end: int) -> list[Tlv]:
                 tlvs.append(Tlv(tag, raw[:-1].decode("latin-1")))
             else:
                 tlvs.append(Tlv(tag, raw.decode("latin-1"), False))
-        else:
-            if length != kind:
-                raise PduError(
-                    f"TLV 0x{tag:04x} has length {length}, expected {kind}", S.ESME_RINVPARLEN
-                )
+        elif length == kind:
             tlvs.append(Tlv(tag, int.from_bytes(raw, "big")))
+        elif lenient:
+            tlvs.append(Tlv(tag, raw))
+        else:
+            raise PduError(
+                f"TLV 0x{tag:04x} has length {length}, expected {kind}", S.ESME_RINVPARLEN
+            )
         p = q
     return tlvs
 
@@ -207,35 +211,7 @@ def _decode_tlvs_lenient(b: bytes, p: int, end: int) -> list[Tlv]:
     is kept like an unknown tag, `Tlv(tag, raw bytes)`, instead of refusing the PDU. A
     reader tells the two apart by the value's type (`isinstance(t.value, int)`). Framing
     errors (a TLV running past the body, a partial header) still raise."""
-    tlvs: list[Tlv] = []
-    types = TLV_TYPES
-    while p < end:
-        if end - p < 4:
-            raise PduError(
-                f"{end - p} byte(s) after the mandatory fields are too short for a TLV header",
-                S.ESME_RINVCMDLEN,
-            )
-        tag, length = _TLV_HEAD.unpack_from(b, p)
-        p += 4
-        q = p + length
-        if q > end:
-            raise PduError(
-                f"TLV 0x{tag:04x} declares length {length} but {end - p} byte(s) remain",
-                S.ESME_RINVCMDLEN,
-            )
-        raw = b[p:q]
-        kind = types.get(tag)
-        if kind == _CSTR:
-            if length and raw[-1] == 0:
-                tlvs.append(Tlv(tag, raw[:-1].decode("latin-1")))
-            else:
-                tlvs.append(Tlv(tag, raw.decode("latin-1"), False))
-        elif kind is None or length != kind:
-            tlvs.append(Tlv(tag, raw))
-        else:
-            tlvs.append(Tlv(tag, int.from_bytes(raw, "big")))
-        p = q
-    return tlvs
+    return _decode_tlvs(b, p, end, True)
 
 
 def _encode_tlvs(tlvs: list[Tlv]) -> bytes:
@@ -950,6 +926,13 @@ def decode_frame(b: bytes, length: int, command_id: int, status: int, seq: int) 
             command_id=command_id,
             sequence_number=seq,
         )
+    return _run_decoder(decoder, b, length, command_id, status, seq)
+
+
+def _run_decoder(
+    decoder: Callable[..., Pdu], b: bytes, length: int, command_id: int, status: int, seq: int
+) -> Pdu:
+    """A generated decoder on a whole frame, its failures as PduErrors naming the frame."""
     try:
         return decoder(b, HEADER_SIZE, length, status, seq)
     except PduError as e:
@@ -986,18 +969,7 @@ def decode_frame_lenient(b: bytes, length: int, command_id: int, status: int, se
     decoder = LENIENT_DECODERS.get(command_id)
     if decoder is None:
         return decode_frame(b, length, command_id, status, seq)
-    try:
-        return decoder(b, HEADER_SIZE, length, status, seq)
-    except PduError as e:
-        e.command_id, e.sequence_number = command_id, seq
-        raise
-    except (IndexError, struct.error):
-        raise PduError(
-            "body ends inside the mandatory fields",
-            S.ESME_RINVCMDLEN,
-            command_id=command_id,
-            sequence_number=seq,
-        ) from None
+    return _run_decoder(decoder, b, length, command_id, status, seq)
 
 
 def decode_lenient(b: bytes, max_length: int = DEFAULT_MAX_PDU_LENGTH) -> Pdu:
