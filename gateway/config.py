@@ -219,7 +219,10 @@ _CHANNEL_SECONDS = (
     "unbind_timeout",
 )
 MAX_SECONDS = 86_400.0
-MAX_TPS = 100_000.0
+MAX_TPS = 100_000.0  # per channel: far above what one SMSC account takes
+# Per tenant: high enough that an operator can write "no practical limit" (1,000,000 is
+# common in configs) while nan, inf and typos of many digits are refused.
+MAX_TENANT_TPS = 10_000_000.0
 MAX_VALIDITY = 63 * 86_400  # what SMPP's relative validity carries (submission.relative_validity)
 
 
@@ -305,7 +308,7 @@ def validate(cfg: Config, file: str | None = None) -> None:
                 f"{p}.api_key_hash",
             )
         hashes[t.api_key_hash] = t.id
-        number(t.tps, f"{p}.tps", 0, MAX_TPS, lo_open=True)
+        number(t.tps, f"{p}.tps", 0, MAX_TENANT_TPS, lo_open=True)
         number(t.daily_quota, f"{p}.daily_quota", 0, 10**12)
         if t.default_source_addr is not None and not is_valid_sender(t.default_source_addr):
             bad(SENDER_RULE, f"{p}.default_source_addr")

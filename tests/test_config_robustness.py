@@ -4,6 +4,9 @@ another tenant), and `smpp-gateway run|check-config` on such files and on startu
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import trio
 
@@ -11,6 +14,8 @@ from gateway import config as C
 from gateway import daemon as D
 from gateway.cli import main
 from gateway.errors import ConfigError, GatewayError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CHANNEL = '[[channels]]\nname = "a"\nsystem_id = "gw"\npassword = "pw"\n'
 ROUTE = '[[routes]]\nchannels = ["a"]\n'
@@ -222,3 +227,25 @@ def test_run_with_a_bad_config_prints_one_line(tmp_path, capsys):
     assert D.run(str(f)) == 2
     err = capsys.readouterr().err
     assert err.startswith("config error: ") and "not UTF-8" in err and err.count("\n") == 1
+
+
+def test_a_tenant_may_have_no_practical_rate_limit_but_not_an_absurd_one(tmp_path):
+    base = (ROOT / "config" / "gateway.toml").read_text()
+    head, sep, tenants = base.partition("[[tenants]]")
+    ok = C.parse(head + sep + tenants.replace("tps = 200", "tps = 1000000", 1))
+    assert any(t.tps == 1_000_000 for t in ok.tenants)
+    with pytest.raises(C.ConfigError) as e:
+        C.parse(head + sep + tenants.replace("tps = 200", "tps = 1e12", 1))
+    assert e.value.path == "$.tenants[0].tps"
+
+
+def test_the_benchmark_configs_are_valid(tmp_path):
+    """bench/gateway_bench.py writes its own gateway config: it must pass validation (the
+    benchmark is not run by the test suite)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import gateway_bench
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    path = gateway_bench.gateway_config(tmp_path, 2775, 8080, 8081, 2, 64, "builtin")
+    C.load(str(path))
