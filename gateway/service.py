@@ -467,11 +467,8 @@ class Gateway:
         ch = self.channels.get(job.record.channel or "")
         if ch is None:
             self._route_job(job, initial=False)
-            return
-        try:
-            ch.enqueue(job)
-        except RuntimeError:  # draining (SIGTERM): stays queued in the store
-            pass
+        else:
+            self._put(ch, job)
 
     def fits(self, job: Job, cfg: C.ChannelConfig) -> bool:
         """True if channel `cfg` splits the message as intake did (same data coding, same
