@@ -101,6 +101,9 @@ def test_expect_continue_is_announced_until_the_body_arrives():
         (b"GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\n folded\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: t\r\nA: x\ry\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: t\r\nA: x\x00y\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\nHost: t\n\n", 400),  # bare LF line endings: refused at once
+        (b"GET / HTTP/1.1\nHost: t\r\n\r\n", 400),  # a bare LF in the request line
+        (b"GET / HTTP/1.1\r\nHost: t\r\nA: x\ny\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0x10\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),

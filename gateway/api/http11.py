@@ -95,6 +95,9 @@ _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 _HEAD, _BODY, _CHUNK_HEAD, _CHUNK_DATA, _TRAILERS = range(5)
 
 
+_BARE_LF = "bare LF line ending: HTTP/1.1 lines end in CRLF"
+
+
 class RequestReader:
     """Feed bytes with `feed()`, take requests with `next_request()` (a `Request` or
     `NEED_DATA`). Pipelined requests are kept in order. `expects_continue` is true while a
@@ -203,6 +206,8 @@ class RequestReader:
             start += 2
         end = buf.find(b"\r\n\r\n", start)
         if end < 0:
+            if buf.find(b"\n\n", start) >= 0:  # a head ended by bare LFs: say so now
+                raise HttpError(400, _BARE_LF)
             if len(buf) - start > self.max_head:
                 raise HttpError(431, "request head too large")
             if start:
@@ -212,6 +217,10 @@ class RequestReader:
             raise HttpError(431, "request head too large")
         head = bytes(buf[start:end])
         del buf[: end + 4]
+        if head.count(b"\n") != head.count(b"\r\n"):
+            # RFC 9112 2.2 lets a recipient accept a bare LF; refusing it closes a gap two
+            # parsers that split lines differently (a proxy and this server) could disagree on.
+            raise HttpError(400, _BARE_LF)
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
         if len(parts) != 3:
