@@ -48,8 +48,9 @@ SUBMIT_RESP_BODIES = {
     "message_id without NUL": (b"abc123", "abc123"),
     "message_id of 70 octets": (b"9" * 70 + b"\0", "9" * 70),
     "message_id of 70 octets without NUL": (b"9" * 70, "9" * 70),
-    "unreadable (TLV header cut short)": (b"abc\0\x00\x1e\x00", None),
-    "unreadable (TLV runs past the body)": (b"abc\0\x00\x1e\x00\x09ab", None),
+    # the last TLV cut short (stray octets, or running past the body): the id is kept
+    "TLV header cut short": (b"abc\0\x00\x1e\x00", "abc"),
+    "TLV runs past the body": (b"abc\0\x00\x1e\x00\x09ab", "abc"),
 }
 
 
@@ -96,7 +97,8 @@ def test_unreadable_generic_nack_keeps_its_header_status():
 
 def test_unreadable_response_to_nothing_outstanding_is_only_reported():
     esme = bound_esme()
-    esme.receive_data(frame(CommandId.SUBMIT_SM_RESP, b"abc\0\x00", 999))
+    # query_sm_resp cut inside its mandatory fields: unreadable even leniently
+    esme.receive_data(frame(CommandId.QUERY_SM_RESP, b"abc\0", 999))
     (ev,) = esme.next_events()
     assert isinstance(ev, S.InvalidPdu) and not ev.tolerated
     assert not esme.data_to_send()
@@ -209,7 +211,8 @@ def test_odd_data_sm_reaches_the_esme_application():
 
 def test_deliver_sm_unreadable_even_leniently_is_still_refused():
     esme = bound_esme()
-    esme.receive_data(frame(CommandId.DELIVER_SM, deliver_body(tlvs=b"\x00\x01\x02"), 9))
+    # cut inside its mandatory fields: unreadable even leniently
+    esme.receive_data(frame(CommandId.DELIVER_SM, deliver_body()[:12], 9))
     (ev,) = esme.next_events()
     assert isinstance(ev, S.InvalidPdu) and not ev.tolerated
     answer = P.decode(esme.data_to_send())
@@ -245,3 +248,35 @@ def test_corpus_record_the_receiver_tolerates():
     with pytest.raises(PduError):
         P.decode(raw)
     assert P.decode_lenient(raw).message_id == "9"
+
+
+def _corpus_frame(pdu_id: str) -> bytes:
+    path = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "pdus.jsonl"
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["id"] == pdu_id:
+            return bytes.fromhex(entry["hex"])
+    raise LookupError(pdu_id)
+
+
+def test_a_receipt_whose_last_tlv_overruns_the_body_still_arrives():
+    """A production SMSC's receipt (corpus cloudhopper-27): receipted_message_id declares 65
+    octets and 5 remain ("3005" and its NUL). Refused, the SMSC takes the deliver_sm_resp
+    error as final and the receipt is lost; read leniently it keeps what is there."""
+    raw = _corpus_frame("cloudhopper-27")
+    with pytest.raises(PduError):
+        P.decode(raw)  # the strict codec still says what is wrong with it
+    esme = bound_esme()
+    esme.receive_data(raw)
+    inv, req = esme.next_events()
+    assert inv.tolerated and isinstance(req, S.RequestReceived)
+    assert req.pdu.tlv(Tag.RECEIPTED_MESSAGE_ID) == "3005" and req.pdu.tlv(Tag.MESSAGE_STATE) == 2
+    assert esme.data_to_send() == b""  # nothing answered by the session itself
+
+
+def test_stray_octets_after_the_last_tlv_are_ignored_in_a_received_deliver_sm():
+    body = P.DeliverSm(esm_class=4, short_message=b"x", tlvs=[P.Tlv(Tag.MESSAGE_STATE, 2)]).encode()[16:]
+    esme = bound_esme()
+    esme.receive_data(frame(CommandId.DELIVER_SM, body + b"\x00\x01", seq=9))
+    inv, req = esme.next_events()
+    assert inv.tolerated and req.pdu.tlvs == [P.Tlv(Tag.MESSAGE_STATE, 2)]

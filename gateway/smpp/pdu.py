@@ -160,6 +160,8 @@ def _decode_tlvs(b: bytes, p: int, end: int, lenient: bool = False) -> list[Tlv]
     int1 = _INT1_TLVS
     while p < end:
         if end - p < 4:
+            if lenient:  # stray bytes after the last TLV: ignored
+                break
             raise PduError(
                 f"{end - p} byte(s) after the mandatory fields are too short for a TLV header",
                 S.ESME_RINVCMDLEN,
@@ -180,6 +182,9 @@ def _decode_tlvs(b: bytes, p: int, end: int, lenient: bool = False) -> list[Tlv]
         p += 4
         q = p + length
         if q > end:
+            if lenient:  # the last TLV overruns the body: keep what is there
+                tlvs.append(_truncated_tlv(tag, b[p:end]))
+                break
             raise PduError(
                 f"TLV 0x{tag:04x} declares length {length} but {end - p} byte(s) remain",
                 S.ESME_RINVCMDLEN,
@@ -209,9 +214,20 @@ def _decode_tlvs_lenient(b: bytes, p: int, end: int) -> list[Tlv]:
     """`_decode_tlvs` for received PDUs decoded leniently (`decode_lenient`): a standard
     integer tag whose length is not its spec size (user_message_reference in 1 octet, ...)
     is kept like an unknown tag, `Tlv(tag, raw bytes)`, instead of refusing the PDU. A
-    reader tells the two apart by the value's type (`isinstance(t.value, int)`). Framing
-    errors (a TLV running past the body, a partial header) still raise."""
+    reader tells the two apart by the value's type (`isinstance(t.value, int)`). A last TLV
+    that declares more than the body holds keeps what is there (a production SMSC sent
+    receipted_message_id with length 65 and 5 octets, "3005" and its NUL: corpus
+    cloudhopper-27); 1-3 stray octets after the last TLV are ignored."""
     return _decode_tlvs(b, p, end, True)
+
+
+def _truncated_tlv(tag: int, rest: bytes) -> Tlv:
+    """What a lenient reader keeps of a TLV cut short by the end of the body: a C-string up
+    to its NUL (or all of it), anything else as raw bytes."""
+    if TLV_TYPES.get(tag) == _CSTR:
+        nul = rest.find(0)
+        return Tlv(tag, rest[: nul if nul >= 0 else len(rest)].decode("latin-1"), nul >= 0)
+    return Tlv(tag, rest)
 
 
 def _encode_tlvs(tlvs: list[Tlv]) -> bytes:
