@@ -599,48 +599,34 @@ class Gateway:
 
     async def apply_config(self, new: C.Config) -> C.ConfigDiff:
         """Apply an already validated config. Channels added/removed/changed are started,
-        drained and stopped, or retuned in place; unchanged channels are not touched."""
+        drained and stopped, or retuned in place; unchanged channels are not touched.
+
+        What can fail is built before anything changes (the router, the tenants' keys). A
+        channel step that fails anyway is logged (`reload_channel_failed`) and the others
+        still run: stopping half way would leave the channels after it on a config that no
+        longer exists, with nothing saying which."""
         async with self._reload_lock:
             d = C.diff(self.cfg, new)
+            router = Router(new.routes)
+            tenants_by_hash = {t.api_key_hash: t for t in new.tenants}
             old = self.cfg
             self.cfg = new
-            self.router = Router(new.routes)
+            self.router = router
             self.limiter.retune(new.tenants, trio.current_time())
-            self._tenants_by_hash = {t.api_key_hash: t for t in new.tenants}
-            for name in d.added:
-                cfg = new.channel(name)
-                if cfg is not None and cfg.enabled:
-                    await self._start_channel(cfg)
-            for name in d.retuned:
-                ch = self.channels.get(name)
-                cfg = new.channel(name)
-                if ch is not None and cfg is not None:
-                    before = ch.cfg
-                    ch.retune(cfg)
-                    if (before.concatenation, before.allow_latin1) != (cfg.concatenation, cfg.allow_latin1):
-                        # Its queued messages were split for the old settings: those the
-                        # new ones split differently go elsewhere or are held.
-                        for job in ch.take_queued():
-                            self._route_job(job, initial=False)
-            for name in d.reconnect:
-                old_ch = self.channels.pop(name, None)
-                cfg = new.channel(name)
-                if cfg is not None:
-                    await self._start_channel(cfg)  # the new binds first
-                if old_ch is not None:
-                    left = await old_ch.drain_and_stop()
-                    for job in left:
-                        # to the new channel of that name if it splits the text the same
-                        self._route_job(job, initial=False)
-                    self._rehome(old_ch)
-            for name in d.removed:
-                ch = self.channels.pop(name, None)
-                if ch is not None:
-                    left = await ch.drain_and_stop()
-                    for job in left:
-                        job.record.channel = None
-                        self._route_job(job, initial=False)
-                    self._rehome(ch)
+            self._tenants_by_hash = tenants_by_hash
+            failed: list[str] = []
+            for step, names, apply in (
+                ("start", d.added, self._reload_add),
+                ("retune", d.retuned, self._reload_retune),
+                ("reconnect", d.reconnect, self._reload_reconnect),
+                ("stop", d.removed, self._reload_remove),
+            ):
+                for name in names:
+                    try:
+                        await apply(name, new)
+                    except Exception as e:  # noqa: BLE001 - logged; the other channels still follow the file
+                        failed.append(name)
+                        log.error("reload_channel_failed", channel=name, step=step, error=repr(e))
             self._release_held()
             log.info(
                 "config_applied",
@@ -651,8 +637,46 @@ class Gateway:
                 routes_changed=d.routes_changed,
                 tenants_changed=d.tenants_changed,
                 old_channels=len(old.channels),
+                failed=failed,
             )
             return d
+
+    async def _reload_add(self, name: str, new: C.Config) -> None:
+        cfg = new.channel(name)
+        if cfg is not None and cfg.enabled:
+            await self._start_channel(cfg)
+
+    async def _reload_retune(self, name: str, new: C.Config) -> None:
+        ch = self.channels.get(name)
+        cfg = new.channel(name)
+        if ch is None or cfg is None:
+            return
+        before = ch.cfg
+        ch.retune(cfg)
+        if (before.concatenation, before.allow_latin1) != (cfg.concatenation, cfg.allow_latin1):
+            # Its queued messages were split for the old settings: those the new ones split
+            # differently go elsewhere or are held.
+            for job in ch.take_queued():
+                self._route_job(job, initial=False)
+
+    async def _reload_reconnect(self, name: str, new: C.Config) -> None:
+        old_ch = self.channels.pop(name, None)
+        cfg = new.channel(name)
+        if cfg is not None:
+            await self._start_channel(cfg)  # the new binds first
+        if old_ch is not None:
+            for job in await old_ch.drain_and_stop():
+                # to the new channel of that name if it splits the text the same
+                self._route_job(job, initial=False)
+            self._rehome(old_ch)
+
+    async def _reload_remove(self, name: str, _new: C.Config) -> None:
+        ch = self.channels.pop(name, None)
+        if ch is not None:
+            for job in await ch.drain_and_stop():
+                job.record.channel = None
+                self._route_job(job, initial=False)
+            self._rehome(ch)
 
     # ---- stats ----------------------------------------------------------------------------
 

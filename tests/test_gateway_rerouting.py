@@ -214,3 +214,26 @@ async def test_a_request_cancelled_while_its_insert_commits_is_still_sent(tmp_pa
         go.set()
         await wait_until(lambda: gw.channels["a"].stats.submitted_messages == 1, timeout=10)
         n.cancel_scope.cancel()
+
+
+async def test_a_channel_step_failing_on_reload_does_not_stop_the_others(tmp_path):
+    """One channel's retune raises (a bug, or a value validation missed): the reload still
+    starts the channel added and stops the one removed in the same file (before, the
+    exception ended the reload half way: c kept running on a config without it)."""
+    async with simulator(sim_config()) as srv, trio.open_nursery() as n:
+        db = tmp_path / "gw.db"
+        cfg = C.parse(config_text(db, [("a", srv.port, "udh8"), ("c", srv.port, "udh8")]))
+        gw = Gateway(cfg, SqliteStore(cfg.store))
+        await n.start(gw.run)
+        await wait_until(lambda: gw.channels["a"].up and gw.channels["c"].up)
+
+        def broken(_cfg):
+            raise ValueError("retune failed")
+
+        gw.channels["a"].retune = broken
+        new = C.parse(config_text(db, [("a", srv.port, "udh16"), ("b", srv.port, "udh8")]))
+        d = await gw.apply_config(new)
+        assert d.retuned == ("a",) and d.added == ("b",) and d.removed == ("c",)
+        assert "b" in gw.channels and "c" not in gw.channels and gw.cfg is new
+        await wait_until(lambda: gw.channels["b"].up)
+        n.cancel_scope.cancel()
