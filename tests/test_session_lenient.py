@@ -251,7 +251,7 @@ def test_corpus_record_the_receiver_tolerates():
 
 
 def _corpus_frame(pdu_id: str) -> bytes:
-    path = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "pdus.jsonl"
+    path = Path(__file__).parent / "corpus" / "pdus.jsonl"
     for line in path.read_text().splitlines():
         entry = json.loads(line)
         if entry["id"] == pdu_id:
