@@ -24,7 +24,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import msgspec
@@ -572,12 +572,7 @@ class Channel:
                     self.stats.receipts_matched += 1
                     self.stats.receipts_unmatched -= 1
                     receipt, _ = early
-                    seg_state = (
-                        RECEIPT_SEGMENT_STATE.get(receipt.state)
-                        if receipt.state is not None and not receipt.intermediate
-                        else None
-                    )
-                    self._apply_receipt(job, idx, seg_state, receipt.error_code, now)
+                    self._apply_receipt(job, idx, _segment_state(receipt), receipt.error_code, now)
         elif result.throttled:
             self.stats.throttled += 1
             self.rate.on_throttled(trio.current_time())
@@ -707,7 +702,9 @@ class Channel:
         final = message_state_from_segments([s.state for s in segs])
         if final is not None:
             rec = job.record
-            error_code = None if final is _DELIVERED else _deciding_error(segs)
+            error_code = (
+                None if final is _DELIVERED else _deciding_error((s.state, s.receipt_error) for s in segs)
+            )
             if error_code is not None:
                 rec.error_code = error_code
             rec.done_at = self._wall()
@@ -779,13 +776,7 @@ class Channel:
             self.stats.receipts += 1
             raw_id = receipt.message_id or ""
             key = receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else ""
-            seg_state = (
-                RECEIPT_SEGMENT_STATE.get(receipt.state)
-                # An intermediate notification (esm_class 0x20) reports progress, not an
-                # outcome: stored, matched, never applied (UNDELIV there means "retrying").
-                if receipt.state is not None and not receipt.intermediate
-                else None
-            )
+            seg_state = _segment_state(receipt)
             record = ReceiptRecord(
                 channel=self.name,
                 smsc_message_id=raw_id,
@@ -999,20 +990,27 @@ def _receipt_effects(
         final = message_state_from_segments([state for state, _ in seg_states])
         if final is not None:
             job.final_move = final
-            error_code = None
-            if final is not _DELIVERED:  # the error of the first failed segment decided it
-                error_code = next(err for state, err in seg_states if state in _SEGMENT_FAILED)
+            error_code = None if final is _DELIVERED else _deciding_error(seg_states)
             moves.append(StateMove(job.record.id, final, now, error_code))
     return segments, moves
 
 
-def _deciding_error(segments: list[SegmentRecord]) -> str | None:
-    """The receipt error of the segment that made a message fail: the first failed one
-    (message_state_from_segments takes its state)."""
-    for seg in segments:
-        if seg.state in _SEGMENT_FAILED:
-            return seg.receipt_error
+def _deciding_error(segments: Iterable[tuple[str, str | None]]) -> str | None:
+    """The receipt error of the segment that made a message fail, from its segments' (state,
+    receipt error): the first failed one (message_state_from_segments takes its state)."""
+    for state, error in segments:
+        if state in _SEGMENT_FAILED:
+            return error
     return None
+
+
+def _segment_state(receipt: Receipt) -> str | None:
+    """The segment state a receipt reports, None if it reports no outcome. An intermediate
+    notification (esm_class 0x20) reports progress, not an outcome: stored, matched, never
+    applied (UNDELIV there means "retrying")."""
+    if receipt.state is None or receipt.intermediate:
+        return None
+    return RECEIPT_SEGMENT_STATE.get(receipt.state)
 
 
 def _done_in_flight(job: Job, idx: int) -> None:

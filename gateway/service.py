@@ -92,6 +92,20 @@ def _split(text: str, allow_latin1: bool, concatenation: str) -> tuple[int, int]
     return enc.data_coding, count
 
 
+def _accepted(m: MessageRecord, duplicate: bool) -> AcceptedMessage:
+    """The API's answer for a stored message."""
+    state = m.state
+    return AcceptedMessage(
+        id=m.id,
+        to=m.destination,
+        state=_STATE_NAMES[state] if type(state) is State else str(state),
+        segments=m.segment_count,
+        channel=m.channel,
+        client_ref=m.client_ref,
+        duplicate=duplicate,
+    )
+
+
 def _same_message(stored: MessageRecord, asked: MessageRecord) -> bool:
     """A request sent again asks for the message stored under its client_ref."""
     return (stored.destination, stored.text, stored.category) == (
@@ -375,18 +389,7 @@ class Gateway:
                 conflicts += not _same_message(stored, rec)
             else:
                 self._enqueue_new(Job(rec, segs))
-            state = stored.state
-            out.append(
-                AcceptedMessage(
-                    id=stored.id,
-                    to=stored.destination,
-                    state=_STATE_NAMES[state] if type(state) is State else str(state),
-                    segments=stored.segment_count,
-                    channel=stored.channel,
-                    client_ref=stored.client_ref,
-                    duplicate=res.existing,
-                )
-            )
+            out.append(_accepted(stored, res.existing))
         if duplicates:
             self.limiter.refund(tenant.id, duplicates, wall)
         if conflicts and duplicates == len(built):
@@ -405,18 +408,7 @@ class Gateway:
             view = await self.store.find_by_client_ref(tenant.id, rec.client_ref or "")
             if view is None or not _same_message(view.message, rec):
                 raise _conflict((rec.client_ref or "").split("#")[0])
-            m = view.message
-            out.append(
-                AcceptedMessage(
-                    id=m.id,
-                    to=m.destination,
-                    state=_STATE_NAMES[m.state] if type(m.state) is State else str(m.state),
-                    segments=m.segment_count,
-                    channel=m.channel,
-                    client_ref=m.client_ref,
-                    duplicate=True,
-                )
-            )
+            out.append(_accepted(view.message, True))
         return out
 
     def _record_template(

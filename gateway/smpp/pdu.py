@@ -777,7 +777,7 @@ DECODERS: dict[int, Any] = {}
 # Receiving-side decoders (`decode_lenient`): every response, and the requests an ESME
 # receives from an SMSC (deliver_sm, data_sm). Same signature as DECODERS' functions.
 LENIENT_DECODERS: dict[int, Any] = {}
-_LENIENT_REQUESTS = frozenset({CommandId.DELIVER_SM, CommandId.DATA_SM})
+LENIENT_REQUESTS = frozenset({CommandId.DELIVER_SM, CommandId.DATA_SM})
 PDU_CLASSES: dict[int, type[Pdu]] = {}
 _namespace: dict[str, Any] = {
     "PduError": PduError,
@@ -830,7 +830,7 @@ def _build() -> None:
         exec(_gen_encoder(cls_name, layout, is_resp, command_id), _namespace)  # noqa: S102
         cls.encode = _namespace[f"_encode_{cls_name}"]
         DECODERS[command_id] = _namespace[f"_decode_{cls_name}"]
-        if is_resp or command_id in _LENIENT_REQUESTS:
+        if is_resp or command_id in LENIENT_REQUESTS:
             exec(_gen_decoder(cls_name, layout, is_resp, lenient=True), _namespace)  # noqa: S102
             LENIENT_DECODERS[command_id] = _namespace[f"_decode_lenient_{cls_name}"]
         PDU_CLASSES[command_id] = cls
@@ -974,10 +974,12 @@ def decode_frame_lenient(b: bytes, length: int, command_id: int, status: int, se
       the end (`submit_sm_resp` "abc123" without its NUL gives message_id "abc123");
     - schedule_delivery_time / validity_period / final_date of any length are kept as given;
     - a standard TLV with a non-standard length is kept as `Tlv(tag, raw bytes)`, exactly
-      as an unknown tag is (`user_message_reference` in 1 octet gives `b"\x09"`, not 9).
+      as an unknown tag is (`user_message_reference` in 1 octet gives `b"\x09"`, not 9);
+    - a last TLV running past the end of the body keeps what is there, and 1-3 stray
+      octets after the last TLV are ignored (`_decode_tlvs_lenient`).
 
-    Framing errors (a body that ends inside a field, sm_length or a TLV running past the
-    end, a partial TLV header) still raise `PduError`, as does every other command (they
+    Framing errors in the mandatory fields (a body that ends inside a field, sm_length
+    running past the end) still raise `PduError`, as does every other command (they
     decode strictly). The result may not re-encode to the same bytes (an added NUL) or at
     all (a raw value for an integer TLV, an over-long field): it is for reading. `b` is the
     frame alone (the lenient decoders are not meant to run in place in a longer buffer).

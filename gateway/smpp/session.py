@@ -189,8 +189,6 @@ _MAX_SEQUENCE = P.MAX_SEQUENCE
 _DECODE_FAILURES = (PduError, IndexError, struct.error)
 
 ResponseHandler = Callable[[P.Pdu, P.Pdu], None]
-# Requests an ESME receives that are decoded leniently when the strict decoder refuses them.
-_LENIENT_ESME_REQUESTS = frozenset({C.DELIVER_SM, C.DATA_SM})
 
 
 def _tolerated(e: PduError, how: str) -> PduError:
@@ -549,7 +547,8 @@ class Session:
         its header's command_status, never as a generic_nack: a submit the SMSC accepted
         must not look retryable (that would send the SMS twice). Each case is reported as a
         tolerated InvalidPdu. Requests we serve (SMSC role) stay strictly decoded."""
-        if cid & RESPONSE_BIT or (cid in _LENIENT_ESME_REQUESTS and self.role is Role.ESME):
+        # P.LENIENT_REQUESTS: the requests an ESME receives (deliver_sm, data_sm)
+        if cid & RESPONSE_BIT or (cid in P.LENIENT_REQUESTS and self.role is Role.ESME):
             if cid in P.LENIENT_DECODERS:
                 try:
                     pdu = P.decode_frame_lenient(frame, length, cid, status, seq)
