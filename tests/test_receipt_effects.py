@@ -19,8 +19,12 @@ from tests.scripted_smsc import ScriptedSmsc
 
 def stored(db, message_id: str) -> tuple[str, list[str]]:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        (state,) = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
-        segs = [s for (s,) in conn.execute("SELECT state FROM segments WHERE message_id = ? ORDER BY seq", (message_id,))]
+        # segment 1 is in the message row (store v5), the others in `segments`
+        state, first = conn.execute(
+            "SELECT state, seg_state FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        rest = conn.execute("SELECT state FROM segments WHERE message_id = ? ORDER BY seq", (message_id,))
+        segs = [first] + [s for (s,) in rest]
     return state, segs
 
 

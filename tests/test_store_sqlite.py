@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config import StoreConfig
@@ -109,6 +109,8 @@ def test_tables_mirror_the_records(tmp_path):
     ):
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         fields = [f.name for f in msgspec.structs.fields(struct)]
+        if table == "messages":  # then segment 1's columns (v5): a segment's, prefixed
+            fields += ["seg_" + f.name for f in msgspec.structs.fields(SegmentRecord)[2:]]
         assert [c for c in cols if c != "id" or table != "receipts"] == fields, table
 
 
@@ -294,14 +296,14 @@ async def test_a_batch_of_moves_is_one_row_write(store):
         assert (m.updated_at, m.submitted_at, m.done_at) == (T0 + 4, T0 + 3, T0 + 4)
 
 
-_MOVE = st.tuples(
-    st.integers(0, 2),  # which message
+_MOVE_FIELDS = (
     st.sampled_from(list(State)),
     st.none() | st.sampled_from(["c1", "c2"]),  # channel
     st.none() | st.integers(0, 3),  # attempts
     st.none() | st.just("e"),  # error_code
     st.none() | st.just("err"),  # error
 )
+_MOVE = st.tuples(st.integers(0, 2), *_MOVE_FIELDS)  # (which message, ...)
 
 
 def _model(stored: MessageRecord, moves: list) -> tuple[MessageRecord, int, int]:
@@ -353,7 +355,7 @@ def test_coalesced_moves_follow_the_model(starts, moves, bulk, wire):
 def _check_moves(conn, starts, moves, bulk, wire):
     recs = [msg(i, state=st_)[0] for i, st_ in enumerate(starts)]
     for rec in recs:
-        conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec))
+        conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec) + S._NO_SEG1)
     ops = []
     for n, (i, new, *fields) in enumerate(moves):
         data = (recs[i].id, new._value_, T0 + 1 + n, *fields)
@@ -367,6 +369,63 @@ def _check_moves(conn, starts, moves, bulk, wire):
         assert got == want, mine
         applied, refused = applied + a, refused + r
     assert (counts.applied, counts.refused) == (applied, refused)
+
+
+_SEG1_VERSION = st.tuples(
+    st.integers(0, 3),  # which message
+    st.booleans(),  # a whole version (update_segment_nowait) or a receipt's columns
+    st.sampled_from([SegmentState.SUBMITTED, SegmentState.DELIVERED, SegmentState.UNDELIVERABLE]),
+    st.none() | st.sampled_from(["c1", "c2"]),
+    st.none() | st.just("001"),
+)
+
+
+@given(
+    st.lists(st.sampled_from(list(State)), min_size=4, max_size=4),
+    st.lists(st.tuples(st.integers(0, 3), *_MOVE_FIELDS), max_size=10),
+    st.lists(_SEG1_VERSION, max_size=6),
+    st.booleans(),
+)
+@settings(max_examples=300)
+def test_segment_1_rides_on_its_message_move_exactly(starts, moves, versions, bulk):
+    """Segment 1 lives in the message row, and its versions are written by the message's
+    move in the same batch (one row write): the rows and counts are those of the moves and
+    the versions written in two batches, whichever moves are refused. (Message 3's row has
+    no segment 1, as a v4 file's message without segment rows: its columns stay NULL; such
+    a version carried by a move counts as written, alone as missing.)"""
+    results = []
+    for split in (False, True):
+        with tempfile.TemporaryDirectory() as d:
+            conn, *_ = S.open_writer(os.path.join(d, "t.db"), "OFF", 1.0, 4)
+            try:
+                recs = [msg(i, state=st_)[0] for i, st_ in enumerate(starts)]
+                for rec in recs:
+                    seg1 = S._NO_SEG1 if rec.id == recs[3].id else ("pending",) + S._NO_SEG1[1:]
+                    conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec) + seg1)
+                state_ops = [
+                    (S._STATE, (recs[i].id, new._value_, T0 + 1 + n, *fields))
+                    for n, (i, new, *fields) in enumerate(moves)
+                ]
+                seg_ops = []
+                for n, (i, whole, state, channel, error) in enumerate(versions):
+                    mid = recs[i].id
+                    if whole:
+                        seg = SegmentRecord(message_id=mid, seq=1, state=state, channel=channel,
+                                            id_key=f"k{n}", submitted_at=T0 + n, receipt_error=error)
+                        seg_ops.append((S._SEGMENT, S._segment_row(seg)))
+                    else:
+                        seg_ops.append((S._RECEIPT, ([], [(state, error, T0 + 9 + n, mid, 1)], [])))
+                if split:
+                    counts = S.execute_batch(conn, state_ops, bulk, 4)
+                    counts.add(S.execute_batch(conn, seg_ops, bulk, 4))
+                else:
+                    counts = S.execute_batch(conn, state_ops + seg_ops, bulk, 4)
+                rows = conn.execute(f"{S._SELECT_VIEW} ORDER BY id").fetchall()
+            finally:
+                conn.close()
+        seg_counts = counts.seg_updated + counts.seg_missing
+        results.append((rows, counts.applied, counts.refused, seg_counts))
+    assert results[0] == results[1]
 
 
 async def test_an_illegal_move_inside_a_batch_starts_a_new_chain(store):
@@ -729,7 +788,7 @@ async def test_new_database_is_at_latest_version(store, db_path):
     assert migrations.version(conn) == LATEST
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"messages_client_ref", "messages_open", "segments_id_key"} <= indexes
+    assert {"messages_client_ref", "messages_open", "segments_id_key", "messages_seg_id_key"} <= indexes
     assert "messages_state" not in indexes  # replaced by messages_open in v4
 
 
@@ -795,7 +854,10 @@ async def test_v3_file_keeps_its_open_messages_through_v4(db_path, nursery):
         if state in FINAL:
             rec.done_at = T0 + 1
         row = msgspec.structs.astuple(rec)
-        conn.execute(S._INSERT_MESSAGE, [v.value if isinstance(v, State) else v for v in row])
+        conn.execute(  # v3's columns: the record's fields
+            f"INSERT INTO messages ({S._cols(S._MSG_FIELDS)}) VALUES ({S._marks(len(row))})",
+            [v.value if isinstance(v, State) else v for v in row],
+        )
     conn.close()
     s = await open_store(nursery, db_path)  # v3 -> v4
     assert [v.message.state for v in await s.unfinished()] == [
@@ -804,6 +866,98 @@ async def test_v3_file_keeps_its_open_messages_through_v4(db_path, nursery):
     counts = await s.count_open()
     assert (counts["queued"], counts["submitted"], counts["held"]) == (1, 1, 1)
     assert sum(counts.values()) == 3
+
+
+async def test_v4_file_moves_segment_1_into_the_message_row(db_path, nursery):
+    """v5 keeps segment 1 in its message's row: a v4 file's segments (one-part and
+    multipart messages, submitted, with receipts) read back the same, and receipts still
+    find their segment by (channel, id_key)."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:4])
+    views = []
+    for i, parts in enumerate((1, 3, 1)):
+        rec, segs = msg(i, segments=parts, state=State.SUBMITTED, channel="c1")
+        for seg in segs:
+            seg.state = SegmentState.SUBMITTED if seg.seq != 2 else SegmentState.DELIVERED
+            seg.channel = "c1"
+            seg.smsc_message_id = f"{i:x}{seg.seq}"
+            seg.id_key = f"k{i}-{seg.seq}"
+            seg.submit_status = 0
+            seg.submitted_at = T0 + i + seg.seq / 10
+            seg.receipt_error = "000" if seg.seq == 2 else None
+        row = msgspec.structs.astuple(rec)
+        conn.execute(
+            f"INSERT INTO messages ({S._cols(S._MSG_FIELDS)}) VALUES ({S._marks(len(row))})",
+            [v.value if isinstance(v, State) else v for v in row],
+        )
+        for seg in segs:
+            conn.execute(S._INSERT_SEGMENT, msgspec.structs.astuple(seg))
+        views.append(MessageView(message=rec, segments=segs))
+    conn.close()
+    s = await open_store(nursery, db_path)  # v4 -> v5
+    for view in views:
+        assert await s.get_view(view.message.id) == view
+    assert [v for v in await s.unfinished()] == views
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM segments WHERE seq = 1").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM segments").fetchone() == (2,)
+    assert await s.find_segment("c1", "k1-1") == views[1].segments[0]
+    assert await s.find_segment("c1", "k1-3") == views[1].segments[2]
+    assert await s.find_segment("c1", "k2-1") == views[2].segments[0]
+    assert await s.find_segment("c2", "k2-1") is None
+
+
+async def test_segment_1_and_the_others_are_written_where_they_live(store, db_path):
+    """Segment 1 in the message row, 2..n in the segments table: a version, a receipt and a
+    reading of each find the right place; a message without segment 1 gets no phantom."""
+    one, one_segs = msg(1)
+    three, three_segs = msg(2, segments=3)
+    bare, _ = msg(3)  # as a v4 file's message without segment rows became in v5
+    await store.insert_messages([(one, one_segs), (three, three_segs)])
+    conn = sqlite3.connect(db_path)
+    row = msgspec.structs.astuple(bare)
+    conn.execute(
+        f"INSERT INTO messages ({S._cols(S._MSG_FIELDS)}) VALUES ({S._marks(len(row))})",
+        [v.value if isinstance(v, State) else v for v in row],
+    )
+    conn.commit()
+    conn.close()
+    for seg in (one_segs[0], three_segs[0], three_segs[2]):
+        seg.state, seg.channel, seg.id_key = SegmentState.SUBMITTED, "c", f"{seg.message_id}/{seg.seq}"
+        seg.submitted_at = T0 + seg.seq
+        store.update_segment_nowait(seg)
+    stray = SegmentRecord(message_id=bare.id, seq=1, state=SegmentState.SUBMITTED)
+    store.update_segment_nowait(stray)  # no segment 1 stored: counted missing, nothing made
+    await store.record_receipts(
+        [],
+        segments=[
+            SegmentReceipt(one.id, 1, SegmentState.DELIVERED, "000", T0 + 9),
+            SegmentReceipt(three.id, 3, SegmentState.UNDELIVERABLE, "001", T0 + 9),
+        ],
+    )
+    one_segs[0].state, one_segs[0].receipt_error, one_segs[0].receipt_at = "delivered", "000", T0 + 9
+    three_segs[2].state, three_segs[2].receipt_error = "undeliverable", "001"
+    three_segs[2].receipt_at = T0 + 9
+    assert (await store.get_view(one.id)).segments == one_segs
+    assert (await store.get_view(three.id)).segments == three_segs
+    assert (await store.get_view(bare.id)).segments == []
+    assert store.stats.segments_missing == 1
+    assert await store.find_segment("c", f"{three.id}/3") == three_segs[2]
+    assert await store.find_segment("c", f"{three.id}/1") == three_segs[0]
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT message_id, seq FROM segments ORDER BY 1, 2").fetchall() == [
+        (three.id, 2),
+        (three.id, 3),
+    ]
+
+
+@pytest.mark.parametrize("seqs", [[1, 1], [2, 2], [1, 3], [1], [1, 2, 3]])
+async def test_segments_other_than_1_to_segment_count_are_refused(store, seqs):
+    rec, _ = msg(1, segments=2)
+    segs = [SegmentRecord(message_id=rec.id, seq=n) for n in seqs]
+    with pytest.raises(StoreRejected):
+        await store.insert_messages([(rec, segs)])
+    assert await store.get_view(rec.id) is None
 
 
 async def test_newer_database_refuses_to_open(db_path):
@@ -934,6 +1088,9 @@ async def test_query_plans_use_the_indexes(store, db_path):
 
     assert "USING INDEX segments_id_key" in plan(
         "SELECT * FROM segments WHERE channel = ? AND id_key = ?", ("c", "k")
+    )
+    assert "USING INDEX messages_seg_id_key" in plan(
+        "SELECT * FROM messages WHERE seg_channel = ? AND seg_id_key = ?", ("c", "k")
     )
     pk = "USING INDEX sqlite_autoindex_messages_1 (id=?)"
     for n in (1, 2, 64):  # the multi-row statements: one lookup per row, by key

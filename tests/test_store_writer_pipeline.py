@@ -42,7 +42,7 @@ def test_the_writer_skips_every_batch_after_a_failure_until_resume(tmp_path, mon
     path = tmp_path / "gateway.db"
     conn, *_ = S.open_writer(str(path), "FULL", 1.0, 128)
     rec, _segs = msg(1, state=State.QUEUED)
-    conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec))
+    conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec) + S._NO_SEG1)
     conn.close()
     executed = []
 

@@ -9,7 +9,9 @@ older binary must not guess at a schema it does not know.
 
 Rules for adding a version: append, never edit a released script; a script holds only
 statements valid inside a transaction (no VACUUM, no `PRAGMA journal_mode`); table columns
-mirror the msgspec Structs of gateway.store.records (the tests compare them).
+mirror the msgspec Structs of gateway.store.records (the tests compare them): `messages`
+is MessageRecord's fields, then segment 1's columns (SegmentRecord's non-key fields, each
+prefixed `seg_`, v5).
 """
 
 from __future__ import annotations
@@ -112,11 +114,41 @@ DROP INDEX messages_state;
 CREATE INDEX messages_open ON messages (created_at) WHERE done_at IS NULL;
 """
 
+# Segment 1 of every message lives in its message's row (columns `seg_` + the segment
+# columns; seg_state NULL: the message has no segment 1), the segments table keeps segments
+# 2 and up. Most messages have one segment: each pipeline event (intake, submit, receipt)
+# was a message row write and a segment row write; now it is one row write, with one
+# index (messages_seg_id_key) for receipt matching. docs/architecture.md, "Store".
+V5 = """
+ALTER TABLE messages ADD COLUMN seg_state TEXT;
+ALTER TABLE messages ADD COLUMN seg_channel TEXT;
+ALTER TABLE messages ADD COLUMN seg_smsc_message_id TEXT;
+ALTER TABLE messages ADD COLUMN seg_id_key TEXT;
+ALTER TABLE messages ADD COLUMN seg_submit_status INTEGER;
+ALTER TABLE messages ADD COLUMN seg_submitted_at REAL;
+ALTER TABLE messages ADD COLUMN seg_receipt_error TEXT;
+ALTER TABLE messages ADD COLUMN seg_receipt_at REAL;
+UPDATE messages SET
+    seg_state = s.state,
+    seg_channel = s.channel,
+    seg_smsc_message_id = s.smsc_message_id,
+    seg_id_key = s.id_key,
+    seg_submit_status = s.submit_status,
+    seg_submitted_at = s.submitted_at,
+    seg_receipt_error = s.receipt_error,
+    seg_receipt_at = s.receipt_at
+FROM segments AS s WHERE s.message_id = messages.id AND s.seq = 1;
+DELETE FROM segments WHERE seq = 1;
+CREATE INDEX messages_seg_id_key ON messages (seg_channel, seg_id_key)
+    WHERE seg_id_key IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, V1),
     (2, V2),
     (3, V3),
     (4, V4),
+    (5, V5),
 ]
 
 LATEST = MIGRATIONS[-1][0]

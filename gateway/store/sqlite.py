@@ -170,6 +170,11 @@ _MSG_FIELDS = tuple(f.name for f in msgspec.structs.fields(MessageRecord))
 _SEG_FIELDS = tuple(f.name for f in msgspec.structs.fields(SegmentRecord))
 _RCPT_FIELDS = tuple(f.name for f in msgspec.structs.fields(ReceiptRecord))
 _SEG_KEY = ("message_id", "seq")
+# Segment 1 of a message is kept in its message's row (migration v5): these columns, the
+# segment's non-key fields prefixed; seg_state NULL means the message has no segment 1.
+_SEG1_FIELDS = tuple("seg_" + n for n in _SEG_FIELDS[2:])
+_MSG_ROW = _MSG_FIELDS + _SEG1_FIELDS  # a messages row as written at intake
+_NO_SEG1 = (None,) * len(_SEG1_FIELDS)
 _TENANT, _CLIENT_REF = _MSG_FIELDS.index("tenant"), _MSG_FIELDS.index("client_ref")
 assert _SEG_FIELDS[:2] == _SEG_KEY, "segment rows put the key first"
 
@@ -202,7 +207,7 @@ def _q(state: State) -> str:
 # characters, which JSON text in SQLite cannot. SqliteStore(bulk_writes=False) selects
 # executemany. Statement texts are cached per row count; counts are split into powers of
 # two so each kind has at most log2(_CHUNK_ROWS) + 1 texts.
-_INSERT_MESSAGE = f"INSERT INTO messages ({_cols(_MSG_FIELDS)}) VALUES ({_marks(len(_MSG_FIELDS))})"
+_INSERT_MESSAGE = f"INSERT INTO messages ({_cols(_MSG_ROW)}) VALUES ({_marks(len(_MSG_ROW))})"
 _INSERT_SEGMENT = f"INSERT INTO segments ({_cols(_SEG_FIELDS)}) VALUES ({_marks(len(_SEG_FIELDS))})"
 _INSERT_RECEIPT = (
     f"INSERT INTO receipts ({_cols(_RCPT_FIELDS)}) VALUES ({_marks(len(_RCPT_FIELDS))})"
@@ -223,7 +228,7 @@ def _v(i: int) -> str:
 
 
 # `{rows}` is replaced by the rows' placeholders: "(?, ?), (?, ?), ..."
-_BULK_INSERT_MESSAGE = f"INSERT INTO messages ({_cols(_MSG_FIELDS)}) VALUES {{rows}}"
+_BULK_INSERT_MESSAGE = f"INSERT INTO messages ({_cols(_MSG_ROW)}) VALUES {{rows}}"
 _BULK_INSERT_SEGMENT = f"INSERT INTO segments ({_cols(_SEG_FIELDS)}) VALUES {{rows}}"
 _BULK_INSERT_RECEIPT = f"INSERT INTO receipts ({_cols(_RCPT_FIELDS)}) VALUES {{rows}}"
 # UPDATE ... FROM changes a target row at most once: callers pass each key once.
@@ -233,6 +238,20 @@ _BULK_UPDATE_SEGMENT = (
     + " FROM (VALUES {rows}) AS v"
     + f" WHERE segments.message_id = {_v(len(_SEG_FIELDS) - 2)}"
     + f" AND segments.seq = {_v(len(_SEG_FIELDS) - 1)}"
+)
+# Segment 1's versions, in its message row (same params as the segments forms).
+_UPDATE_SEG1 = (
+    "UPDATE messages SET "
+    + ", ".join(f"{n} = ?" for n in _SEG1_FIELDS)
+    # the key's seq is bound too (the segments form's params): ?10 names it
+    + f" WHERE id = ?{len(_SEG1_FIELDS) + 1} AND ?{len(_SEG1_FIELDS) + 2} = 1"
+    + " AND seg_state IS NOT NULL"
+)
+_BULK_UPDATE_SEG1 = (
+    "UPDATE messages SET "
+    + ", ".join(f"{n} = {_v(i)}" for i, n in enumerate(_SEG1_FIELDS))
+    + " FROM (VALUES {rows}) AS v"
+    + f" WHERE messages.id = {_v(len(_SEG1_FIELDS))} AND messages.seg_state IS NOT NULL"
 )
 # What a receipt changes in its segment (record_receipts): only these columns, so the
 # id_key index is left alone and fewer values are bound; a full version of the same segment
@@ -254,6 +273,22 @@ def _with_receipt(version: tuple, receipt: tuple) -> tuple:
     for i, at in enumerate(_RECEIPT_SEG_AT):
         row[at] = receipt[i]
     return tuple(row)
+
+
+_SEG1_RECEIPT_FIELDS = tuple("seg_" + n for n in _RECEIPT_SEG_FIELDS)
+_SEG1_NONE, _SEG1_WHOLE, _SEG1_RECEIPT = 0, 1, 2  # what a state write carries of segment 1
+_UPDATE_SEG1_RECEIPT = (
+    "UPDATE messages SET "
+    + ", ".join(f"seg_{n} = ?" for n in _RECEIPT_SEG_FIELDS)
+    + f" WHERE id = ?{len(_RECEIPT_SEG_FIELDS) + 1} AND ?{len(_RECEIPT_SEG_FIELDS) + 2} = 1"
+    + " AND seg_state IS NOT NULL"
+)
+_BULK_UPDATE_SEG1_RECEIPT = (
+    "UPDATE messages SET "
+    + ", ".join(f"seg_{n} = {_v(i)}" for i, n in enumerate(_RECEIPT_SEG_FIELDS))
+    + " FROM (VALUES {rows}) AS v"
+    + f" WHERE messages.id = {_v(len(_RECEIPT_SEG_FIELDS))} AND messages.seg_state IS NOT NULL"
+)
 _UPDATE_SEGMENT_RECEIPT = (
     "UPDATE segments SET "
     + ", ".join(f"{n} = ?" for n in _RECEIPT_SEG_FIELDS)
@@ -272,6 +307,7 @@ _FIND_CLIENT_REFS = (
     " ON m.tenant = v.column1 AND m.client_ref = v.column2"
 )
 _SELECT_MESSAGE = f"SELECT {_cols(_MSG_FIELDS)} FROM messages"
+_SELECT_VIEW = f"SELECT {_cols(_MSG_ROW)} FROM messages"  # with segment 1 (_view_of)
 _SELECT_SEGMENT = f"SELECT {_cols(_SEG_FIELDS)} FROM segments"
 # Link the unmatched receipts of (channel, id_key) to their segment: (message_id, seq,
 # channel, id_key). Always executemany: few rows (receipts that overtook their resp), and an
@@ -289,7 +325,7 @@ def _open_where(p: str = "") -> str:
 
 
 _UNFINISHED_MESSAGES = (
-    f"{_SELECT_MESSAGE} INDEXED BY messages_open WHERE {_open_where()}"
+    f"{_SELECT_VIEW} INDEXED BY messages_open WHERE {_open_where()}"
     " ORDER BY created_at, rowid"
 )
 _UNFINISHED_SEGMENTS = (
@@ -315,7 +351,12 @@ _SOURCES: dict[State, tuple[State, ...]] = {
 
 @functools.cache
 def state_sql(
-    new: State, fields: tuple[str, ...] = (), bulk: bool = False, *, first: State | None = None
+    new: State,
+    fields: tuple[str, ...] = (),
+    bulk: bool = False,
+    *,
+    first: State | None = None,
+    seg1: int = _SEG1_NONE,
 ) -> str | None:
     """The UPDATE for a move to `new`, generated from gateway.states.TRANSITIONS (the one
     definition): `... WHERE id = ? AND state IN (<every s with new in TRANSITIONS[s]>)`, so
@@ -323,6 +364,11 @@ def state_sql(
 
     `first`: for a chain of moves coalesced into one write (first -> ... -> new, each step
     legal after the one before), the stored state must be a legal source of `first`.
+
+    `seg1`: the move carries a version of the message's segment 1 (a whole one,
+    _SEG1_WHOLE, or a receipt's columns, _SEG1_RECEIPT), written by the same row write;
+    its values follow the others (positional) or the _STATE_ROW (bulk). A message without
+    segment 1 (seg_state NULL) keeps its NULLs.
 
     `fields`: the optional columns the caller set (the others stay unchanged). Values,
     positional: id, now, then each of `fields`. With `bulk`, the rows of a
@@ -342,6 +388,14 @@ def state_sql(
         v = [f"?{i + 1}" for i in range(2 + len(fields))]
     sets = [f"state = {_q(new)}", f"updated_at = {v[1]}"]
     sets += [f"{name} = {v[2 + i]}" for i, name in enumerate(fields)]
+    if seg1 != _SEG1_NONE:
+        cols = _SEG1_FIELDS if seg1 == _SEG1_WHOLE else _SEG1_RECEIPT_FIELDS
+        at = len(_STATE_ROW) if bulk else len(v)
+        sets += [
+            f"{col} = iif(messages.seg_state IS NULL, NULL, "
+            f"{_v(at + i) if bulk else f'?{at + i + 1}'})"
+            for i, col in enumerate(cols)
+        ]
     if new is State.SUBMITTED and "submitted_at" not in fields:
         sets.append(f"submitted_at = {v[1]}")
     if new in FINAL:
@@ -363,6 +417,16 @@ def _message(row: Sequence[Any]) -> MessageRecord:
 
 def _segment(row: Sequence[Any]) -> SegmentRecord:
     return SegmentRecord(**dict(zip(_SEG_FIELDS, row)))
+
+
+def _view_of(row: Sequence[Any], rest: Iterable[SegmentRecord]) -> MessageView:
+    """A message (a _SELECT_VIEW row) with its segment 1 from that row, then `rest`."""
+    n = len(_MSG_FIELDS)
+    segs = []
+    if row[n] is not None:  # seg_state
+        segs.append(SegmentRecord(message_id=row[0], seq=1, **dict(zip(_SEG_FIELDS[2:], row[n:]))))
+    segs.extend(rest)
+    return MessageView(message=_message(row[:n]), segments=segs)
 
 
 def _receipt(row: Sequence[Any]) -> ReceiptRecord:
@@ -1328,16 +1392,29 @@ class SqliteStore(Store):
         items = []
         recs = []
         weight = 0
+        astuple = msgspec.structs.astuple
         for rec, segs in messages:
+            first = _NO_SEG1
+            rest = []
             for seg in segs:
                 if seg.message_id != rec.id:
                     raise StoreRejected(
                         f"segment {seg.seq} names message {seg.message_id!r}, not {rec.id!r}"
                     )
+                if seg.seq == 1 and first is _NO_SEG1:
+                    first = astuple(seg)[2:]  # segment 1 goes into the message row
+                else:
+                    rest.append(astuple(seg))
+            if len(segs) != rec.segment_count or (
+                len(segs) > 1 and sorted(seg.seq for seg in segs) != list(range(1, len(segs) + 1))
+            ):
+                raise StoreRejected(
+                    f"message {rec.id!r} of {rec.segment_count} segment(s) comes with segments"
+                    f" {[seg.seq for seg in segs]}, not 1..{rec.segment_count}"
+                )
             key = (rec.tenant, rec.client_ref) if rec.client_ref is not None else None
             # Rows are snapshots taken now: later changes to the records do not leak in.
-            row = msgspec.structs.astuple(rec)
-            items.append((key, row, [msgspec.structs.astuple(s) for s in segs]))
+            items.append((key, astuple(rec) + first, rest))
             recs.append(rec)
             weight += 1 + len(segs)
         op = _Op(_INSERT, items, weight)
@@ -1448,11 +1525,11 @@ class SqliteStore(Store):
 
     @staticmethod
     def _view(conn: sqlite3.Connection, where: str, params: tuple) -> MessageView | None:
-        row = conn.execute(f"{_SELECT_MESSAGE} WHERE {where}", params).fetchone()
+        row = conn.execute(f"{_SELECT_VIEW} WHERE {where}", params).fetchone()
         if row is None:
             return None
         segs = conn.execute(f"{_SELECT_SEGMENT} WHERE message_id = ? ORDER BY seq", (row[0],))
-        return MessageView(message=_message(row), segments=[_segment(s) for s in segs])
+        return _view_of(row, map(_segment, segs))
 
     async def get_message(self, tenant: str, message_id: str) -> MessageView | None:
         return await self._read(self._view, "id = ? AND tenant = ?", (message_id, tenant))
@@ -1470,12 +1547,24 @@ class SqliteStore(Store):
         reused after a while)."""
 
         def q(conn: sqlite3.Connection) -> SegmentRecord | None:
-            row = conn.execute(
-                f"{_SELECT_SEGMENT} WHERE channel = ? AND id_key = ?"
-                " ORDER BY submitted_at DESC LIMIT 1",
-                (channel, id_key),
-            ).fetchone()
-            return None if row is None else _segment(row)
+            found = [  # segment 1, in its message's row (messages_seg_id_key) ...
+                _segment(row)
+                for row in conn.execute(
+                    f"SELECT id, 1, {_cols(_SEG1_FIELDS)} FROM messages"
+                    " WHERE seg_channel = ? AND seg_id_key = ?"
+                    " ORDER BY seg_submitted_at DESC LIMIT 1",
+                    (channel, id_key),
+                )
+            ]
+            found += [  # ... and the others (segments_id_key)
+                _segment(row)
+                for row in conn.execute(
+                    f"{_SELECT_SEGMENT} WHERE channel = ? AND id_key = ?"
+                    " ORDER BY submitted_at DESC LIMIT 1",
+                    (channel, id_key),
+                )
+            ]
+            return max(found, key=lambda seg: seg.submitted_at or 0.0, default=None)
 
         return await self._read(q)
 
@@ -1483,11 +1572,11 @@ class SqliteStore(Store):
         def q(conn: sqlite3.Connection) -> list[MessageView]:
             msgs = conn.execute(_UNFINISHED_MESSAGES).fetchall()
             segs: dict[str, list[SegmentRecord]] = {}
-            for row in conn.execute(_UNFINISHED_SEGMENTS):
+            for row in conn.execute(_UNFINISHED_SEGMENTS):  # segments 2 and up
                 segs.setdefault(row[0], []).append(_segment(row))
             for group in segs.values():
                 group.sort(key=lambda seg: seg.seq)
-            return [MessageView(message=_message(r), segments=segs.get(r[0], [])) for r in msgs]
+            return [_view_of(r, segs.get(r[0], ())) for r in msgs]
 
         return await self._read(q)
 
@@ -1567,7 +1656,7 @@ def open_writer(
         w.execute(f"PRAGMA synchronous={synchronous}")
         w.execute("PRAGMA foreign_keys=ON")
         # Multi-row statements bind rows x columns values: stay under the build's limit.
-        limit = w.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_MSG_FIELDS)
+        limit = w.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_MSG_ROW)
         while chunk_rows > max(1, limit):
             chunk_rows >>= 1
         before, after = migrate(w)
@@ -1670,20 +1759,43 @@ def _apply(
             n_segments += len(seg_versions)
     if inserts:
         _apply_inserts(conn, inserts, counts, bulk, chunk)
+    whole: list[tuple] = []
+    receipt_only: list[tuple] = []  # only receipts changed it: the rest is stored
+    for key, t in segments.items():
+        (whole if key in full else receipt_only).append(t)
+    merged = 0
     if states:
-        _apply_states(conn, states, bulk, chunk, counts)
+        # Segment 1 lives in the message row: a version of it goes with its message's move
+        # (one row write, not two); those the moves did not write (no move, or a refused
+        # one) are written on their own below.
+        seg1 = {t[-2]: (_SEG1_WHOLE, t) for t in whole if t[-1] == 1}
+        for t in receipt_only:
+            if t[-1] == 1:
+                seg1[t[-2]] = (_SEG1_RECEIPT, t)
+        written = _apply_states(conn, states, bulk, chunk, counts, seg1)
+        if written:
+            merged = len(written)
+            whole = [t for t in whole if t[-1] != 1 or t[-2] not in written]
+            receipt_only = [t for t in receipt_only if t[-1] != 1 or t[-2] not in written]
     if segments:
-        whole: list[tuple] = []
-        receipt_only: list[tuple] = []  # only receipts changed it: the rest is stored
-        for key, t in segments.items():
-            (whole if key in full else receipt_only).append(t)
-        n = 0
-        if whole:
-            n += _write(conn, _BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT, whole, bulk, chunk)
-        if receipt_only:
-            n += _write(
-                conn, _BULK_UPDATE_SEGMENT_RECEIPT, _UPDATE_SEGMENT_RECEIPT, receipt_only, bulk, chunk
-            )
+        n = merged
+        for rows, in_message, in_table in (
+            (whole, (_BULK_UPDATE_SEG1, _UPDATE_SEG1), (_BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT)),
+            (
+                receipt_only,
+                (_BULK_UPDATE_SEG1_RECEIPT, _UPDATE_SEG1_RECEIPT),
+                (_BULK_UPDATE_SEGMENT_RECEIPT, _UPDATE_SEGMENT_RECEIPT),
+            ),
+        ):
+            if not rows:
+                continue
+            # segment 1 is in its message's row (migration v5), the others in `segments`
+            firsts = [t for t in rows if t[-1] == 1]
+            if firsts:
+                n += _write(conn, *in_message, firsts, bulk, chunk)
+            if len(firsts) < len(rows):
+                others = [t for t in rows if t[-1] != 1] if firsts else rows
+                n += _write(conn, *in_table, others, bulk, chunk)
         missing = len(segments) - n
         counts.seg_updated += n_segments - missing
         counts.seg_missing += missing
@@ -1732,8 +1844,13 @@ def _apply_inserts(
 
 
 def _apply_states(
-    conn: sqlite3.Connection, states: list[Sequence], bulk: bool, chunk: int, counts: _Counts
-) -> None:
+    conn: sqlite3.Connection,
+    states: list[Sequence],
+    bulk: bool,
+    chunk: int,
+    counts: _Counts,
+    seg1: dict[str, tuple[int, tuple]] | None = None,
+) -> set[str]:
     """Apply queued state changes in queue order per message; counts applied and refused
     moves, rows written, and messages that reached a final state.
 
@@ -1750,6 +1867,10 @@ def _apply_states(
     n-th chain of each message goes into round n and rounds run in order. Inside a round
     every message appears once: chains are grouped by (first, last, fields set, moves), one
     statement per group.
+
+    `seg1`: versions of segment 1 by message id (kind, version as queued: its values, then
+    message_id, seq); each rides on its message's last chain, in the same UPDATE. Returns
+    the messages whose version was written so (every write of the group applied).
     """
     current, earlier = _chains(states)
     rounds: list[dict[tuple, list]] = [{}]
@@ -1763,26 +1884,32 @@ def _apply_states(
             r = last.get(chain[0], -1) + 1
             if r == len(rounds):
                 rounds.append({})
-            _group(rounds[r], (chain,))
+            _group(rounds[r], (chain,), seg1)
     else:
-        _group(rounds[0], current.values())
+        _group(rounds[0], current.values(), seg1)
     finished = counts.finished
+    written: set[str] = set()
+    n_state = len(_STATE_ROW)
     for groups in rounds:
         for key, rows in groups.items():
-            first, new, weight, nones = key[0], key[1], key[2], key[3:]
+            first, new, weight, nones, kind = key[0], key[1], key[2], key[3:8], key[8]
             fields = tuple(name for name, none in zip(_FIELDS, nones) if not none)
-            sql = state_sql(new, fields, first=first)
+            sql = state_sql(new, fields, first=first, seg1=kind)
             n = 0
             if sql is not None:  # else nothing may move to `first`: all refused
-                if not bulk:  # positional: id, now, the fields set
+                bulk_sql = state_sql(new, fields, True, first=first, seg1=kind)
+                if not bulk:  # positional: id, now, the fields set (then segment 1's)
                     at = [3 + i for i, none in enumerate(nones) if not none]
-                    rows = [[r[0], r[2], *[r[i] for i in at]] for r in rows]
-                n = _write(conn, state_sql(new, fields, True, first=first), sql, rows, bulk, chunk)
+                    rows = [[r[0], r[2], *[r[i] for i in at], *r[n_state:]] for r in rows]
+                n = _write(conn, bulk_sql, sql, rows, bulk, chunk)
+            if kind and n == len(rows):
+                written.update(r[0] for r in rows)
             counts.applied += n * weight
             counts.refused += (len(rows) - n) * weight
             counts.state_writes += n
             if n and new in FINAL:
                 finished[new] = finished.get(new, 0) + n
+    return written
 
 
 class _Chain(list):
@@ -1833,18 +1960,31 @@ def _chains(states: list[Sequence]) -> tuple[dict[str, Sequence], list[tuple[int
     return current, earlier
 
 
-def _group(groups: dict[tuple, list], chains: Iterable[Sequence]) -> None:
-    """File each chain under (first, last, moves, which fields are None): its statement."""
+def _group(
+    groups: dict[tuple, list],
+    chains: Iterable[Sequence],
+    seg1: dict[str, tuple[int, tuple]] | None = None,
+) -> None:
+    """File each chain under (first, last, moves, which fields are None, what it carries of
+    segment 1): its statement. `seg1`: the versions of segment 1 (by message id) that ride
+    on these chains (a message's last)."""
     for chain in chains:
+        kind = _SEG1_NONE
+        if seg1:
+            found = seg1.get(chain[0])
+            if found is not None:
+                kind, version = found
         if type(chain) is _Chain:
             # submitted_at is a field if the chain passed through SUBMITTED
             key = (chain[8], chain[1], chain[9], chain[3] is None, chain[4] is None,
-                   chain[5] is None, chain[6] is None, chain[7] is None)
+                   chain[5] is None, chain[6] is None, chain[7] is None, kind)
             row = chain[:8]
         else:
             key = (chain[1], chain[1], 1, chain[3] is None, chain[4] is None,
-                   chain[5] is None, chain[6] is None, True)
+                   chain[5] is None, chain[6] is None, True, kind)
             row = chain
+        if kind:  # its values follow the _STATE_ROW (a single move has no submitted_at)
+            row = (*row, *version[:-2]) if len(row) == 8 else (*row, None, *version[:-2])
         rows = groups.get(key)
         if rows is None:
             groups[key] = [row]
