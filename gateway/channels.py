@@ -66,7 +66,17 @@ EARLY_RECEIPTS_MAX = 100_000
 AWAITING_RECEIPTS_MAX = 500_000  # submitted messages kept in memory for receipt matching
 RECEIPT_COMMIT_WAIT = 30.0  # a receipt batch waits this long for its commit, even if cancelled
 
+# Members read in the hot paths: an Enum class attribute costs ~150 ns on Python 3.11
+# (EnumType.__getattr__ puts every class attribute read through the slow hook), a module
+# global ~10 ns; ~11 reads per message were 3.5 % of the gateway's instructions.
 _DELIVERED = State.DELIVERED
+_SUBMITTED = State.SUBMITTED
+_SUBMITTING = State.SUBMITTING
+_QUEUED = State.QUEUED
+_ACCEPTED = Outcome.ACCEPTED
+_NOT_SENT = Outcome.NOT_SENT
+_PENDING = SegmentState.PENDING
+_SEG_SUBMITTED = SegmentState.SUBMITTED
 _ALERT_NOTIFICATION = P.AlertNotification.command_id
 _SEGMENT_FAILED = SEGMENT_FINAL - {SegmentState.DELIVERED}
 
@@ -75,25 +85,23 @@ _SEGMENT_FAILED = SEGMENT_FINAL - {SegmentState.DELIVERED}
 ReceiptEffect = tuple["Channel", "Job", int, "str | None", "str | None"]
 
 
-class Job:
-    """One message moving through the channel (memory only; the store has the truth)."""
+class Job(msgspec.Struct, eq=False):
+    """One message moving through the channel (memory only; the store has the truth). A
+    Struct: one is made per message, ~3x faster than a class with an __init__."""
 
-    __slots__ = ("record", "segments", "pdus", "pending", "outcomes", "receipts_in_flight", "final_move")
-
-    def __init__(self, record: MessageRecord, segments: list[SegmentRecord]) -> None:
-        self.record = record
-        self.segments = segments
-        self.pdus: list[P.Pdu | P.Encoded] | None = None
-        self.pending = 0
-        self.outcomes: dict[int, SubmitResult] = {}
-        # Receipts being stored (segment index -> the state and error they report), applied
-        # in memory once their batch commits. Deliver batches of several binds are stored
-        # at the same time: each computes its effects over what the others are storing, so
-        # the batch that completes a message carries its final move (see
-        # Channel._on_deliver).
-        self.receipts_in_flight: dict[int, tuple[str, str | None]] | None = None
-        # The final state whose move a receipt batch stores (or stored) with its receipts.
-        self.final_move: State | None = None
+    record: MessageRecord
+    segments: list[SegmentRecord]
+    pdus: list[P.Pdu | P.Encoded] | None = None
+    pending: int = 0
+    outcomes: dict[int, SubmitResult] = {}  # a new dict per Job (msgspec copies it)
+    # Receipts being stored (segment index -> the state and error they report), applied
+    # in memory once their batch commits. Deliver batches of several binds are stored
+    # at the same time: each computes its effects over what the others are storing, so
+    # the batch that completes a message carries its final move (see
+    # Channel._on_deliver).
+    receipts_in_flight: dict[int, tuple[str, str | None]] | None = None
+    # The final state whose move a receipt batch stores (or stored) with its receipts.
+    final_move: State | None = None
 
 
 class ChannelStats(msgspec.Struct, kw_only=True):
@@ -124,6 +132,9 @@ class ReceiptScope:
     def __init__(self) -> None:
         self.names: set[str] = set()  # every channel name ever configured on the account
         self.members: list[Channel] = []  # the running ones
+        # False only when no member holds an early receipt (Channel._early): then a
+        # submit_sm_resp need not look for one (set by _hold_early, cleared when seen empty)
+        self.early_held = False
 
 
 class Channel:
@@ -137,6 +148,9 @@ class Channel:
         rng: random.Random | None = None,
     ) -> None:
         self.cfg = cfg
+        # `on_submitting_recovery = "unknown"`: the SUBMITTING move is committed before the
+        # submit_sm leaves; with "resubmit" it stays in memory (see _mark_submitting).
+        self._stores_submitting = cfg.on_submitting_recovery == "unknown"
         self.name = cfg.name
         self.store = store
         self._templates = SubmitTemplates(cfg)
@@ -240,6 +254,7 @@ class Channel:
         assert cfg.name == self.name and cfg.connection_key() == self.cfg.connection_key()
         old = self.cfg
         self.cfg = cfg
+        self._stores_submitting = cfg.on_submitting_recovery == "unknown"
         self._templates = SubmitTemplates(cfg)
         self.rate.configure(cfg.tps, cfg.bucket_depth, trio.current_time())
         for c in self.clients:
@@ -367,22 +382,30 @@ class Channel:
         the send) cost ~3 us of task machinery per message. Anything else (multipart,
         no token, no room) is left to the general path."""
         queue, bucket = self.queue, self.rate.bucket
-        pending = SegmentState.PENDING
         room = client.free_slots()
-        clock = trio.current_time()  # the burst takes microseconds: one reading for all
+        # The burst takes microseconds: one reading of each clock for all of it.
+        clock = trio.current_time()
+        now = self._wall()
+        stats = self.stats
         while room > 0 and not self._draining:
             job = queue.peek()
-            if job is None or len(job.segments) != 1 or job.segments[0].state != pending:
+            if job is None or len(job.segments) != 1 or job.segments[0].state != _PENDING:
                 return
             if not bucket.try_take(1, clock):
                 return
             queue.get_nowait()
             room -= 1
-            now = self._wall()
-            if self._expired(job, now):
+            rec = job.record
+            if rec.expires_at <= now and self._expired(job, now):
                 continue
-            self._mark_submitting(job)
-            if self._prepare(job, now):
+            if self._stores_submitting:
+                self._mark_submitting(job)
+            else:  # _mark_submitting's "resubmit" case, inlined
+                rec.attempts += 1
+                rec.state = _SUBMITTING
+                rec.updated_at = now
+                stats.dispatched += 1
+            if job.pdus is not None or self._prepare(job, now):
                 job.outcomes = {}
                 job.pending = 1
                 self._send_one(client, job, 0)
@@ -441,29 +464,23 @@ class Channel:
         self.stats.expired += 1
         return True
 
-    @property
-    def _stores_submitting(self) -> bool:
-        """`on_submitting_recovery = "unknown"`: the SUBMITTING move is committed before the
-        submit_sm leaves; with "resubmit" it stays in memory (see _mark_submitting)."""
-        return self.cfg.on_submitting_recovery == "unknown"
-
     def _mark_submitting(self, job: Job) -> None:
         rec = job.record
         rec.attempts += 1
         if self._stores_submitting:
-            self._set_state(job, State.SUBMITTING, attempts=rec.attempts)
+            self._set_state(job, _SUBMITTING, attempts=rec.attempts)
         else:
             # Not stored: after a crash a stored SUBMITTING would be resubmitted exactly as
             # the stored QUEUED is, so the store learns of this attempt with its outcome
             # (submitted_nowait via SUBMITTING, or the final state): one write, not two.
-            rec.state = State.SUBMITTING
+            rec.state = _SUBMITTING
             rec.updated_at = self._wall()
         self.stats.dispatched += 1
 
     def _submitted(self, job: Job, segments: list[SegmentRecord]) -> None:
         """The SMSC accepted every segment: store the move (and `segments`' versions)."""
         rec = job.record
-        rec.state = State.SUBMITTED
+        rec.state = _SUBMITTED
         rec.updated_at = now = self._wall()
         self.store.submitted_nowait(
             rec.id,
@@ -471,7 +488,7 @@ class Channel:
             channel=rec.channel,
             attempts=rec.attempts,
             segments=segments,
-            via=None if self._stores_submitting else State.SUBMITTING,
+            via=None if self._stores_submitting else _SUBMITTING,
         )
 
     async def _submit_job(self, client: EsmeClient, job: Job, now: float) -> None:
@@ -541,16 +558,17 @@ class Channel:
 
     def _on_result(self, job: Job, idx: int, result: SubmitResult) -> None:
         """Called once per segment submit (in the ESME reader task): no awaiting here."""
-        if result.outcome is not Outcome.NOT_SENT:
+        outcome = result.outcome
+        if outcome is not _NOT_SENT:
             self._inflight -= 1
         job.outcomes[idx] = result
         now = self._wall()
         seg = job.segments[idx]
-        if result.outcome is Outcome.ACCEPTED:
+        if outcome is _ACCEPTED:
             self.stats.segments_accepted += 1
             if self.rate.backing_off:  # else on_success has nothing to do
                 self.rate.on_success(trio.current_time())
-            seg.state = SegmentState.SUBMITTED
+            seg.state = _SEG_SUBMITTED
             seg.channel = self.name
             seg.smsc_message_id = result.message_id or ""
             seg.submit_status = 0
@@ -562,10 +580,14 @@ class Channel:
             if key:
                 self._by_key[key] = (job, idx)
                 early = None
-                for ch in self.scope.members:  # the receipt may have come on a sibling's bind
-                    early = ch._early.pop(key, None)
-                    if early is not None:
-                        break
+                scope = self.scope
+                if scope.early_held:
+                    for ch in scope.members:  # it may have come on a sibling's bind
+                        early = ch._early.pop(key, None)
+                        if early is not None:
+                            break
+                    else:
+                        scope.early_held = any(ch._early for ch in scope.members)
                 if early is not None:
                     # Its receipt came first and is stored (unmatched): link and apply it now.
                     self.store.match_receipt_nowait(self.name, key, seg.message_id, seg.seq)
@@ -582,7 +604,7 @@ class Channel:
 
     def _attempt_done(self, job: Job, now: float) -> None:
         outcomes = job.outcomes
-        if len(job.segments) == 1 and job.segments[0].state == SegmentState.SUBMITTED:
+        if len(job.segments) == 1 and job.segments[0].state == _SEG_SUBMITTED:
             # The common case, the general path below inlined: one segment, accepted.
             self.stats.submitted_messages += 1
             job.record.submitted_at = now
@@ -624,9 +646,9 @@ class Channel:
         self.stats.retries += 1
         job.pdus = None  # rebuilt at the next attempt: the relative validity has shrunk
         if self._stores_submitting:
-            self._set_state(job, State.QUEUED)
+            self._set_state(job, _QUEUED)
         else:  # the store has it queued still (SUBMITTING was not stored)
-            job.record.state = State.QUEUED
+            job.record.state = _QUEUED
         delay = min(RETRY_MAX, RETRY_BASE * 2 ** (job.record.attempts - 1))
         delay *= 0.5 + self._rng.random() / 2
         heapq.heappush(self._retry_heap, (trio.current_time() + delay, next(self._tiebreak), job))
@@ -696,7 +718,7 @@ class Channel:
         """Move a submitted job whose segments say final (message_state_from_segments) to
         that state, queued in the store; a failure with the receipt error of the segment
         that decided it."""
-        if job.record.state is not State.SUBMITTED:
+        if job.record.state is not _SUBMITTED:
             return
         segs = job.segments
         final = message_state_from_segments([s.state for s in segs])
@@ -870,7 +892,7 @@ class Channel:
         """After a receipt batch is stored and applied: the move it carried for `job`
         (`move`), committed, is made in memory. Without one, the batch carrying the move
         is still being stored and makes it; if none does (it failed), memory decides."""
-        if job.record.state is not State.SUBMITTED:
+        if job.record.state is not _SUBMITTED:
             return
         if move is not None:
             self._moved(job, move.state, move.error_code, now)
@@ -880,6 +902,7 @@ class Channel:
     def _hold_early(self, key: str, receipt: Receipt, now: float) -> None:
         early = self._early
         early[key] = (receipt, now)
+        self.scope.early_held = True
         # Oldest first: forget what no resp claimed in time (it stays stored, unmatched).
         while early:
             oldest, (_, at) = next(iter(early.items()))
@@ -910,7 +933,7 @@ class Channel:
             self.store.update_segment_nowait(seg)
         if seg.id_key:
             self._by_key.pop(seg.id_key, None)
-        if job.record.state is State.SUBMITTED:
+        if job.record.state is _SUBMITTED:
             if not stored:
                 self._check_complete(job)
             elif len(job.segments) == 1:
@@ -946,7 +969,7 @@ class Channel:
             return None
         job = self._awaiting.get(view.message.id) or Job(view.message, view.segments)
         idx = next(i for i, s in enumerate(job.segments) if s.seq == seg.seq)
-        if job.record.state is State.SUBMITTED:
+        if job.record.state is _SUBMITTED:
             self._remember_for_receipts(job)
         return self, job, idx
 
@@ -973,7 +996,7 @@ def _receipt_effects(
         if len(job.segments) == 1:
             # Its receipt alone decides, and final_move marks it in flight (_on_deliver
             # counts another receipt for it as a duplicate): no in-flight dict needed.
-            if job.record.state is State.SUBMITTED and job.final_move is None:
+            if job.record.state is _SUBMITTED and job.final_move is None:
                 final = job.final_move = message_state_from_segments([seg_state])
                 # a failure carries its receipt error; delivered carries none
                 moves.append(StateMove(job.record.id, final, now, None if final is _DELIVERED else error_code))
@@ -982,7 +1005,7 @@ def _receipt_effects(
         if in_flight is None:
             in_flight = job.receipts_in_flight = {}
         in_flight[idx] = (seg_state, error_code)
-        if job.record.state is State.SUBMITTED and job.final_move is None:
+        if job.record.state is _SUBMITTED and job.final_move is None:
             states[job.record.id] = (job, in_flight)
     for job, in_flight in states.values():
         # What the segments will say once this batch and those being stored commit.

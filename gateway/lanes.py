@@ -32,7 +32,8 @@ class Lanes(Generic[T]):
 
     def put(self, item: T, priority: int, *, front: bool = False) -> None:
         """Enqueue at the back of its lane (or the front, for a retry that keeps its place)."""
-        lane = self._lanes[min(max(priority, 0), LANES - 1)]
+        lanes = self._lanes
+        lane = lanes[priority] if 0 <= priority < LANES else lanes[0 if priority < 0 else LANES - 1]
         if front:
             lane.appendleft(item)
         else:

@@ -58,6 +58,7 @@ class _RandomPool:
 
 _random = _RandomPool()
 _STATE_NAMES = {s: s.value for s in State}  # Enum .value is a descriptor call
+_HELD = State.HELD  # read per message: a global, not an Enum class attribute (~150 ns)
 
 
 def new_message_ids(n: int) -> list[str]:
@@ -502,7 +503,7 @@ class Gateway:
 
     def _put(self, ch: Channel, job: Job) -> None:
         m = job.record
-        if m.state is State.HELD:  # the store must see it queued before it is submitted
+        if m.state is _HELD:  # the store must see it queued before it is submitted
             self._held.pop(m.id, None)
             m.state = State.QUEUED
             self.store.set_state_nowait(m.id, State.QUEUED, now=self.wall())

@@ -36,7 +36,11 @@ def source_ton_npi(source: str, cfg: ChannelConfig) -> tuple[int, int]:
 
 def relative_validity(seconds: float) -> str:
     """SMPP 3.4 relative time "YYMMDDhhmmss000R" for a validity period (capped at 63 days)."""
-    return _relative(max(60, min(int(seconds), 63 * 86400)))
+    s = int(seconds)  # per message: comparisons, not min/max calls
+    return _relative(60 if s < 60 else s if s < _MAX_VALIDITY else _MAX_VALIDITY)
+
+
+_MAX_VALIDITY = 63 * 86400
 
 
 @functools.lru_cache(maxsize=4096)  # a busy channel submits many messages per second
@@ -173,6 +177,7 @@ _FAILED_SEGMENT_TO_MESSAGE = {
     SegmentState.FAILED: State.FAILED,
     SegmentState.UNKNOWN: State.UNKNOWN,
 }
+_DELIVERED = State.DELIVERED  # a global: an Enum class attribute read costs ~150 ns
 SEGMENT_FINAL = frozenset(
     {SegmentState.DELIVERED, *_FAILED_SEGMENT_TO_MESSAGE}
 )
@@ -183,7 +188,7 @@ def message_state_from_segments(states: list[str]) -> State | None:
     otherwise None (still waiting for receipts)."""
     if len(states) == 1:  # most messages
         s = states[0]
-        return State.DELIVERED if s == SegmentState.DELIVERED else _FAILED_SEGMENT_TO_MESSAGE.get(s)
+        return _DELIVERED if s == SegmentState.DELIVERED else _FAILED_SEGMENT_TO_MESSAGE.get(s)
     for s in states:
         failed = _FAILED_SEGMENT_TO_MESSAGE.get(s)
         if failed is not None:

@@ -110,6 +110,8 @@ WINDOWED = frozenset(_ESME_TX | _SMSC_RX)
 # Requests that have no response.
 _NO_RESPONSE = frozenset({C.OUTBIND, C.ALERT_NOTIFICATION})
 _BOUND = frozenset({State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX})
+# Read per PDU: a module global, not an Enum class attribute (~150 ns each on Python 3.11).
+_CLOSED = State.CLOSED
 
 
 # ---------------------------------------------------------------------------------------
@@ -335,7 +337,7 @@ class Session:
         return pdu
 
     def _send_response(self, pdu: P.Pdu) -> None:
-        if self._state is State.CLOSED:
+        if self._state is _CLOSED:
             raise ProtocolError("session closed")
         data = pdu.encode()
         self._outbox.append(data)
@@ -366,7 +368,7 @@ class Session:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket. Complete PDUs become events (or, for responses with
         an `on_response` handler set, handler calls); partial ones wait."""
-        if self._state is State.CLOSED and not self._outstanding:
+        if self._state is _CLOSED and not self._outstanding:
             return
         rest = self._rest
         buf = rest + data if rest else data

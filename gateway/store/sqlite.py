@@ -452,21 +452,20 @@ _DATA_ERRORS = (
 )
 
 
-class _Op:
+class _Op(msgspec.Struct, eq=False):
     """A queued write. `data` is plain (tuples, lists, str, numbers, None; a state as its
     str value): what the batch execution (`execute_batch`) takes, in a thread or in the
-    writer process, where msgpack brings tuples back as lists, all the same to it."""
+    writer process, where msgpack brings tuples back as lists, all the same to it. A Struct:
+    one is made per message submitted, and a Struct is built ~3x faster than a class with
+    an __init__."""
 
-    __slots__ = ("kind", "data", "weight", "done", "result", "error", "recs")
-
-    def __init__(self, kind: int, data: Any, weight: int = 1, done: trio.Event | None = None):
-        self.kind = kind
-        self.data = data
-        self.weight = weight
-        self.done = done  # None for *_nowait ops: nobody waits
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.recs: list[MessageRecord] | None = None  # an insert's records, for its results
+    kind: int
+    data: Any
+    weight: int = 1
+    done: trio.Event | None = None  # None for *_nowait ops: nobody waits
+    result: Any = None
+    error: BaseException | None = None
+    recs: list[MessageRecord] | None = None  # an insert's records, for its results
 
 
 class _Counts:
