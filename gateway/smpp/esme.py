@@ -235,6 +235,7 @@ class EsmeClient:
         self._closing = False
         self._closed = trio.Event()
         self._wake_writer = trio.Event()
+        self._writer_woken = False  # _wake_writer was set by submit_nowait, not yet flushed
         self._window_lot = trio.lowlevel.ParkingLot()
         self._deliver_pending: list[P.Pdu] = []
         self._delivering = 0  # deliver batches with the handler (answered when it returns)
@@ -319,7 +320,9 @@ class EsmeClient:
             return False
         self._waiters[request.sequence_number] = on_result
         self.stats.submitted += 1
-        self._wake_writer.set()
+        if not self._writer_woken:  # a burst sends many: one Event.set() call for all
+            self._writer_woken = True
+            self._wake_writer.set()
         return True
 
     async def submit(self, request: P.Pdu, timeout: float | None = None) -> SubmitResult:
@@ -425,6 +428,7 @@ class EsmeClient:
         self._stream, self._session = stream, session
         self._now = trio.lowlevel.current_clock().current_time
         self._wake_writer = trio.Event()
+        self._writer_woken = False
         self._send_lock = trio.Lock()
         was_bound = False
         try:
@@ -528,12 +532,12 @@ class EsmeClient:
     ) -> bool:
         """Hand what a read brought to its consumers; True if the connection must end."""
         end = False
+        delivered = 0
         for ev in events:
             t = type(ev)
             if t is S.RequestReceived:
-                self.stats.delivered_in += 1
+                delivered += 1
                 self._deliver_pending.append(ev.pdu)
-                self._deliver_wake.set()
             elif t is S.ResponseReceived:  # unbind_resp
                 self._on_response(ev.pdu, ev.request)
             elif t is S.Unbound:
@@ -549,6 +553,9 @@ class EsmeClient:
                     command=ev.pdu.command_name,
                     seq=ev.pdu.sequence_number,
                 )
+        if delivered:  # once per read
+            self.stats.delivered_in += delivered
+            self._deliver_wake.set()
         if self._completed:
             self._completed = False
             self._window_lot.unpark_all()  # once per read: the sender refills in a burst
@@ -607,6 +614,7 @@ class EsmeClient:
         while True:
             await self._wake_writer.wait()
             self._wake_writer = trio.Event()
+            self._writer_woken = False  # what is queued from here wakes the new Event
             if not await self._flush(stream, session):
                 # The peer is gone: end this connection (run() reconnects).
                 conn_scope.cancel()

@@ -602,20 +602,40 @@ def receipt_from_pdu(pdu: Any, *, lenient: bool = False, details: bool = True) -
     # text taken by one regex match right here; any other text goes through `_text_of`.
     esm = getattr(pdu, "esm_class", 0)
     kind = esm & ESM_CLASS_RECEIPT_MASK if type(esm) is int else _esm_receipt_type(esm)
-    getter = getattr(pdu, "tlv", None)
-    if getter is not None:
-        tlv_id = getter(_TAG_RECEIPTED_MESSAGE_ID)
-        if tlv_id is not None:
-            tlv_id = _clean_str(tlv_id)
+    tlvs = getattr(pdu, "tlvs", None)
+    tlv_id = state_value = nec = payload = None
+    if type(tlvs) is list:
+        # A codec PDU: its four TLVs of interest in one pass (the first of each tag, as
+        # Pdu.tlv gives), not a scan per tag.
+        for t in tlvs:
+            tag = t.tag
+            if tag == _TAG_RECEIPTED_MESSAGE_ID:
+                if tlv_id is None:
+                    tlv_id = t.value
+            elif tag == _TAG_MESSAGE_STATE:
+                if state_value is None:
+                    state_value = t.value
+            elif tag == _TAG_NETWORK_ERROR_CODE:
+                if nec is None:
+                    nec = t.value
+            elif tag == _TAG_MESSAGE_PAYLOAD:
+                if payload is None:
+                    payload = t.value
+        getter = None
     else:
-        tlv_id = None
+        getter = getattr(pdu, "tlv", None)
+        if getter is not None:
+            tlv_id = getter(_TAG_RECEIPTED_MESSAGE_ID)
+    if tlv_id is not None:
+        tlv_id = _clean_str(tlv_id)
     flagged = kind == ESM_CLASS_SMSC_RECEIPT or kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION
     if tlv_id is not None:
         flagged = True
 
     raw = getattr(pdu, "short_message", None) or b""
     if not raw:
-        payload = getter(_TAG_MESSAGE_PAYLOAD) if getter is not None else None
+        if getter is not None:
+            payload = getter(_TAG_MESSAGE_PAYLOAD)
         if isinstance(payload, (bytes, bytearray, memoryview)):
             raw = bytes(payload)
         elif isinstance(payload, str):
@@ -637,13 +657,11 @@ def receipt_from_pdu(pdu: Any, *, lenient: bool = False, details: bool = True) -
 
     state = None
     if getter is not None:
-        value = getter(_TAG_MESSAGE_STATE)
-        if value is not None:
-            state = _message_state(value)
+        state_value = getter(_TAG_MESSAGE_STATE)
         nec = getter(_TAG_NETWORK_ERROR_CODE)
-        network_error = _network_error(nec) if nec is not None else None
-    else:
-        network_error = None
+    if state_value is not None:
+        state = _message_state(state_value)
+    network_error = _network_error(nec) if nec is not None else None
     if fields is None:
         return Receipt(
             tlv_id, state, None, network_error, None, None, None, tlv_id, None,

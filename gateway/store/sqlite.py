@@ -1483,7 +1483,8 @@ class SqliteStore(Store):
         rows = [msgspec.structs.astuple(r) for r in receipts]
         seg_rows = [(g.state, g.receipt_error, g.receipt_at, g.message_id, g.seq) for g in segments]
         states = [  # set_state_nowait's layout: id, state, now, channel, attempts, error_code, error
-            (m.message_id, State(m.state)._value_, m.at, None, None, m.error_code, None)
+            (m.message_id, (m.state if type(m.state) is State else State(m.state))._value_, m.at,
+             None, None, m.error_code, None)
             for m in moves
         ]
         weight = len(rows) + len(seg_rows) + len(states)
