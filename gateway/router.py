@@ -80,6 +80,9 @@ class Router:
                     by_prefix[r.prefix] = r
             lengths = tuple(sorted({len(p) for p in by_prefix}, reverse=True))
             self._table[cat] = (lengths, by_prefix)
+        # A destination's route depends on its first `key_length` characters only (the
+        # longest prefix): callers routing many destinations may memoise on d[:key_length].
+        self.key_length = max((len(r.prefix) for r in self.routes), default=0)
 
     @property
     def channels(self) -> frozenset[str]:

@@ -335,8 +335,15 @@ class Gateway:
         templates: dict[str, MessageRecord] = {}
         ids = new_message_ids(len(dests))
         replace = msgspec.structs.replace
+        # A route depends on a destination's first key_length digits: one choice per key.
+        chosen: dict[str, str] = {}
+        key_length = self.router.key_length
+        first_segment = SegmentRecord(message_id="", seq=1)
         for i, dest in enumerate(dests):
-            channel = self._pick_channel(dest, body.category, up)
+            key = dest[:key_length]
+            channel = chosen.get(key)
+            if channel is None:
+                channel = chosen[key] = self._pick_channel(dest, body.category, up)
             tmpl = templates.get(channel)
             if tmpl is None:
                 tmpl = templates[channel] = self._record_template(tenant, body, channel, now, validity)
@@ -353,7 +360,7 @@ class Gateway:
                 concat_ref=self.channels[channel].refs.next(dest) if count > 1 else None,
             )
             if count == 1:
-                built.append((rec, [SegmentRecord(message_id=mid, seq=1)]))
+                built.append((rec, [replace(first_segment, message_id=mid)]))
             else:
                 built.append((rec, [SegmentRecord(message_id=mid, seq=k + 1) for k in range(count)]))
         if body.client_ref is not None and len(built) > 1:

@@ -137,6 +137,9 @@ class SubmitTemplates:
             cuts = self._cuts[key] = _cut(
                 _build(message.text, message.source_addr, "", validity, self.cfg, reference)
             )
+        if len(cuts) == 1:  # most messages
+            head, tail = cuts[0]
+            return [P.Encoded(_SUBMIT_SM, head + raw + tail)]
         submit = _SUBMIT_SM
         return [P.Encoded(submit, head + raw + tail) for head, tail in cuts]
 

@@ -215,3 +215,19 @@ def test_choose_respects_failover_order(routes, destination, category, up):
     i = cands.index(chosen)
     assert asked == list(cands[: i + 1])  # tried in order, stopped at the first up
     assert all(c not in up for c in cands[:i])
+
+
+@given(
+    st.lists(st.tuples(st.text("0123456789", max_size=6), st.sampled_from(CATEGORIES)), max_size=8),
+    st.text("0123456789", min_size=1, max_size=15),
+    st.text("0123456789", min_size=1, max_size=15),
+    st.sampled_from(CATEGORIES),
+)
+def test_numbers_alike_in_their_first_key_length_digits_share_a_route(prefixes, a, b, category):
+    """Intake routes a batch with one lookup per d[:key_length] (Gateway.accept): two
+    numbers with the same first key_length digits get the same route, whatever the rest."""
+    router = Router([R(p, [f"c{i}"], [c]) for i, (p, c) in enumerate(prefixes)])
+    n = router.key_length
+    other = a[:n] + b if len(a) >= n else a  # shorter than n: only `a` itself has its key
+    assert other[:n] == a[:n]
+    assert router.candidates(a, category) == router.candidates(other, category)
