@@ -484,10 +484,52 @@ def test_bulk_writes_store_nulls_and_values_exactly(rows, chunk):
 
 def test_all_null_columns_are_literals():
     rows = [("x", None, None, 1), ("y", None, 2, None)]
-    assert S._null_columns(rows) == (1,)
+    assert S._shared_columns(rows) == ((1,), ())
     assert S._sized("VALUES {rows}", 2, 4, (1,)) == "VALUES (?, NULL, ?, ?), (?, NULL, ?, ?)"
     assert S._bound(4, (1,))(rows[0]) == ("x", None, 1)
     assert S._bound(2, (1,))(("x", None)) == ("x",)  # one value: still a tuple
+
+
+def test_a_text_every_row_shares_is_bound_once():
+    rows = [("t", None, "x", 1), ("t", None, "y", 1)]
+    # the ints are equal too, but only text is shared (1, 1.0 and True compare equal)
+    assert S._shared_columns(rows) == ((1,), (0,))
+    assert S._sized("VALUES {rows}", 2, 4, (1,), (0,)) == "VALUES (?1, NULL, ?2, ?3), (?1, NULL, ?4, ?5)"
+    assert S._shared_columns(rows[:1]) == ((1,), ())  # one row: nothing to share
+
+
+_ALIKE = st.none() | st.sampled_from(["", "a", "b"]) | st.sampled_from([0, 1, 1.0, True, False, 0.0])
+
+
+@given(
+    st.lists(st.tuples(_ALIKE, _ALIKE, _ALIKE, _ALIKE), min_size=1, max_size=40),
+    st.sampled_from([1, 2, 8, 128]),
+)
+def test_bulk_writes_with_shared_values_store_each_value_and_type(rows, chunk):
+    """Columns equal in every row of a statement (often, with few distinct values) and
+    values equal in Python but not in SQLite (1, 1.0, True): every value comes back with
+    its own type, in its own row and column, inserted and updated."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (a, b, c, d)")
+    assert S._write(conn, "INSERT INTO t (a, b, c, d) VALUES {rows}", "", rows, True, chunk) == len(rows)
+
+    def stored():
+        return [
+            tuple((type(x).__name__, x) for x in r)
+            for r in conn.execute("SELECT a, b, c, d FROM t ORDER BY rowid")
+        ]
+
+    def typed(rs):  # what SQLite gives back: a bool is stored as an integer
+        return [tuple((type(int(x) if type(x) is bool else x).__name__, x) for x in r) for r in rs]
+
+    assert stored() == typed(rows)
+    swapped = [(d, c, b, a, rowid) for rowid, (a, b, c, d) in enumerate(rows, 1)]
+    update = (
+        "UPDATE t SET a = v.column1, b = v.column2, c = v.column3, d = v.column4"
+        " FROM (VALUES {rows}) AS v WHERE t.rowid = v.column5"
+    )
+    assert S._write(conn, update, "", swapped, True, chunk) == len(rows)
+    assert stored() == typed([(d, c, b, a) for a, b, c, d in rows])
 
 
 @pytest.mark.parametrize("error", [None, "nul\x00inside"])

@@ -2002,11 +2002,31 @@ def _group(
 
 
 @functools.cache
-def _sized(sql: str, rows: int, cols: int, nulls: tuple[int, ...] = ()) -> str:
+def _sized(
+    sql: str, rows: int, cols: int, nulls: tuple[int, ...] = (), shared: tuple[int, ...] = ()
+) -> str:
     """`sql` with `{rows}` replaced by `rows` rows of `cols` placeholders, a literal NULL
-    for each column in `nulls` (the positions of the columns, hence `v.columnN`, stay)."""
-    row = "(" + ", ".join("NULL" if j in nulls else "?" for j in range(cols)) + ")"
-    return sql.replace("{rows}", ", ".join([row] * rows))
+    for each column in `nulls` (the positions of the columns, hence `v.columnN`, stay).
+    Each column in `shared` is one parameter for every row, bound once: its number is its
+    rank in `shared`, and the other values follow, row by row (see _write)."""
+    if not shared:
+        row = "(" + ", ".join("NULL" if j in nulls else "?" for j in range(cols)) + ")"
+        return sql.replace("{rows}", ", ".join([row] * rows))
+    rank = {j: k + 1 for k, j in enumerate(shared)}
+    n = len(shared)
+    out = []
+    for _ in range(rows):
+        cells = []
+        for j in range(cols):
+            if j in nulls:
+                cells.append("NULL")
+            elif j in rank:
+                cells.append(f"?{rank[j]}")
+            else:
+                n += 1
+                cells.append(f"?{n}")
+        out.append("(" + ", ".join(cells) + ")")
+    return sql.replace("{rows}", ", ".join(out))
 
 
 # Binding a None costs sqlite3 an adapter lookup even with the registered adapter
@@ -2016,10 +2036,25 @@ def _sized(sql: str, rows: int, cols: int, nulls: tuple[int, ...] = ()) -> str:
 # in every row of a statement is written as a literal NULL instead of bound. Per statement
 # (not per row), so the rows keep their order (rowids) and a mixed group costs no more
 # statements than before.
-def _null_columns(rows: list[tuple]) -> tuple[int, ...]:
-    """The columns that are None in every row."""
-    nones = (None,) * len(rows)  # tuple == compares by identity first, stops at a value
-    return tuple(j for j, col in enumerate(zip(*rows)) if col == nones)
+# Binding a str copies it into the statement (sqlite3 binds text as SQLITE_TRANSIENT): a
+# statement's rows often share a text column (a batch request's tenant, sender, text,
+# category, channel; a receipt batch's channel and state), which is then bound once and
+# named by every row (_sized's `shared`). Only str: equal str values are the same value
+# to SQLite, where 1, 1.0 and True compare equal in Python but are stored differently.
+def _shared_columns(rows: list[tuple]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the columns None in every row, the str columns equal in every row of several)."""
+    n = len(rows)
+    nones = (None,) * n
+    nulls = []
+    shared = []
+    for j, col in enumerate(zip(*rows)):
+        v = col[0]
+        if v is None:
+            if col == nones:  # tuple == compares by identity first, stops at a value
+                nulls.append(j)
+        elif n > 1 and type(v) is str and col.count(v) == n:
+            shared.append(j)
+    return tuple(nulls), tuple(shared)
 
 
 @functools.cache
@@ -2062,11 +2097,16 @@ def _write(
     for size in _chunks(len(rows), chunk):
         part = rows[i : i + size]
         i += size
-        nulls = _null_columns(part)
-        values = map(_bound(cols, nulls), part) if nulls else part
-        changed += conn.execute(
-            _sized(bulk_sql, size, cols, nulls), list(_flat(values))
-        ).rowcount
+        nulls, shared = _shared_columns(part)
+        if shared:
+            first = part[0]
+            params = [first[j] for j in shared]
+            params += _flat(map(_bound(cols, tuple(sorted(nulls + shared))), part))
+        elif nulls:
+            params = list(_flat(map(_bound(cols, nulls), part)))
+        else:
+            params = list(_flat(part))
+        changed += conn.execute(_sized(bulk_sql, size, cols, nulls, shared), params).rowcount
     return changed
 
 
