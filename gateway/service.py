@@ -71,6 +71,8 @@ def new_message_ids(n: int) -> list[str]:
 
 def normalise_destination(raw: str) -> str | None:
     """E.164 digits without '+', or None. Spaces, dashes and dots are allowed separators."""
+    if raw.isdigit() and raw.isascii() and 6 <= len(raw) <= 15 and raw[:2] != "00":
+        return raw  # already in that form (most API requests): nothing to strip or cut
     s = raw.strip().replace(" ", "").replace("-", "").replace(".", "")
     if s.startswith("+"):
         s = s[1:]
@@ -96,14 +98,14 @@ def _split(text: str, allow_latin1: bool, concatenation: str) -> tuple[int, int]
 def _accepted(m: MessageRecord, duplicate: bool) -> AcceptedMessage:
     """The API's answer for a stored message."""
     state = m.state
-    return AcceptedMessage(
-        id=m.id,
-        to=m.destination,
-        state=_STATE_NAMES[state] if type(state) is State else str(state),
-        segments=m.segment_count,
-        channel=m.channel,
-        client_ref=m.client_ref,
-        duplicate=duplicate,
+    return AcceptedMessage(  # positional (id, to, state, segments, channel, client_ref,
+        m.id,  # duplicate): ~2x faster than by keyword, once per recipient
+        m.destination,
+        _STATE_NAMES[state] if type(state) is State else str(state),
+        m.segment_count,
+        m.channel,
+        m.client_ref,
+        duplicate,
     )
 
 

@@ -41,7 +41,7 @@ class SendMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return [self.to] if isinstance(self.to, str) else list(self.to)
 
 
-class AcceptedMessage(msgspec.Struct, kw_only=True):
+class AcceptedMessage(msgspec.Struct):  # positional too: built once per recipient
     id: str
     to: str
     state: str

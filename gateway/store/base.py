@@ -12,6 +12,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+import msgspec
+
 from gateway.states import State
 from gateway.store.records import (
     MessageRecord,
@@ -23,15 +25,13 @@ from gateway.store.records import (
 )
 
 
-class InsertResult:
+class InsertResult(msgspec.Struct, frozen=True):
     """Outcome of inserting one message: the stored record and whether it already existed
-    (same tenant + client_ref: the first result is returned, nothing new is stored)."""
+    (same tenant + client_ref: the first result is returned, nothing new is stored). A
+    Struct: one per message of a request, built faster than a class with an __init__."""
 
-    __slots__ = ("record", "existing")
-
-    def __init__(self, record: MessageRecord, existing: bool) -> None:
-        self.record = record
-        self.existing = existing
+    record: MessageRecord
+    existing: bool
 
 
 class Store(abc.ABC):
