@@ -1324,6 +1324,24 @@ async def test_a_value_no_writer_can_take_fails_alone(store):
     assert (await store.count_open())["accepted"] == 4
 
 
+async def test_consecutive_submitted_moves_share_one_op_in_queue_order(store):
+    """submitted_nowait calls in a row are one op (one per burst of resps, not per
+    message); a move queued after them still applies after them."""
+    items = [msg(i, state=State.QUEUED) for i in range(5)]
+    await store.insert_messages(items)
+    ops_before = store.stats.ops
+    for rec, _segs in items[:4]:
+        store.submitted_nowait(rec.id, now=T0 + 1, channel="ch1", attempts=1, via=State.SUBMITTING)
+    store.set_state_nowait(items[0][0].id, State.DELIVERED, now=T0 + 2)  # after its submitted
+    store.submitted_nowait(items[4][0].id, now=T0 + 3, channel="ch1", attempts=1, via=State.SUBMITTING)
+    assert store.queued == 3  # [submitted x4], [delivered], [submitted]
+    await store.flush()
+    assert store.stats.ops - ops_before == 4  # the three and the flush
+    states = [(await store.get_view(rec.id)).message.state for rec, _ in items]
+    assert states == [State.DELIVERED, *[State.SUBMITTED] * 4]
+    assert store.stats.transitions_refused == 0
+
+
 async def test_a_submitted_op_no_writer_can_take_fails_alone(store):
     """submitted_nowait with a value neither SQLite nor msgpack takes: only that op is
     refused (named as a "submitted" op in the error), the others in its batch apply."""

@@ -1321,6 +1321,19 @@ class SqliteStore(Store):
             try:
                 _encode(op)
             except Exception as e:
+                if op[0] == _SUBMITTED and len(op[1]) > 1:  # several moves: refuse the bad
+                    good = []
+                    for item in op[1]:
+                        try:
+                            _encode(item)
+                        except Exception as e:
+                            refused.append((i, op[0], f"{type(e).__name__}: {e}", str(e)))
+                        else:
+                            good.append(item)
+                    if good:
+                        sent.append((op[0], good))
+                        index.append(i)
+                    continue
                 refused.append((i, op[0], f"{type(e).__name__}: {e}", str(e)))
             else:
                 sent.append(op)
@@ -1462,9 +1475,22 @@ class SqliteStore(Store):
         to `via`: for a pipeline that did not store the move to `via` (SUBMITTING) before."""
         rows = [_segment_row(seg) for seg in segments]
         first = None if via is None else (via if type(via) is State else State(via))._value_
-        self._enqueue(
-            _Op(_SUBMITTED, (message_id, now, channel, attempts, first, rows), 1 + len(rows))
-        )
+        item = (message_id, now, channel, attempts, first, rows)
+        weight = 1 + len(rows)
+        q = self._queue
+        if q and self._status != _CLOSED:
+            tail = q[-1]
+            if tail.kind == _SUBMITTED:
+                # Consecutive moves to SUBMITTED share one op (nobody waits for them): one
+                # op per burst of resps, not per message. The queue order is kept (they are
+                # its last op), and a bad one still fails alone (_prepare, execute_batch).
+                tail.data.append(item)
+                tail.weight += weight
+                self._queued_weight += weight
+                if self._queued_weight >= self._batch_max:
+                    self._full.set()
+                return
+        self._enqueue(_Op(_SUBMITTED, [item], weight))
 
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
         """Queue the new version of one segment (every field but the key is written). A
@@ -1701,6 +1727,12 @@ def execute_batch(
     # One op's data is bad: redo op by op, each in a savepoint, to fail only that one.
     counts = _Counts()
     counts.transactions = counts.isolated = 1
+    # Moves to SUBMITTED share an op (submitted_nowait): each one fails alone.
+    indexed = [
+        one
+        for i, kind, data in indexed
+        for one in ([(i, kind, [item]) for item in data] if kind == _SUBMITTED else [(i, kind, data)])
+    ]
     conn.execute("BEGIN IMMEDIATE")
     try:
         for op in indexed:
@@ -1755,17 +1787,17 @@ def _apply(
             states.extend(moves)
         elif k == _MATCH:
             matches[data[2:]] = data  # per (channel, id_key): the last one wins
-        elif k == _SUBMITTED:
-            mid, now, channel, attempts, via, seg_versions = data
-            if via is None:
-                states.append((mid, _SUBMITTED_STATE, now, channel, attempts, None, None))
-            else:  # a chain via -> submitted, guarded like a move to `via` (_Chain layout)
-                states.append(_Chain((mid, _SUBMITTED_STATE, now, channel, attempts, None, None, now, via, 2)))
-            for t in seg_versions:
-                key = t[-2:]
-                segments[key] = t
-                full.add(key)
-            n_segments += len(seg_versions)
+        elif k == _SUBMITTED:  # consecutive submitted_nowait calls, in order
+            for mid, now, channel, attempts, via, seg_versions in data:
+                if via is None:
+                    states.append((mid, _SUBMITTED_STATE, now, channel, attempts, None, None))
+                else:  # a chain via -> submitted, guarded like a move to `via` (_Chain layout)
+                    states.append(_Chain((mid, _SUBMITTED_STATE, now, channel, attempts, None, None, now, via, 2)))
+                for t in seg_versions:
+                    key = t[-2:]
+                    segments[key] = t
+                    full.add(key)
+                n_segments += len(seg_versions)
     if inserts:
         _apply_inserts(conn, inserts, counts, bulk, chunk)
     whole: list[tuple] = []

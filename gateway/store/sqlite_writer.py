@@ -89,7 +89,7 @@ def _from_wire(ops: list[list]) -> list[list]:
             rows, segs, moves = data
             op[1] = (rows, [tuple(s) for s in segs], moves)
         elif kind == _SUBMITTED:
-            op[1] = (*data[:5], [tuple(s) for s in data[5]])
+            op[1] = [(*item[:5], [tuple(s) for s in item[5]]) for item in data]
     return ops
 
 
