@@ -2084,8 +2084,8 @@ def _shared_columns(rows: list[tuple]) -> tuple[tuple[int, ...], tuple[int, ...]
         if v is None:
             if col == nones:  # tuple == compares by identity first, stops at a value
                 nulls.append(j)
-        elif n > 1 and type(v) is str and col.count(v) == n:
-            shared.append(j)
+        elif n > 1 and type(v) is str and col[-1] == v and col.count(v) == n:
+            shared.append(j)  # (the last row first: most columns that differ show it there)
     return tuple(nulls), tuple(shared)
 
 
