@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/throttle_bench.py
 	$(BIN)/python bench/store_bench.py
 	$(BIN)/python bench/gateway_bench.py
+	-$(BIN)/python bench/instructions_bench.py  # needs valgrind
 
 clean:
 	rm -rf $(VENV) build *.egg-info
