@@ -455,9 +455,9 @@ _DATA_ERRORS = (
 class _Op(msgspec.Struct, eq=False):
     """A queued write. `data` is plain (tuples, lists, str, numbers, None; a state as its
     str value): what the batch execution (`execute_batch`) takes, in a thread or in the
-    writer process, where msgpack brings tuples back as lists, all the same to it. A Struct:
-    one is made per message submitted, and a Struct is built ~3x faster than a class with
-    an __init__."""
+    writer process, where msgpack brings tuples back as lists, all the same to it. A Struct
+    (built ~3x faster than a class with an __init__): one is made per request, per burst of
+    submit_sm_resp and per receipt batch."""
 
     kind: int
     data: Any
