@@ -527,6 +527,9 @@ _TAG_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
 _TAG_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
 _TAG_NETWORK_ERROR_CODE = int(Tag.NETWORK_ERROR_CODE)
 _TAG_MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+_RECEIPT_TLVS = frozenset(
+    {_TAG_RECEIPTED_MESSAGE_ID, _TAG_MESSAGE_STATE, _TAG_NETWORK_ERROR_CODE, _TAG_MESSAGE_PAYLOAD}
+)
 
 
 def _tlv(pdu: Any, tag: Tag) -> Any:
@@ -607,20 +610,15 @@ def receipt_from_pdu(pdu: Any, *, lenient: bool = False, details: bool = True) -
     if type(tlvs) is list:
         # A codec PDU: its four TLVs of interest in one pass (the first of each tag, as
         # Pdu.tlv gives), not a scan per tag.
+        found: dict[int, Any] = {}
         for t in tlvs:
-            tag = t.tag
-            if tag == _TAG_RECEIPTED_MESSAGE_ID:
-                if tlv_id is None:
-                    tlv_id = t.value
-            elif tag == _TAG_MESSAGE_STATE:
-                if state_value is None:
-                    state_value = t.value
-            elif tag == _TAG_NETWORK_ERROR_CODE:
-                if nec is None:
-                    nec = t.value
-            elif tag == _TAG_MESSAGE_PAYLOAD:
-                if payload is None:
-                    payload = t.value
+            if t.tag in _RECEIPT_TLVS and t.tag not in found:
+                found[t.tag] = t.value
+        if found:
+            tlv_id = found.get(_TAG_RECEIPTED_MESSAGE_ID)
+            state_value = found.get(_TAG_MESSAGE_STATE)
+            nec = found.get(_TAG_NETWORK_ERROR_CODE)
+            payload = found.get(_TAG_MESSAGE_PAYLOAD)
         getter = None
     else:
         getter = getattr(pdu, "tlv", None)

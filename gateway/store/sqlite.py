@@ -239,20 +239,29 @@ _BULK_UPDATE_SEGMENT = (
     + f" WHERE segments.message_id = {_v(len(_SEG_FIELDS) - 2)}"
     + f" AND segments.seq = {_v(len(_SEG_FIELDS) - 1)}"
 )
+
+
+def _seg1_updates(columns: Sequence[str]) -> tuple[str, str]:
+    """Segment 1's `columns` written in its message row: (the row-by-row UPDATE, the
+    multi-row one), with the segments forms' params: the values, then message_id and seq
+    (the row form names seq too, so that the number of params matches; it is 1 here)."""
+    n = len(columns)
+    row = (
+        "UPDATE messages SET "
+        + ", ".join(f"{c} = ?" for c in columns)
+        + f" WHERE id = ?{n + 1} AND ?{n + 2} = 1 AND seg_state IS NOT NULL"
+    )
+    bulk = (
+        "UPDATE messages SET "
+        + ", ".join(f"{c} = {_v(i)}" for i, c in enumerate(columns))
+        + " FROM (VALUES {rows}) AS v"
+        + f" WHERE messages.id = {_v(n)} AND messages.seg_state IS NOT NULL"
+    )
+    return row, bulk
+
+
 # Segment 1's versions, in its message row (same params as the segments forms).
-_UPDATE_SEG1 = (
-    "UPDATE messages SET "
-    + ", ".join(f"{n} = ?" for n in _SEG1_FIELDS)
-    # the key's seq is bound too (the segments form's params): ?10 names it
-    + f" WHERE id = ?{len(_SEG1_FIELDS) + 1} AND ?{len(_SEG1_FIELDS) + 2} = 1"
-    + " AND seg_state IS NOT NULL"
-)
-_BULK_UPDATE_SEG1 = (
-    "UPDATE messages SET "
-    + ", ".join(f"{n} = {_v(i)}" for i, n in enumerate(_SEG1_FIELDS))
-    + " FROM (VALUES {rows}) AS v"
-    + f" WHERE messages.id = {_v(len(_SEG1_FIELDS))} AND messages.seg_state IS NOT NULL"
-)
+_UPDATE_SEG1, _BULK_UPDATE_SEG1 = _seg1_updates(_SEG1_FIELDS)
 # What a receipt changes in its segment (record_receipts): only these columns, so the
 # id_key index is left alone and fewer values are bound; a full version of the same segment
 # queued in the same batch is written whole instead (_apply). Row: these, then the key.
@@ -277,18 +286,7 @@ def _with_receipt(version: tuple, receipt: tuple) -> tuple:
 
 _SEG1_RECEIPT_FIELDS = tuple("seg_" + n for n in _RECEIPT_SEG_FIELDS)
 _SEG1_NONE, _SEG1_WHOLE, _SEG1_RECEIPT = 0, 1, 2  # what a state write carries of segment 1
-_UPDATE_SEG1_RECEIPT = (
-    "UPDATE messages SET "
-    + ", ".join(f"seg_{n} = ?" for n in _RECEIPT_SEG_FIELDS)
-    + f" WHERE id = ?{len(_RECEIPT_SEG_FIELDS) + 1} AND ?{len(_RECEIPT_SEG_FIELDS) + 2} = 1"
-    + " AND seg_state IS NOT NULL"
-)
-_BULK_UPDATE_SEG1_RECEIPT = (
-    "UPDATE messages SET "
-    + ", ".join(f"seg_{n} = {_v(i)}" for i, n in enumerate(_RECEIPT_SEG_FIELDS))
-    + " FROM (VALUES {rows}) AS v"
-    + f" WHERE messages.id = {_v(len(_RECEIPT_SEG_FIELDS))} AND messages.seg_state IS NOT NULL"
-)
+_UPDATE_SEG1_RECEIPT, _BULK_UPDATE_SEG1_RECEIPT = _seg1_updates(_SEG1_RECEIPT_FIELDS)
 _UPDATE_SEGMENT_RECEIPT = (
     "UPDATE segments SET "
     + ", ".join(f"{n} = ?" for n in _RECEIPT_SEG_FIELDS)
