@@ -371,7 +371,7 @@ class Channel:
                 continue
             now = self._wall()
             if not self._expired(job, now):
-                self._mark_submitting(job)
+                self._mark_submitting(job, now)
                 await self._submit_job(client, job, now)
             self._burst(client)
 
@@ -386,7 +386,6 @@ class Channel:
         # The burst takes microseconds: one reading of each clock for all of it.
         clock = trio.current_time()
         now = self._wall()
-        stats = self.stats
         while room > 0 and not self._draining:
             job = queue.peek()
             if job is None or len(job.segments) != 1 or job.segments[0].state != _PENDING:
@@ -395,17 +394,10 @@ class Channel:
                 return
             queue.get_nowait()
             room -= 1
-            rec = job.record
-            if rec.expires_at <= now and self._expired(job, now):
+            if self._expired(job, now):
                 continue
-            if self._stores_submitting:
-                self._mark_submitting(job)
-            else:  # _mark_submitting's "resubmit" case, inlined
-                rec.attempts += 1
-                rec.state = _SUBMITTING
-                rec.updated_at = now
-                stats.dispatched += 1
-            if job.pdus is not None or self._prepare(job, now):
+            self._mark_submitting(job, now)
+            if self._prepare(job, now):
                 job.outcomes = {}
                 job.pending = 1
                 self._send_one(client, job, 0)
@@ -428,7 +420,7 @@ class Channel:
         now = self._wall()
         jobs = [job for job in jobs if not self._expired(job, now)]
         for job in jobs:
-            self._mark_submitting(job)
+            self._mark_submitting(job, now)
             self._recorded[job.record.id] = job
         delay = 0.05
         while not self._draining:
@@ -464,7 +456,7 @@ class Channel:
         self.stats.expired += 1
         return True
 
-    def _mark_submitting(self, job: Job) -> None:
+    def _mark_submitting(self, job: Job, now: float) -> None:
         rec = job.record
         rec.attempts += 1
         if self._stores_submitting:
@@ -474,7 +466,7 @@ class Channel:
             # the stored QUEUED is, so the store learns of this attempt with its outcome
             # (submitted_nowait via SUBMITTING, or the final state): one write, not two.
             rec.state = _SUBMITTING
-            rec.updated_at = self._wall()
+            rec.updated_at = now
         self.stats.dispatched += 1
 
     def _submitted(self, job: Job, segments: list[SegmentRecord]) -> None:

@@ -55,7 +55,7 @@ def channel(**kw) -> tuple[Channel, Store]:
 async def test_three_segments_on_a_channel_that_makes_one_are_rejected():
     ch, store = channel(concatenation="payload")
     j = job("m1", "x" * 400, 3)  # 3 segments of 153 at intake (udh8), one payload here
-    ch._mark_submitting(j)
+    ch._mark_submitting(j, 1.0)
     client = Client()
     await ch._submit_job(client, j, 1.0)
     assert client.sent == [] and ch._inflight == 0
@@ -82,7 +82,7 @@ async def test_the_burst_rejects_a_one_segment_message_split_in_two_and_goes_on(
 async def test_the_same_split_is_sent():
     ch, store = channel()
     j = job("m1", "x" * 400, 3)
-    ch._mark_submitting(j)
+    ch._mark_submitting(j, 1.0)
     client = Client()
     await ch._submit_job(client, j, 1.0)
     assert len(client.sent) == 3 and store.moves == [] and ch.stats.rejected == 0

@@ -848,12 +848,20 @@ class SqliteStore(Store):
         if self._status == _CLOSED:
             raise StoreUnavailable("the store is closed", path=self.path)
         q = self._queue
-        if not q:
-            self._first_at = trio.current_time()
-            self._wakeup.set()
-        q.append(op)
-        self._queued_weight += op.weight
         kind = op.kind
+        if kind == _SUBMITTED and q and q[-1].kind == _SUBMITTED:
+            # Consecutive moves to SUBMITTED (nobody waits for them) share one op: one per
+            # burst of submit_sm_resp, not per message. The queue order is kept (they are
+            # its last op); a bad one still fails alone (_prepare, execute_batch).
+            tail = q[-1]
+            tail.data.extend(op.data)
+            tail.weight += op.weight
+        else:
+            if not q:
+                self._first_at = trio.current_time()
+                self._wakeup.set()
+            q.append(op)
+        self._queued_weight += op.weight
         if kind == _INSERT:
             self._queued_inserts += 1
         elif self._want_progress:  # the pipelined sender has a slot for progress only
@@ -1474,21 +1482,7 @@ class SqliteStore(Store):
         rows = [_segment_row(seg) for seg in segments]
         first = None if via is None else (via if type(via) is State else State(via))._value_
         item = (message_id, now, channel, attempts, first, rows)
-        weight = 1 + len(rows)
-        q = self._queue
-        if q and self._status != _CLOSED:
-            tail = q[-1]
-            if tail.kind == _SUBMITTED:
-                # Consecutive moves to SUBMITTED share one op (nobody waits for them): one
-                # op per burst of resps, not per message. The queue order is kept (they are
-                # its last op), and a bad one still fails alone (_prepare, execute_batch).
-                tail.data.append(item)
-                tail.weight += weight
-                self._queued_weight += weight
-                if self._queued_weight >= self._batch_max:
-                    self._full.set()
-                return
-        self._enqueue(_Op(_SUBMITTED, [item], weight))
+        self._enqueue(_Op(_SUBMITTED, [item], 1 + len(rows)))
 
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
         """Queue the new version of one segment (every field but the key is written). A
