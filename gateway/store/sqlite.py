@@ -1760,7 +1760,7 @@ def _apply(
             states.append(data)
         elif k == _SEGMENT:
             # a full new version of the row: the last one queued wins
-            key = data[-2:]
+            key = (data[-2], data[-1])  # (message_id, seq); data may be a list
             segments[key] = data
             full.add(key)
             n_segments += 1
@@ -1770,7 +1770,7 @@ def _apply(
             rows, seg_receipts, moves = data
             receipts.extend(rows)
             for r in seg_receipts:  # what the receipts changed, in the same transaction
-                key = r[3:]
+                key = (r[3], r[4])
                 if key in full:  # a whole version queued in this batch: the receipt over it
                     segments[key] = _with_receipt(segments[key], r)
                 else:
@@ -1778,15 +1778,15 @@ def _apply(
             n_segments += len(seg_receipts)
             states.extend(moves)
         elif k == _MATCH:
-            matches[data[2:]] = data  # per (channel, id_key): the last one wins
+            matches[data[2], data[3]] = data  # per (channel, id_key): the last one wins
         elif k == _SUBMITTED:  # consecutive submitted_nowait calls, in order
             for mid, now, channel, attempts, via, seg_versions in data:
                 if via is None:
                     states.append((mid, _SUBMITTED_STATE, now, channel, attempts, None, None))
-                else:  # a chain via -> submitted, guarded like a move to `via` (_Chain layout)
-                    states.append(_Chain((mid, _SUBMITTED_STATE, now, channel, attempts, None, None, now, via, 2)))
+                else:  # a chain via -> submitted, guarded like a move to `via` (_CHAIN_LEN)
+                    states.append([mid, _SUBMITTED_STATE, now, channel, attempts, None, None, now, via, 2])
                 for t in seg_versions:
-                    key = t[-2:]
+                    key = (t[-2], t[-1])
                     segments[key] = t
                     full.add(key)
                 n_segments += len(seg_versions)
@@ -1945,11 +1945,12 @@ def _apply_states(
     return written
 
 
-class _Chain(list):
-    """Several moves of one message coalesced: a _STATE_ROW (submitted_at: when the chain
-    passed through SUBMITTED), then its first state and its number of moves."""
-
-    __slots__ = ()
+# Several moves of one message coalesced, a chain: a list of _STATE_ROW (submitted_at: when
+# the chain passed through SUBMITTED), then its first state and its number of moves. A
+# single queued move has no submitted_at: 7 values, a chain _CHAIN_LEN. Told apart by
+# length, not by a list subclass: indexing a subclass of list skips the interpreter's
+# fast path (3x slower), and _group indexes every chain ten times.
+_CHAIN_LEN = len(_STATE_ROW) + 2
 
 
 _SUBMITTED_STATE = State.SUBMITTED._value_
@@ -1978,10 +1979,8 @@ def _chains(states: list[Sequence]) -> tuple[dict[str, Sequence], list[tuple[int
             rounds[mid] = r + 1
             current[mid] = op
             continue
-        if type(c) is not _Chain:
-            c = current[mid] = _Chain(
-                (*c, c[2] if c[1] == _SUBMITTED_STATE else None, c[1], 1)
-            )
+        if len(c) != _CHAIN_LEN:
+            c = current[mid] = [*c, c[2] if c[1] == _SUBMITTED_STATE else None, c[1], 1]
         c[1] = new
         c[2] = op[2]
         for i in 3, 4, 5, 6:
@@ -2007,17 +2006,18 @@ def _group(
             found = seg1.get(chain[0])
             if found is not None:
                 kind, version = found
-        if type(chain) is _Chain:
+        if len(chain) == _CHAIN_LEN:
             # submitted_at is a field if the chain passed through SUBMITTED
             key = (chain[8], chain[1], chain[9], chain[3] is None, chain[4] is None,
                    chain[5] is None, chain[6] is None, chain[7] is None, kind)
-            row = chain[:8]
+            row = chain[:8]  # a new list
         else:
             key = (chain[1], chain[1], 1, chain[3] is None, chain[4] is None,
                    chain[5] is None, chain[6] is None, True, kind)
-            row = chain
+            row = [*chain, None] if kind else chain
         if kind:  # its values follow the _STATE_ROW (a single move has no submitted_at)
-            row = (*row, *version[:-2]) if len(row) == 8 else (*row, None, *version[:-2])
+            row += version  # in place (a list made above), then the key dropped
+            del row[-2:]
         rows = groups.get(key)
         if rows is None:
             groups[key] = [row]

@@ -25,7 +25,7 @@ Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec
 - end of stdin: PRAGMA optimize, close, exit 0.
 
 msgpack has no tuples: the data comes back as lists, which the batch execution takes as
-they are but for dict keys (`_from_wire` makes those hashable again), so it is the very
+they are but for the insert keys (`_from_wire` makes those hashable again), so it is the very
 code of thread mode (gateway.store.sqlite.execute_batch). States travel as their str
 values in both modes.
 
@@ -48,15 +48,7 @@ import msgspec
 
 from gateway import gctune
 from gateway.store.migrations import StoreVersionError
-from gateway.store.sqlite import (
-    _INSERT,
-    _MATCH,
-    _RECEIPT,
-    _SEGMENT,
-    _SUBMITTED,
-    execute_batch,
-    open_writer,
-)
+from gateway.store.sqlite import _INSERT, execute_batch, open_writer
 
 _HEADER = struct.Struct(">I")
 
@@ -78,18 +70,12 @@ def _write_frame(out: BinaryIO, payload: bytes) -> None:
 
 
 def _from_wire(ops: list[list]) -> list[list]:
-    """Make the keys hashable again (msgpack brings tuples back as lists)."""
+    """Make the insert keys (tenant, client_ref) hashable again (msgpack brings tuples back
+    as lists). The batch execution builds its other keys by indexing, lists or tuples."""
     for op in ops:
         kind, data = op
-        if kind == _SEGMENT or kind == _MATCH:
-            op[1] = tuple(data)
-        elif kind == _INSERT:
+        if kind == _INSERT:
             op[1] = [(None if key is None else tuple(key), row, segs) for key, row, segs in data]
-        elif kind == _RECEIPT:
-            rows, segs, moves = data
-            op[1] = (rows, [tuple(s) for s in segs], moves)
-        elif kind == _SUBMITTED:
-            op[1] = [(*item[:5], [tuple(s) for s in item[5]]) for item in data]
     return ops
 
 
