@@ -802,7 +802,8 @@ class Channel:
                 raw=text,
                 received_at=now,
             )
-            target = self._in_memory(key) if key else None
+            found = self._by_key.get(key) if key else None  # this channel's own, mostly
+            target = (self, *found) if found is not None else self._in_memory(key) if key else None
             if target is None and key and key not in self._early:
                 target = await self._find_in_store(key)
                 # The resp may have landed (on another bind) while the store was read.
@@ -869,7 +870,8 @@ class Channel:
             raise
         multipart: dict[str, tuple[Channel, Job]] | None = None
         for owner, job, idx, seg_state, error_code in to_apply:
-            _done_in_flight(job, idx)
+            if job.receipts_in_flight is not None:  # (one-segment messages: never)
+                _done_in_flight(job, idx)
             owner._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
             if len(job.segments) > 1:
                 if multipart is None:
