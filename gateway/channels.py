@@ -399,7 +399,8 @@ class Channel:
                 continue
             self._mark_submitting(job, now)
             if self._prepare(job, now):
-                job.outcomes = {}
+                if job.outcomes:  # a retry: the last attempt's outcomes go (a first: empty)
+                    job.outcomes = {}
                 job.pending = 1
                 self._send_one(client, job, 0)
 
@@ -602,7 +603,7 @@ class Channel:
             self.stats.submitted_messages += 1
             job.record.submitted_at = now
             job.pdus = None  # only a retry would send them again; a new attempt rebuilds
-            job.outcomes = {}  # drops the submit_sm_resp while the job awaits its receipt
+            job.outcomes.clear()  # drops the submit_sm_resp while the job awaits its receipt
             self._submitted(job, job.segments)  # the segment's version goes with the move
             self._remember_for_receipts(job)
             return

@@ -1682,6 +1682,10 @@ def open_writer(
             raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
         w.execute(f"PRAGMA synchronous={synchronous}")
         w.execute("PRAGMA foreign_keys=ON")
+        # A 64 MiB page cache (default 2 MiB): the pages every batch touches (the newest
+        # messages, the indexes' right edges, the open-message index) stay cached once the
+        # file outgrows 2 MiB, instead of being read back from the OS each batch.
+        w.execute("PRAGMA cache_size=-65536")
         # Multi-row statements bind rows x columns values: stay under the build's limit.
         limit = w.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_MSG_ROW)
         while chunk_rows > max(1, limit):
