@@ -1,7 +1,9 @@
 """One gateway per SQLite store file: SqliteStore holds an exclusive flock on `<path>.lock`
 while it runs. A second store on the same file is refused (StoreUnavailable) before it opens
 anything; the lock goes with the process that holds it (close, `kill -9`), never with the
-writer child process."""
+writer child process. The writer (process or thread) holds `<path>.writer.lock`: a store
+whose gateway was killed keeps its writer process until it has committed and exited, and a
+new store's writer waits for it."""
 
 from __future__ import annotations
 
@@ -151,8 +153,10 @@ def _alive(pid: int) -> bool:
 
 
 async def test_lock_is_free_after_the_holder_is_killed(db_path, writer_mode):
-    """`kill -9` of the gateway releases the lock, even while its writer child still lives
-    (stopped here, so it cannot exit on the end of its stdin)."""
+    """`kill -9` of the gateway releases its lock, even while its writer child still lives
+    (stopped here, so it cannot exit on the end of its stdin). A new gateway's writer then
+    waits for that orphan (the writer lock): it fails, naming it, after busy_timeout while
+    the orphan hangs, and opens once the orphan has finished and exited."""
     proc, writer_pid = _spawn_holder(db_path, writer_mode)
     try:
         s = store(db_path, writer_mode)
@@ -168,6 +172,17 @@ async def test_lock_is_free_after_the_holder_is_killed(db_path, writer_mode):
         if writer_pid and os.path.isdir("/proc"):
             assert _alive(writer_pid)  # the orphaned writer is still there
 
+            # It may still be committing what it had read: no second writer meanwhile.
+            s = SqliteStore(
+                StoreConfig(path=str(db_path), batch_wait_ms=1.0, writer=writer_mode),
+                busy_timeout=0.3,
+            )
+            async with trio.open_nursery() as n:
+                with pytest.raises(StoreUnavailable) as info:
+                    await n.start(s.run)
+            assert f"pid {writer_pid}" in info.value.message and "writer" in info.value.message
+            os.kill(writer_pid, signal.SIGCONT)  # it reads the end of its stdin and exits
+
         s = store(db_path, writer_mode)
         async with trio.open_nursery() as n:
             with trio.fail_after(20):
@@ -175,6 +190,8 @@ async def test_lock_is_free_after_the_holder_is_killed(db_path, writer_mode):
             await s.insert_messages([msg(1)])
             await s.flush()
             n.cancel_scope.cancel()
+        if writer_pid and os.path.isdir("/proc"):
+            assert not _alive(writer_pid)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -187,3 +204,56 @@ async def test_lock_is_free_after_the_holder_is_killed(db_path, writer_mode):
             deadline = time.monotonic() + 5
             while os.path.isdir("/proc") and _alive(writer_pid) and time.monotonic() < deadline:
                 await trio.sleep(0.01)
+
+
+_WRITER_LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from gateway.store.sqlite import writer_lock
+
+    writer_lock(sys.argv[1], 5.0)
+    print("HELD", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+async def test_a_store_waits_for_the_writer_lock(db_path, writer_mode):
+    """While another process holds the writer lock (an earlier gateway's writer finishing
+    its last batch), the store's writer waits for it, then opens: whatever that writer
+    committed is there before recovery reads."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _WRITER_LOCK_HOLDER, str(db_path), "0.8"],
+        stdout=subprocess.PIPE, env=env, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "HELD"
+        with open(f"{db_path}.writer.lock") as f:
+            assert f.read().strip() == str(holder.pid)  # who holds it, for the message
+        s = store(db_path, writer_mode)
+        t0 = time.monotonic()
+        async with trio.open_nursery() as n:
+            with trio.fail_after(20):
+                await n.start(s.run)
+            waited = time.monotonic() - t0
+            assert holder.poll() is not None or waited >= 0.3  # it waited for the holder
+            await s.insert_messages([msg(1)])
+            await s.flush()
+            # Now this store's writer holds it: nobody else gets it.
+            fd = os.open(f"{db_path}.writer.lock", os.O_RDWR)
+            try:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(fd)
+            n.cancel_scope.cancel()
+        fd = os.open(f"{db_path}.writer.lock", os.O_RDWR)  # released on close
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        holder.kill()
+        holder.wait()

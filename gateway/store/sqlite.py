@@ -686,6 +686,7 @@ class SqliteStore(Store):
         self._failures = 0  # consecutive failed batches (backoff)
         self._writer_up = trio.Event()  # set when a writer process started (_watch_writer)
         self._lock_fd: int | None = None  # the store lock (_lock), held while the store runs
+        self._writer_lock_fd: int | None = None  # thread mode: writer_lock, with the connection
 
     @property
     def writer_pid(self) -> int | None:
@@ -793,15 +794,20 @@ class SqliteStore(Store):
             os.close(fd)
 
     def _open(self) -> tuple[int, int]:
-        w, before, after, self._chunk_rows = open_writer(
-            self.path, self._synchronous, self._busy_timeout, self._chunk_rows
-        )
+        lock = writer_lock(self.path, self._busy_timeout)  # the writer runs in this process
         try:
-            self._open_reader()
+            w, before, after, self._chunk_rows = open_writer(
+                self.path, self._synchronous, self._busy_timeout, self._chunk_rows
+            )
+            try:
+                self._open_reader()
+            except BaseException:
+                w.close()
+                raise
         except BaseException:
-            w.close()
+            os.close(lock)
             raise
-        self._w = w
+        self._w, self._writer_lock_fd = w, lock
         return before, after
 
     def _open_reader(self) -> None:
@@ -831,6 +837,9 @@ class SqliteStore(Store):
                 except sqlite3.Error:
                     pass
                 w.close()
+            lock, self._writer_lock_fd = self._writer_lock_fd, None
+            if lock is not None:  # thread mode: released once its connection is closed
+                os.close(lock)
 
     def _summary(self) -> dict[str, Any]:
         s = self.stats
@@ -1656,6 +1665,43 @@ class SqliteStore(Store):
 
 _flat = chain.from_iterable  # rows -> their values, in C
 _NONE_AS_NULL = {}.get  # a C callable returning None for None (open_writer)
+
+
+def writer_lock(path: str, wait: float) -> int:
+    """Take the writer lock of the store at `path`: an exclusive flock on
+    `<path>.writer.lock`, held by whoever holds the writer connection (the writer process,
+    or the gateway in thread mode) until it closes it or dies. Returns its fd (closing it
+    releases the lock).
+
+    Why a second lock: the gateway's lock (`<path>.lock`) ends with the gateway, but a
+    writer process whose gateway was killed (kill -9) still commits the batches it had read
+    before it sees the end of its stdin. A new gateway taking over meanwhile would recover
+    messages whose moves were still being committed. Its writer waits here instead, up to
+    `wait` seconds (the store's busy_timeout), then gives up with TimeoutError naming the
+    pid that holds the lock."""
+    lock_path = os.fspath(path) + ".writer.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _lock_holder(fd)
+                    raise TimeoutError(
+                        f"a store writer{f' (pid {holder})' if holder else ''} of an earlier "
+                        f"gateway still holds {lock_path} after {wait:g} s; it exits once it "
+                        "has committed what it had read (kill it if it hangs)"
+                    ) from None
+                time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def open_writer(

@@ -9,9 +9,10 @@ Python work runs on the gateway's one GIL-bound core. Here it has an interpreter
 Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec.msgpack:
 
 - gateway -> writer, first frame: {"path", "synchronous", "busy_timeout", "chunk_rows"};
-  writer -> gateway: ["ready", schema before, schema after, chunk_rows] once the writer
-  connection is open (WAL, synchronous, foreign keys, busy_timeout, migrations: the same
-  settings as thread mode), or ["error", "version" | "unavailable", message, details] and exit 1.
+  the writer takes the writer lock (`writer_lock`: waits up to busy_timeout for the writer
+  of an earlier, killed gateway to finish); writer -> gateway: ["ready", schema before,
+  schema after, chunk_rows] once the writer connection is open (WAL, synchronous, foreign
+  keys, busy_timeout, migrations: the same settings as thread mode), or ["error", "version" | "unavailable", message, details] and exit 1.
 - then per batch: gateway -> writer [bulk, [[kind, data], ...]] (no flushes, plain data);
   writer -> gateway, only after COMMIT: ["ok", counts, cpu seconds] (gateway.store.sqlite
   _Counts.to_wire: per-op results and rejections by op index), or ["fail", error type,
@@ -48,7 +49,7 @@ import msgspec
 
 from gateway import gctune
 from gateway.store.migrations import StoreVersionError
-from gateway.store.sqlite import _INSERT, execute_batch, open_writer
+from gateway.store.sqlite import _INSERT, execute_batch, open_writer, writer_lock
 
 _HEADER = struct.Struct(">I")
 
@@ -87,6 +88,9 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         return 0
     cfg = decode(first)
     try:
+        # Held until this process exits (the kernel releases it on any exit): a gateway
+        # started while this one still commits after its own gateway died waits for it.
+        writer_lock(cfg["path"], cfg["busy_timeout"])
         conn, before, after, chunk = open_writer(
             cfg["path"], cfg["synchronous"], cfg["busy_timeout"], cfg["chunk_rows"]
         )
