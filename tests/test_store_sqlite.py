@@ -1433,3 +1433,45 @@ async def test_killed_writer_process_fails_its_batch_and_restarts(db_path, nurse
 async def wait_for(predicate, every: float = 0.005) -> None:
     while not predicate():
         await trio.sleep(every)
+
+
+# ---- files removed under the store -------------------------------------------------------
+
+
+async def test_a_deleted_wal_keeps_what_was_acknowledged_and_stops_writes(db_path):
+    """`rm gateway.db-wal` while the store runs: SQLite would keep committing into the
+    removed file and the next start would lose every message since the last checkpoint. The
+    writer notices after its next commit, copies the WAL into the database file, and takes
+    no more writes (StoreUnavailable naming the file); a restart sees everything that was
+    acknowledged."""
+    async with trio.open_nursery() as n:
+        s = await open_store(n, db_path)
+        await s.insert_messages([msg(i) for i in range(1, 11)])
+        os.unlink(f"{db_path}-wal")
+        await s.insert_messages([msg(i) for i in range(11, 21)])  # committed, then noticed
+        with pytest.raises(StoreUnavailable) as info:
+            await s.insert_messages([msg(21)])
+        assert "WAL file" in info.value.message and f"{db_path}-wal" in info.value.message
+        assert "copied into the database file" in info.value.message
+        n.cancel_scope.cancel()
+    async with trio.open_nursery() as n:
+        again = await open_store(n, db_path)
+        for i in range(1, 21):
+            assert await again.get_message("acme", f"m{i:06d}") is not None, i
+        assert await again.get_message("acme", "m000021") is None
+        await again.insert_messages([msg(21)])  # a new WAL: writes again
+        assert await again.get_message("acme", "m000021") is not None
+        n.cancel_scope.cancel()
+
+
+async def test_a_replaced_database_file_stops_writes(db_path):
+    async with trio.open_nursery() as n:
+        s = await open_store(n, db_path)
+        await s.insert_messages([msg(1)])
+        os.rename(db_path, f"{db_path}.moved")
+        Path(db_path).write_bytes(b"")  # another file at the path
+        await s.insert_messages([msg(2)])
+        with pytest.raises(StoreUnavailable) as info:
+            await s.insert_messages([msg(3)])
+        assert "database file" in info.value.message and "restart" in info.value.message
+        n.cancel_scope.cancel()

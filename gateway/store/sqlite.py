@@ -1667,6 +1667,70 @@ _flat = chain.from_iterable  # rows -> their values, in C
 _NONE_AS_NULL = {}.get  # a C callable returning None for None (open_writer)
 
 
+class StoreFilesGone(OSError):
+    """The database file or its WAL was deleted or replaced under the open writer connection
+    (an environment error: every later batch fails with it until the gateway restarts)."""
+
+
+class _WriterConnection(sqlite3.Connection):
+    """The writer connection (open_writer), with the identity of the files it writes as it
+    opened them: (st_dev, st_ino) of the database and of its WAL, None where there was no
+    file (an in-memory database), and, once one of them was found gone, why it stopped."""
+
+    path = ""
+    files: tuple[tuple[int, int] | None, ...] = ()
+    gone: str | None = None
+
+
+def _file_ids(path: str) -> tuple[tuple[int, int] | None, ...]:
+    out: list[tuple[int, int] | None] = []
+    for p in (path, path + "-wal"):
+        try:
+            st = os.stat(p)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_dev, st.st_ino))
+    return tuple(out)
+
+
+def _check_files(conn: sqlite3.Connection) -> None:
+    """After a COMMIT: are the database and its WAL still the files the connection has open?
+
+    SQLite keeps writing to a file deleted under it (`rm gateway.db-wal` by a clean-up
+    script): every commit would then live in a file no later start can read, and the next
+    start would silently lose them. A deleted WAL's frames are still readable through the
+    connection's open descriptor, so they are checkpointed into the database file at once
+    (what was acknowledged is kept), and the connection takes no more writes: later batches
+    fail with StoreFilesGone (503 at the API) until the gateway is restarted, which opens
+    the database with a new WAL. One stat of each file per batch."""
+    files = getattr(conn, "files", ())
+    if not files:
+        return
+    now = _file_ids(conn.path)
+    if now == files or conn.gone is not None:
+        return
+    db_ok = files[0] is None or now[0] == files[0]
+    what = "WAL file" if db_ok else "database file"
+    where = conn.path + ("-wal" if db_ok else "")
+    saved = "its commits could not all be copied into the database file"
+    if db_ok:
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as e:
+            saved = f"copying its commits into the database file failed: {e}"
+        else:
+            if not busy and copied == frames:
+                saved = "its commits were copied into the database file"
+    else:
+        saved = "what was written since is only in the removed file"
+    conn.gone = (
+        f"the store's {what} {where} was deleted or replaced while open ({saved}); "
+        "no more writes: restart the gateway"
+    )
+    log.critical("store_files_gone", path=conn.path, file=where, detail=saved)
+
+
 def writer_lock(path: str, wait: float) -> int:
     """Take the writer lock of the store at `path`: an exclusive flock on
     `<path>.writer.lock`, held by whoever holds the writer connection (the writer process,
@@ -1716,6 +1780,7 @@ def open_writer(
         isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
         check_same_thread=False,
         cached_statements=1024,  # state_sql variants x row counts (_chunks)
+        factory=_WriterConnection,
     )
     # sqlite3 binds a None through its adapter lookup, which fails twice (__adapt__,
     # __conform__) before falling back to NULL: ~400 ns per None, and a message row has
@@ -1737,6 +1802,8 @@ def open_writer(
         while chunk_rows > max(1, limit):
             chunk_rows >>= 1
         before, after = migrate(w)
+        w.path = os.fspath(path)
+        w.files = _file_ids(w.path)  # the WAL exists from here on (journal mode, migration)
     except BaseException:
         w.close()
         raise
@@ -1754,12 +1821,16 @@ def execute_batch(
     counts = _Counts()
     if not ops:
         return counts
+    gone = getattr(conn, "gone", None)
+    if gone is not None:
+        raise StoreFilesGone(gone)
     counts.transactions = 1
     indexed = [(i, kind, data) for i, (kind, data) in enumerate(ops)]
     conn.execute("BEGIN IMMEDIATE")
     try:
         _apply(conn, indexed, counts, bulk, chunk)
         conn.execute("COMMIT")
+        _check_files(conn)
         return counts
     except _DATA_ERRORS:
         _rollback(conn)
@@ -1792,6 +1863,7 @@ def execute_batch(
     except BaseException:
         _rollback(conn)
         raise
+    _check_files(conn)
     return counts
 
 
