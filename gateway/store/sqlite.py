@@ -1708,8 +1708,8 @@ def _check_files(conn: sqlite3.Connection) -> None:
     if not files:
         return
     now = _file_ids(conn.path)
-    if now == files or conn.gone is not None:
-        return
+    if conn.gone is not None or all(f is None or f == n for f, n in zip(files, now)):
+        return  # (a file that was not there at open is not watched)
     db_ok = files[0] is None or now[0] == files[0]
     what = "WAL file" if db_ok else "database file"
     where = conn.path + ("-wal" if db_ok else "")

@@ -12,7 +12,8 @@ Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec
   the writer takes the writer lock (`writer_lock`: waits up to busy_timeout for the writer
   of an earlier, killed gateway to finish); writer -> gateway: ["ready", schema before,
   schema after, chunk_rows] once the writer connection is open (WAL, synchronous, foreign
-  keys, busy_timeout, migrations: the same settings as thread mode), or ["error", "version" | "unavailable", message, details] and exit 1.
+  keys, busy_timeout, migrations: the same settings as thread mode), or ["error",
+  "version" | "unavailable", message, details] and exit 1.
 - then per batch: gateway -> writer [bulk, [[kind, data], ...]] (no flushes, plain data);
   writer -> gateway, only after COMMIT: ["ok", counts, cpu seconds] (gateway.store.sqlite
   _Counts.to_wire: per-op results and rejections by op index), or ["fail", error type,
@@ -26,8 +27,8 @@ Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec
 - end of stdin: PRAGMA optimize, close, exit 0.
 
 msgpack has no tuples: the data comes back as lists, which the batch execution takes as
-they are but for the insert keys (`_from_wire` makes those hashable again), so it is the very
-code of thread mode (gateway.store.sqlite.execute_batch). States travel as their str
+they are but for the insert keys (`_from_wire` makes those hashable again), so it is the
+very code of thread mode (gateway.store.sqlite.execute_batch). States travel as their str
 values in both modes.
 
 SIGINT and SIGTERM are ignored: the gateway drains its queue through this process when it
