@@ -1475,3 +1475,108 @@ async def test_a_replaced_database_file_stops_writes(db_path):
             await s.insert_messages([msg(3)])
         assert "database file" in info.value.message and "restart" in info.value.message
         n.cancel_scope.cancel()
+
+
+async def test_a_deleted_wal_is_noticed_through_a_symlinked_path(tmp_path):
+    """SQLite puts the WAL next to a symlink's target: that is the file watched."""
+    real = tmp_path / "data"
+    real.mkdir()
+    link = tmp_path / "gateway.db"
+    link.symlink_to(real / "gateway.db")
+    async with trio.open_nursery() as n:
+        s = await open_store(n, link)
+        await s.insert_messages([msg(1)])
+        assert (real / "gateway.db-wal").exists() and not Path(f"{link}-wal").exists()
+        os.unlink(real / "gateway.db-wal")
+        await s.insert_messages([msg(2)])
+        with pytest.raises(StoreUnavailable) as info:
+            await s.insert_messages([msg(3)])
+        assert f"{real / 'gateway.db'}-wal" in info.value.message
+        n.cancel_scope.cancel()
+
+
+def _writer(path: Path) -> sqlite3.Connection:
+    conn, *_ = S.open_writer(str(path), "FULL", 0.2, 128)  # a held snapshot: 0.2 s waits
+    return conn
+
+
+def _insert(conn: sqlite3.Connection, *ids: int) -> None:
+    items = []
+    for i in ids:
+        rec, segs = msg(i)
+        items.append((None, msgspec.structs.astuple(rec) + msgspec.structs.astuple(segs[0])[2:], []))
+    S.execute_batch(conn, [(S._INSERT, items)], True, 128)
+
+
+def test_a_wal_not_all_copied_fails_its_batch_until_the_copy_completes(db_path, writer_mode):
+    """A reader's snapshot holds WAL frames back from the checkpoint: the database file
+    alone is not consistent yet, so the batch that found the WAL deleted is not reported
+    durable, and the copy is retried before every later batch until it completes."""
+    if writer_mode != "thread":
+        pytest.skip("execute_batch directly, once")
+    w = _writer(db_path)
+    reader = sqlite3.connect(str(db_path), isolation_level=None)
+    try:
+        _insert(w, 1)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM messages").fetchone()  # a snapshot held
+        _insert(w, 2)  # frames the checkpoint cannot copy while the snapshot is held
+        os.unlink(f"{db_path}-wal")
+        with pytest.raises(S.StoreFilesGone, match="not complete yet"):
+            _insert(w, 3)
+        assert w.copy_pending
+        with pytest.raises(S.StoreFilesGone):
+            _insert(w, 4)  # still held: still pending, nothing written
+        assert w.copy_pending
+        reader.execute("COMMIT")
+        with pytest.raises(S.StoreFilesGone):
+            _insert(w, 5)  # the copy completes before it refuses
+        assert not w.copy_pending
+    finally:
+        reader.close()
+        w.close()
+    check = sqlite3.connect(str(db_path))
+    ids = {r[0] for r in check.execute("SELECT id FROM messages")}
+    check.close()
+    assert {"m000001", "m000002", "m000003"} <= ids and not ids & {"m000004", "m000005"}
+
+
+def test_a_stat_error_is_not_taken_for_a_removed_file(db_path, writer_mode, monkeypatch):
+    if writer_mode != "thread":
+        pytest.skip("execute_batch directly, once")
+    w = _writer(db_path)
+    try:
+        real_stat = os.stat
+
+        def flaky(p, *a, **kw):
+            if str(p).endswith("-wal"):
+                raise PermissionError(13, "Permission denied", str(p))
+            return real_stat(p, *a, **kw)
+
+        monkeypatch.setattr(S.os, "stat", flaky)
+        _insert(w, 1)
+        _insert(w, 2)
+        assert w.gone is None
+    finally:
+        monkeypatch.undo()
+        w.close()
+
+
+async def test_a_restarted_writer_refuses_a_replaced_database(db_path, nursery, writer_mode):
+    """The writer process dies after the database file was replaced: the new one does not
+    open (and write to) whatever file is at the path now."""
+    if writer_mode != "process":
+        pytest.skip("only the process mode restarts its writer")
+    s = await open_store(nursery, db_path)
+    await s.insert_messages([msg(1)])
+    other = db_path.with_name("other.db")
+    S.open_writer(str(other), "FULL", 5.0, 128)[0].close()
+    os.rename(db_path, f"{db_path}.moved")
+    os.rename(other, db_path)  # another store file at the path
+    first_pid = s.writer_pid
+    os.kill(first_pid, signal.SIGKILL)
+    with trio.fail_after(10):
+        await wait_for(lambda: s.writer_pid is None)
+    with pytest.raises(StoreUnavailable) as info:
+        await s.insert_messages([msg(2)])
+    assert "not the one this gateway opened" in info.value.message

@@ -687,6 +687,7 @@ class SqliteStore(Store):
         self._writer_up = trio.Event()  # set when a writer process started (_watch_writer)
         self._lock_fd: int | None = None  # the store lock (_lock), held while the store runs
         self._writer_lock_fd: int | None = None  # thread mode: writer_lock, with the connection
+        self._db_id: tuple[int, int] | None = None  # the database file the first writer opened
 
     @property
     def writer_pid(self) -> int | None:
@@ -1274,6 +1275,7 @@ class SqliteStore(Store):
                         "synchronous": self._synchronous,
                         "busy_timeout": self._busy_timeout,
                         "chunk_rows": self._chunk_rows,
+                        "expect": self._db_id,
                     }
                 )
             )
@@ -1295,7 +1297,9 @@ class SqliteStore(Store):
             raise StoreUnavailable(
                 f"cannot open the store at {self.path}: {reply[2]}", path=self.path, reason=reply[2]
             )
-        _, before, after, self._chunk_rows = reply
+        _, before, after, self._chunk_rows, db_id = reply
+        if self._db_id is None and db_id is not None:
+            self._db_id = tuple(db_id)  # a writer started again must find this very file
         self._proc, self._pipe = proc, pipe
         self._writer_up.set()
         self._writer_started += 1
@@ -1680,18 +1684,38 @@ class _WriterConnection(sqlite3.Connection):
     path = ""
     files: tuple[tuple[int, int] | None, ...] = ()
     gone: str | None = None
+    copy_pending = False  # a deleted WAL not yet wholly copied into the database file
+
+
+_UNKNOWN = (-1, -1)  # a file whose stat failed for another reason than "no such file"
 
 
 def _file_ids(path: str) -> tuple[tuple[int, int] | None, ...]:
+    """(st_dev, st_ino) of the database at `path` (a resolved path: SQLite puts the WAL
+    next to a symlink's target) and of its WAL; None where there is no such file, _UNKNOWN
+    where stat failed otherwise (EACCES, EIO, ESTALE: not taken for a removed file)."""
     out: list[tuple[int, int] | None] = []
     for p in (path, path + "-wal"):
         try:
             st = os.stat(p)
-        except OSError:
+        except FileNotFoundError:
             out.append(None)
+        except OSError:
+            out.append(_UNKNOWN)
         else:
             out.append((st.st_dev, st.st_ino))
     return tuple(out)
+
+
+def _checkpoint_all(conn: sqlite3.Connection) -> bool:
+    """Copy every frame of the WAL into the database file (TRUNCATE checkpoint); True when
+    all of it was copied. A reader's snapshot can hold frames back: SQLite waits for it up
+    to the busy timeout, and the caller tries again before its next batch."""
+    try:
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:
+        return False
+    return not busy and copied == frames
 
 
 def _check_files(conn: sqlite3.Connection) -> None:
@@ -1705,30 +1729,30 @@ def _check_files(conn: sqlite3.Connection) -> None:
     fail with StoreFilesGone (503 at the API) until the gateway is restarted, which opens
     the database with a new WAL. One stat of each file per batch."""
     files = getattr(conn, "files", ())
-    if not files:
+    if not files or conn.gone is not None:
         return
     now = _file_ids(conn.path)
-    if conn.gone is not None or all(f is None or f == n for f, n in zip(files, now)):
+    if all(f is None or n == _UNKNOWN or f == n for f, n in zip(files, now)):
         return  # (a file that was not there at open is not watched)
-    db_ok = files[0] is None or now[0] == files[0]
+    db_ok = files[0] is None or now[0] == files[0] or now[0] == _UNKNOWN
     what = "WAL file" if db_ok else "database file"
     where = conn.path + ("-wal" if db_ok else "")
-    saved = "its commits could not all be copied into the database file"
-    if db_ok:
-        try:
-            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as e:
-            saved = f"copying its commits into the database file failed: {e}"
-        else:
-            if not busy and copied == frames:
-                saved = "its commits were copied into the database file"
-    else:
+    if not db_ok:
         saved = "what was written since is only in the removed file"
+    elif _checkpoint_all(conn):
+        saved = "its commits were copied into the database file"
+    else:  # retried before every later batch (execute_batch) until it is all copied
+        conn.copy_pending = True
+        saved = "copying its commits into the database file is not complete yet"
     conn.gone = (
         f"the store's {what} {where} was deleted or replaced while open ({saved}); "
         "no more writes: restart the gateway"
     )
     log.critical("store_files_gone", path=conn.path, file=where, detail=saved)
+    if getattr(conn, "copy_pending", False):
+        # The database file alone is not consistent until the copy completes: this batch
+        # must not be acknowledged as durable.
+        raise StoreFilesGone(conn.gone)
 
 
 def writer_lock(path: str, wait: float) -> int:
@@ -1769,11 +1793,18 @@ def writer_lock(path: str, wait: float) -> int:
 
 
 def open_writer(
-    path: str, synchronous: str, busy_timeout: float, chunk_rows: int
+    path: str,
+    synchronous: str,
+    busy_timeout: float,
+    chunk_rows: int,
+    expect: tuple[int, int] | None = None,
 ) -> tuple[sqlite3.Connection, int, int, int]:
     """The writer connection: WAL, `synchronous`, foreign keys, busy_timeout, migrated to
     the latest schema. Returns it, the schema versions before and after, and the rows per
-    multi-row statement (`chunk_rows`, lowered to fit the build's variable limit)."""
+    multi-row statement (`chunk_rows`, lowered to fit the build's variable limit).
+    `expect`: the database file's identity when the store first opened it (a writer
+    process started again): StoreFilesGone, with nothing written, if the file at `path`
+    is another one now."""
     w = sqlite3.connect(
         path,
         timeout=busy_timeout,
@@ -1788,6 +1819,13 @@ def open_writer(
     # Process-wide, and harmless anywhere: None still binds as NULL.
     sqlite3.register_adapter(type(None), _NONE_AS_NULL)
     try:
+        w.path = os.path.realpath(path)
+        ids = _file_ids(w.path)
+        if expect is not None and ids[0] != tuple(expect):
+            raise StoreFilesGone(
+                f"the store's database file {w.path} is not the one this gateway opened "
+                "(replaced or removed while it ran): restart the gateway"
+            )
         mode = w.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
@@ -1802,7 +1840,6 @@ def open_writer(
         while chunk_rows > max(1, limit):
             chunk_rows >>= 1
         before, after = migrate(w)
-        w.path = os.fspath(path)
         w.files = _file_ids(w.path)  # the WAL exists from here on (journal mode, migration)
     except BaseException:
         w.close()
@@ -1823,6 +1860,9 @@ def execute_batch(
         return counts
     gone = getattr(conn, "gone", None)
     if gone is not None:
+        if conn.copy_pending and _checkpoint_all(conn):  # type: ignore[attr-defined]
+            conn.copy_pending = False  # type: ignore[attr-defined]
+            log.warning("store_files_gone_copied", path=conn.path)  # type: ignore[attr-defined]
         raise StoreFilesGone(gone)
     counts.transactions = 1
     indexed = [(i, kind, data) for i, (kind, data) in enumerate(ops)]

@@ -8,12 +8,14 @@ Python work runs on the gateway's one GIL-bound core. Here it has an interpreter
 
 Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec.msgpack:
 
-- gateway -> writer, first frame: {"path", "synchronous", "busy_timeout", "chunk_rows"};
+- gateway -> writer, first frame: {"path", "synchronous", "busy_timeout", "chunk_rows",
+  "expect" (the database file's (device, inode) the first writer reported, or None)};
   the writer takes the writer lock (`writer_lock`: waits up to busy_timeout for the writer
   of an earlier, killed gateway to finish); writer -> gateway: ["ready", schema before,
-  schema after, chunk_rows] once the writer connection is open (WAL, synchronous, foreign
-  keys, busy_timeout, migrations: the same settings as thread mode), or ["error",
-  "version" | "unavailable", message, details] and exit 1.
+  schema after, chunk_rows, the database file's (device, inode)] once the writer
+  connection is open (WAL, synchronous, foreign keys, busy_timeout, migrations: the same
+  settings as thread mode; a restarted writer refuses a database file that is not
+  "expect"), or ["error", "version" | "unavailable", message, details] and exit 1.
 - then per batch: gateway -> writer [bulk, [[kind, data], ...]] (no flushes, plain data);
   writer -> gateway, only after COMMIT: ["ok", counts, cpu seconds] (gateway.store.sqlite
   _Counts.to_wire: per-op results and rejections by op index), or ["fail", error type,
@@ -93,7 +95,8 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         # started while this one still commits after its own gateway died waits for it.
         writer_lock(cfg["path"], cfg["busy_timeout"])
         conn, before, after, chunk = open_writer(
-            cfg["path"], cfg["synchronous"], cfg["busy_timeout"], cfg["chunk_rows"]
+            cfg["path"], cfg["synchronous"], cfg["busy_timeout"], cfg["chunk_rows"],
+            cfg.get("expect"),
         )
     except StoreVersionError as e:
         _write_frame(out, encode(["error", "version", e.message, e.details]))
@@ -101,7 +104,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
     except (sqlite3.Error, OSError) as e:
         _write_frame(out, encode(["error", "unavailable", f"{e}", {}]))
         return 1
-    _write_frame(out, encode(["ready", before, after, chunk]))
+    _write_frame(out, encode(["ready", before, after, chunk, conn.files[0]]))
     poisoned = False  # a batch failed: skip the later ones until "resume"
     try:
         while (frame := _read_frame(inp)) is not None:
