@@ -46,7 +46,7 @@ import sqlite3
 import struct
 import sys
 import time
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import msgspec
 
