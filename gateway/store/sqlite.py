@@ -598,6 +598,38 @@ class _Flight:
         self.inserts = any(op.kind == _INSERT for op in batch)
 
 
+class _LockHeld(Exception):
+    def __init__(self, holder: int | None) -> None:
+        super().__init__(holder)
+        self.holder = holder  # the pid the holder wrote into the lock file, if any
+
+
+def _flock_file(lock_path: str, wait: float) -> int:
+    """An exclusive flock on `lock_path` (created if missing, never deleted: a new file at
+    that path would not be the file another process holds a lock on), waiting up to `wait`
+    seconds for its holder; _LockHeld (with the pid the holder wrote) if it is still held.
+    Returns the fd, close-on-exec (a child holding a copy of the open file description
+    would keep the lock after its parent died); closing it releases the lock. Writes this
+    process's pid into the file, for the message another process shows (informative only)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _LockHeld(_lock_holder(fd)) from None
+                time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _lock_holder(fd: int) -> int | None:
     """The pid the holder of a store lock wrote into the lock file, if it did."""
     try:
@@ -766,26 +798,18 @@ class SqliteStore(Store):
         after the gateway died. The kernel releases it when the gateway exits, `kill -9` too.
         """
         lock_path = os.fspath(self.path) + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _lock_holder(fd)
-                by = f"another gateway (pid {holder})" if holder else "another gateway"
-                raise StoreUnavailable(
-                    f"the store at {self.path} is in use by {by}: one gateway per store file "
-                    f"(lock file {lock_path})",
-                    path=self.path,
-                    reason="locked by another process",
-                    lock=lock_path,
-                    holder_pid=holder,
-                ) from None
-            os.ftruncate(fd, 0)  # who holds it, for the message above (informative only)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except BaseException:
-            os.close(fd)
-            raise
+            fd = _flock_file(lock_path, 0.0)
+        except _LockHeld as held:
+            by = f"another gateway (pid {held.holder})" if held.holder else "another gateway"
+            raise StoreUnavailable(
+                f"the store at {self.path} is in use by {by}: one gateway per store file "
+                f"(lock file {lock_path})",
+                path=self.path,
+                reason="locked by another process",
+                lock=lock_path,
+                holder_pid=held.holder,
+            ) from None
         self._lock_fd = fd
 
     def _unlock(self) -> None:
@@ -1749,7 +1773,7 @@ def _check_files(conn: sqlite3.Connection) -> None:
         "no more writes: restart the gateway"
     )
     log.critical("store_files_gone", path=conn.path, file=where, detail=saved)
-    if getattr(conn, "copy_pending", False):
+    if conn.copy_pending:
         # The database file alone is not consistent until the copy completes: this batch
         # must not be acknowledged as durable.
         raise StoreFilesGone(conn.gone)
@@ -1768,28 +1792,14 @@ def writer_lock(path: str, wait: float) -> int:
     `wait` seconds (the store's busy_timeout), then gives up with TimeoutError naming the
     pid that holds the lock."""
     lock_path = os.fspath(path) + ".writer.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _lock_holder(fd)
-                    raise TimeoutError(
-                        f"a store writer{f' (pid {holder})' if holder else ''} of an earlier "
-                        f"gateway still holds {lock_path} after {wait:g} s; it exits once it "
-                        "has committed what it had read (kill it if it hangs)"
-                    ) from None
-                time.sleep(0.02)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return _flock_file(lock_path, wait)
+    except _LockHeld as held:
+        raise TimeoutError(
+            f"a store writer{f' (pid {held.holder})' if held.holder else ''} of an earlier "
+            f"gateway still holds {lock_path} after {wait:g} s; it exits once it "
+            "has committed what it had read (kill it if it hangs)"
+        ) from None
 
 
 def open_writer(
@@ -1820,8 +1830,7 @@ def open_writer(
     sqlite3.register_adapter(type(None), _NONE_AS_NULL)
     try:
         w.path = os.path.realpath(path)
-        ids = _file_ids(w.path)
-        if expect is not None and ids[0] != tuple(expect):
+        if expect is not None and _file_ids(w.path)[0] != tuple(expect):
             raise StoreFilesGone(
                 f"the store's database file {w.path} is not the one this gateway opened "
                 "(replaced or removed while it ran): restart the gateway"
