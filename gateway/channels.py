@@ -41,6 +41,7 @@ from gateway.smpp.esme import EsmeClient, Outcome, SubmitResult
 from gateway.smpp.receipt import receipt_id_key, receipt_outcome
 from gateway.states import State
 from gateway.store.base import Store
+from gateway.store.journal import JournalError, ReceiptJournal
 from gateway.store.records import (
     MessageRecord,
     ReceiptRecord,
@@ -48,6 +49,7 @@ from gateway.store.records import (
     SegmentRecord,
     SegmentState,
     StateMove,
+    encode_receipts,
 )
 from gateway.submission import (
     RECEIPT_SEGMENT_STATE,
@@ -173,6 +175,9 @@ class Channel:
         self._tiebreak = itertools.count()
         # receipt matching: id_key -> (job, segment index), for submitted segments
         self._by_key: dict[str, tuple[Job, int]] = {}
+        # The gateway's receipt journal, once it takes frames (after a restart's replay);
+        # None: receipt batches are acknowledged after their commit.
+        self.journal: ReceiptJournal | None = None
         self._awaiting: dict[str, Job] = {}  # message id -> job waiting for receipts
         # receipts that overtook their submit_sm_resp: id_key -> (receipt, received at)
         # receipts ahead of their resp: id key -> (segment state, error code, held since)
@@ -774,12 +779,10 @@ class Channel:
     # ---- receipts and MO -----------------------------------------------------------------
 
     async def _on_deliver(self, pdus: list[P.Pdu]) -> list[int]:
-        """One batch of deliver_sm from a bind: receipts are matched, stored durably in one
-        write, then applied; the ESME acknowledges them after this returns."""
+        """One batch of deliver_sm from a bind: receipts are read, matched, made durable
+        (take_receipts), then applied; the ESME acknowledges them after this returns."""
         now = self._wall()
         records: list[ReceiptRecord] = []
-        to_apply: list[ReceiptEffect] = []
-        seen: set[str] = set()
         for pdu in pdus:
             outcome = receipt_outcome(pdu)
             if outcome is None:
@@ -789,20 +792,38 @@ class Channel:
                     self.stats.mo += 1
                     self.log.info("mo_received", command=pdu.command_name)
                 continue
-            self.stats.receipts += 1
             raw_id, state, error_code, intermediate, text = outcome
             raw_id = raw_id or ""
-            key = receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else ""
-            seg_state = _segment_state(state, intermediate)
-            record = ReceiptRecord(
-                channel=self.name,
-                smsc_message_id=raw_id,
-                id_key=key,
-                state=seg_state,
-                error_code=error_code,
-                raw=text,
-                received_at=now,
+            records.append(
+                ReceiptRecord(
+                    channel=self.name,
+                    smsc_message_id=raw_id,
+                    id_key=receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else "",
+                    state=_segment_state(state, intermediate),
+                    error_code=error_code,
+                    raw=text,
+                    received_at=now,
+                )
             )
+        if records:
+            await self.take_receipts(records, now)
+        return [CommandStatus.ESME_ROK] * len(pdus)
+
+    async def take_receipts(
+        self, records: list[ReceiptRecord], now: float, *, replayed: int | None = None
+    ) -> None:
+        """Match receipts of this channel (`state`: the segment state each reports, None for
+        none) to their segments, store them with their effects and apply them. Durable when
+        this returns: in the receipt journal (then stored by the next group commit) or, with
+        no journal, committed. `replayed`: the journal frame they come from (a restart's
+        replay, gateway.service): stored under its seq, not journaled again."""
+        stored: list[ReceiptRecord] = []
+        to_apply: list[ReceiptEffect] = []
+        seen: set[str] = set()
+        for record in records:
+            self.stats.receipts += 1
+            key = record.id_key
+            seg_state = record.state
             found = self._by_key.get(key) if key else None  # this channel's own, mostly
             target = (self, *found) if found is not None else self._in_memory(key) if key else None
             if target is None and key and key not in self._early:
@@ -811,13 +832,14 @@ class Channel:
                 target = target or self._in_memory(key)
             if target is None:
                 self.stats.receipts_unmatched += 1
-                records.append(record)
+                record.message_id = record.seq = None
+                stored.append(record)
                 if key and seg_state is not None and key not in self._early:
                     # Probably ahead of its submit_sm_resp: hold it for the resp to claim.
                     self.stats.receipts_early += 1
-                    self._hold_early(key, seg_state, error_code, now)
+                    self._hold_early(key, seg_state, record.error_code, now)
                 else:
-                    self.log.warning("receipt_unmatched", smsc_message_id=raw_id)
+                    self.log.warning("receipt_unmatched", smsc_message_id=record.smsc_message_id)
                 continue
             owner, job, idx = target
             seg = job.segments[idx]
@@ -833,26 +855,61 @@ class Channel:
                 continue
             if seg_state is not None:
                 seen.add(key)
-                to_apply.append((owner, job, idx, seg_state, error_code))
+                to_apply.append((owner, job, idx, seg_state, record.error_code))
             record.message_id, record.seq = seg.message_id, seg.seq
-            records.append(record)
+            stored.append(record)
             self.stats.receipts_matched += 1
-        if records:
-            # The receipts and what they change commit together, before the SMSC gets its
-            # deliver_sm_resp: a crash between the two would leave a receipt stored and
-            # acknowledged (never redelivered) but its message still waiting for it.
-            await self._store_receipts(records, to_apply, now)
-        return [CommandStatus.ESME_ROK] * len(pdus)
+        if replayed is not None:
+            # Queued even when nothing is left to store: the journal's mark passes the frame.
+            segments, moves = _receipt_effects(to_apply, now)
+            self.store.record_receipts_nowait(stored, segments=segments, moves=moves, journal_seq=replayed)
+            self._apply_stored(to_apply, moves, now)
+        elif stored:
+            await self._store_receipts(stored, to_apply, now, journaled=True)
 
     async def _store_receipts(
-        self, records: list[ReceiptRecord], to_apply: list[ReceiptEffect], now: float
+        self,
+        records: list[ReceiptRecord],
+        to_apply: list[ReceiptEffect],
+        now: float,
+        *,
+        journaled: bool = False,
     ) -> None:
-        """Store receipts with their effects in one commit, then apply the effects in memory.
-        Batches of several binds are stored concurrently: each one's effects are computed
-        over the receipts the others are storing (Job.receipts_in_flight), so whichever
-        completes a message carries its final move. A batch that fails is not applied (the
-        SMSC sends its receipts again) and takes back the moves it carried."""
+        """Store receipts with their effects in one store op, apply the effects in memory,
+        and return once they are durable.
+
+        With the receipt journal (`journaled` and the gateway runs one): the batch becomes a
+        journal frame, its store op is queued under the frame's seq, its effects are applied
+        at once, and this returns when the frame is synced: the SMSC's deliver_sm_resp does
+        not wait for the store's group commit (tens of ms under load, and the SMSC keeps at
+        most a window of receipts unanswered). A restart replays the frames above the
+        store's mark (gateway.service, docs/architecture.md "Receipt journal").
+
+        Without it: one commit, awaited, then the effects are applied. Batches of several
+        binds are stored concurrently: each one's effects are computed over the receipts
+        the others are storing (Job.receipts_in_flight), so whichever completes a message
+        carries its final move. A batch that fails is not applied (the SMSC sends its
+        receipts again) and takes back the moves it carried."""
         segments, moves = _receipt_effects(to_apply, now)
+        journal = self.journal if journaled else None
+        seq = None
+        if journal is not None:
+            try:
+                seq = journal.reserve(encode_receipts(records))
+            except JournalError as e:  # the store alone makes them durable (below)
+                self.log.error("receipt_journal_unavailable", error=str(e))
+        if seq is not None:
+            # The frame and the op are queued in the same step: store ops follow frame order.
+            self.store.record_receipts_nowait(records, segments=segments, moves=moves, journal_seq=seq)
+            self._apply_stored(to_apply, moves, now)
+            try:
+                await journal.synced(seq)  # type: ignore[union-attr]
+            except JournalError as e:
+                # Not durable in the journal: durable once the store has committed the op.
+                self.log.error("receipt_journal_failed", error=str(e))
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + RECEIPT_COMMIT_WAIT):
+                    await self.store.flush()
+            return
         try:
             # Shielded (bounded): a cancelled wait does not cancel the store's op, which
             # commits anyway, so giving the moves back on a cancellation (a bind closing
@@ -869,6 +926,10 @@ class Channel:
                 if job.record.id in moved:
                     job.final_move = None
             raise
+        self._apply_stored(to_apply, moves, now)
+
+    def _apply_stored(self, to_apply: list[ReceiptEffect], moves: list[StateMove], now: float) -> None:
+        """Make a stored (or queued) receipt batch's effects in memory."""
         multipart: dict[str, tuple[Channel, Job]] | None = None
         for owner, job, idx, seg_state, error_code in to_apply:
             if job.receipts_in_flight is not None:  # (one-segment messages: never)

@@ -74,6 +74,11 @@ class StoreConfig(_Base, kw_only=True):
     # gateway.store.sqlite_writer, fed over a pipe; own GIL) or a worker thread of the
     # gateway (shares its GIL). Process by default: docs/architecture.md (measured)
     writer: Literal["thread", "process"] = "process"
+    # Receipts are acknowledged to the SMSC once durable in an append-only journal beside
+    # the database (`<path>.receipts.*`), and stored by the next group commit; false: once
+    # committed (slower under load: the SMSC's window of unanswered receipts fills).
+    # docs/architecture.md, "Receipt journal".
+    receipt_journal: bool = True
 
 
 class LoggingConfig(_Base, kw_only=True):

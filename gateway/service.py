@@ -32,7 +32,15 @@ from gateway.router import Router
 from gateway.smpp import text as T
 from gateway.states import State
 from gateway.store.base import Store
-from gateway.store.records import PRIORITY, MessageRecord, MessageView, SegmentRecord
+from gateway.store.journal import JournalCorrupt, ReceiptJournal
+from gateway.store.records import (
+    PRIORITY,
+    MessageRecord,
+    MessageView,
+    ReceiptRecord,
+    SegmentRecord,
+    decode_receipts,
+)
 from gateway.throttle import SECONDS_PER_DAY, TenantLimiter, utc_day
 
 log = structlog.get_logger("gateway.service")
@@ -126,6 +134,10 @@ def _conflict(client_ref: str | None) -> Conflict:
     )
 
 
+# The receipt journal's files: `<store path>.receipts.<first seq>` (gateway.store.journal).
+JOURNAL_SUFFIX = ".receipts"
+
+
 class Gateway:
     def __init__(
         self,
@@ -146,6 +158,8 @@ class Gateway:
         self._reload_lock = trio.Lock()
         self.started = trio.Event()
         self.recovered = 0
+        self.journal: ReceiptJournal | None = None  # `[store] receipt_journal` (run)
+        self._journal_live = False  # the channels journal their receipts (after the replay)
         self._orphans: dict[str, list[tuple[Channel, Job]]] = {}  # by their channel's name
         # Messages no running channel can take (no route up, or none that splits the text as
         # at intake), by id: stored `held`, routed again when channels change (_release_held).
@@ -156,22 +170,78 @@ class Gateway:
     # ---- life cycle ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await nursery.start(self.store.run)
-            await self._restore_quotas()
-            for ch_cfg in self.cfg.channels:
-                if ch_cfg.enabled:
-                    await self._start_channel(ch_cfg)
-            await self._recover()
-            nursery.start_soon(self._failover_loop)
-            self.started.set()
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.store.run)
+                frames = await self._open_journal()
+                await self._restore_quotas()
+                for ch_cfg in self.cfg.channels:
+                    if ch_cfg.enabled:
+                        await self._start_channel(ch_cfg)
+                await self._recover()
+                await self._replay_journal(frames)
+                nursery.start_soon(self._failover_loop)
+                self.started.set()
+                task_status.started()
+        finally:
+            if self.journal is not None:  # after the store's last commits (it ran inside)
+                self.journal.close()
+
+    async def _open_journal(self) -> list[tuple[int, bytes]]:
+        """Open the receipt journal (`[store] receipt_journal`): the frames above the
+        store's mark, which a restart must replay (_replay_journal)."""
+        if not self.cfg.store.receipt_journal:
+            return []
+        journal = ReceiptJournal(self.cfg.store.path + JOURNAL_SUFFIX)
+        frames = journal.open(await self.store.journal_mark())
+        self.journal = journal
+        self.store.on_journal_committed = journal.committed
+        return frames
+
+    async def _replay_journal(self, frames: list[tuple[int, bytes]]) -> None:
+        """After a crash: receipt batches that were acknowledged (durable in the journal)
+        but whose store op had not committed. Each is matched and applied like a new batch,
+        in journal order and under its frame's seq, and committed before the channels
+        journal new receipts (so store ops keep following frame order)."""
+        receipts = 0
+        for seq, payload in frames:
+            try:
+                records = decode_receipts(payload)
+            except msgspec.DecodeError as e:  # its CRC passed: written by another version
+                raise JournalCorrupt(f"receipt journal frame {seq} cannot be read: {e}", seq=seq) from e
+            groups: dict[str, list[ReceiptRecord]] = {}
+            for r in records:  # one bind's batch: one channel (grouped all the same)
+                groups.setdefault(r.channel, []).append(r)
+            if not groups:
+                self.store.record_receipts_nowait([], journal_seq=seq)
+            for k, (name, group) in enumerate(groups.items()):
+                last = k == len(groups) - 1  # the frame's seq goes with its last op
+                ch = self.channels.get(name)
+                if ch is not None:
+                    await ch.take_receipts(group, group[0].received_at, replayed=seq if last else None)
+                    continue
+                # Its channel is not running any more: kept, unmatched, as on arrival.
+                for r in group:
+                    r.message_id = r.seq = None
+                if last:
+                    self.store.record_receipts_nowait(group, journal_seq=seq)
+                else:
+                    await self.store.record_receipts(group)
+            receipts += len(records)
+        if frames:
+            await self.store.flush()
+            log.warning("receipt_journal_replayed", frames=len(frames), receipts=receipts)
+        for ch in self.channels.values():
+            ch.journal = self.journal
+        self._journal_live = True
 
     async def _start_channel(self, cfg: C.ChannelConfig) -> Channel:
         assert self._nursery is not None
         scope = self._scopes.setdefault((cfg.host, cfg.port, cfg.system_id), ReceiptScope())
         ch = Channel(cfg, self.store, clock=self.wall, scope=scope)
+        if self._journal_live:
+            ch.journal = self.journal
         self.channels[cfg.name] = ch
         await self._nursery.start(ch.run)
         for holder, job in self._orphans.pop(cfg.name, []):  # its own messages, kept meanwhile
@@ -691,6 +761,7 @@ class Gateway:
             "messages_open": await self.store.count_open(),
             "store": self.store_stats(),
             "recovered": self.recovered,
+            "receipt_journal": None if self.journal is None else msgspec.to_builtins(self.journal.stats),
             "orphans": self.orphans,
             "held": self.held,
         }

@@ -414,7 +414,7 @@ def test_segment_1_rides_on_its_message_move_exactly(starts, moves, versions, bu
                                             id_key=f"k{n}", submitted_at=T0 + n, receipt_error=error)
                         seg_ops.append((S._SEGMENT, S._segment_row(seg)))
                     else:
-                        seg_ops.append((S._RECEIPT, ([], [(state, error, T0 + 9 + n, mid, 1)], [])))
+                        seg_ops.append((S._RECEIPT, ([], [(state, error, T0 + 9 + n, mid, 1)], [], None)))
                 if split:
                     counts = S.execute_batch(conn, state_ops, bulk, 4)
                     counts.add(S.execute_batch(conn, seg_ops, bulk, 4))

@@ -10,7 +10,7 @@ recovery policy).
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -35,6 +35,10 @@ class InsertResult(msgspec.Struct, frozen=True):
 
 
 class Store(abc.ABC):
+    # Called with the highest receipt journal seq of each committed batch that had one:
+    # the journal deletes the files the store now covers (gateway.service sets it).
+    on_journal_committed: Callable[[int], None] | None = None
+
     # ---- life cycle ------------------------------------------------------------------
     @abc.abstractmethod
     async def run(self, *, task_status=None) -> None:
@@ -98,6 +102,24 @@ class Store(abc.ABC):
         """Store a batch of receipts durably in one write (one deliver_sm batch of a bind),
         together with what they change in their segments and the message moves they cause:
         one transaction, so an acknowledged receipt is never stored without its effect."""
+
+    @abc.abstractmethod
+    def record_receipts_nowait(
+        self,
+        receipts: Sequence[ReceiptRecord],
+        *,
+        segments: Sequence[SegmentReceipt] = (),
+        moves: Sequence[StateMove] = (),
+        journal_seq: int | None,
+    ) -> None:
+        """Queue what record_receipts stores, as one op, for receipts already durable in
+        the receipt journal (gateway.store.journal) as frame `journal_seq`: the same
+        transaction that applies them records `journal_seq` as committed (journal_mark),
+        so a restart replays exactly the frames above it. Ops carry increasing seqs."""
+
+    @abc.abstractmethod
+    async def journal_mark(self) -> int:
+        """The highest receipt journal seq whose op is committed (0: none yet)."""
 
     @abc.abstractmethod
     def match_receipt_nowait(self, channel: str, id_key: str, message_id: str, seq: int) -> None:

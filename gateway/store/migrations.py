@@ -143,12 +143,26 @@ CREATE INDEX messages_seg_id_key ON messages (seg_channel, seg_id_key)
     WHERE seg_id_key IS NOT NULL;
 """
 
+# The receipt journal's committed mark (gateway/store/journal.py): the highest journal frame
+# whose receipts this database holds, written by the transaction that applies them. A
+# restart replays the frames above it. And receipts_message goes: nothing reads receipts by
+# message (reads take the unmatched ones), and every matched receipt paid an index insert.
+V6 = """
+CREATE TABLE receipt_journal (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT INTO receipt_journal (id, seq) VALUES (1, 0);
+DROP INDEX receipts_message;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, V1),
     (2, V2),
     (3, V3),
     (4, V4),
     (5, V5),
+    (6, V6),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -83,6 +83,11 @@ class ReceiptRecord(msgspec.Struct, kw_only=True):
     seq: int | None = None
 
 
+# A receipt batch as a receipt journal frame (gateway.store.journal): msgpack of the records.
+encode_receipts = msgspec.msgpack.Encoder().encode
+decode_receipts = msgspec.msgpack.Decoder(list[ReceiptRecord]).decode
+
+
 class StateMove(msgspec.Struct, frozen=True):
     """A message's move to `state` at wall time `at` (store.record_receipts); to a failure,
     with the receipt error of the segment that decided it (`None` leaves the stored

@@ -284,6 +284,24 @@ def _with_receipt(version: tuple, receipt: tuple) -> tuple:
     return tuple(row)
 
 
+def _receipt_op(
+    receipts: Sequence[ReceiptRecord],
+    segments: Sequence[SegmentReceipt],
+    moves: Sequence[StateMove],
+    journal_seq: int | None,
+) -> _Op:
+    """A receipt batch's op: (receipt rows, segment receipt columns, moves, journal seq)."""
+    rows = [msgspec.structs.astuple(r) for r in receipts]
+    seg_rows = [(g.state, g.receipt_error, g.receipt_at, g.message_id, g.seq) for g in segments]
+    states = [  # set_state_nowait's layout: id, state, now, channel, attempts, error_code, error
+        (m.message_id, (m.state if type(m.state) is State else State(m.state))._value_, m.at,
+         None, None, m.error_code, None)
+        for m in moves
+    ]
+    weight = len(rows) + len(seg_rows) + len(states)
+    return _Op(_RECEIPT, (rows, seg_rows, states, journal_seq), max(1, weight))
+
+
 _SEG1_RECEIPT_FIELDS = tuple("seg_" + n for n in _RECEIPT_SEG_FIELDS)
 _SEG1_NONE, _SEG1_WHOLE, _SEG1_RECEIPT = 0, 1, 2  # what a state write carries of segment 1
 _UPDATE_SEG1_RECEIPT, _BULK_UPDATE_SEG1_RECEIPT = _seg1_updates(_SEG1_RECEIPT_FIELDS)
@@ -315,6 +333,9 @@ _MATCH_RECEIPT = (
     " WHERE channel = ?3 AND id_key = ?4 AND message_id IS NULL"
 )
 _SELECT_RECEIPT = f"SELECT {_cols(_RCPT_FIELDS)} FROM receipts"
+# The receipt journal's committed mark (migration v6); only ever raised.
+_SELECT_JOURNAL_MARK = "SELECT seq FROM receipt_journal WHERE id = 1"
+_RAISE_JOURNAL_MARK = "UPDATE receipt_journal SET seq = ?1 WHERE id = 1 AND seq < ?1"
 _NOT_FINAL = ", ".join(_q(s) for s in State if s not in FINAL)
 # Open messages through the partial index messages_open (migration v4): `done_at IS NULL`
 # selects it; the state test keeps the answer exact for a row inserted in a final state.
@@ -1271,9 +1292,14 @@ class SqliteStore(Store):
                 f"the store refused this {_KIND_NAME[kind]}: {reason}", reason=reason
             )
             log.error("store_op_rejected", path=self.path, op=_KIND_NAME[kind], error=error)
+        journaled = 0
         for op in batch:
+            if op.kind == _RECEIPT and op.data[3] is not None and op.data[3] > journaled:
+                journaled = op.data[3]
             if op.done is not None:
                 op.done.set()
+        if journaled and self.on_journal_committed is not None:
+            self.on_journal_committed(journaled)
 
     # -- the writer process (writer = "process") --
 
@@ -1544,15 +1570,27 @@ class SqliteStore(Store):
         A receipt acknowledged to the SMSC is never stored without its effect."""
         if not receipts and not segments and not moves:
             return
-        rows = [msgspec.structs.astuple(r) for r in receipts]
-        seg_rows = [(g.state, g.receipt_error, g.receipt_at, g.message_id, g.seq) for g in segments]
-        states = [  # set_state_nowait's layout: id, state, now, channel, attempts, error_code, error
-            (m.message_id, (m.state if type(m.state) is State else State(m.state))._value_, m.at,
-             None, None, m.error_code, None)
-            for m in moves
-        ]
-        weight = len(rows) + len(seg_rows) + len(states)
-        await self._submit(_Op(_RECEIPT, (rows, seg_rows, states), weight))
+        await self._submit(_receipt_op(receipts, segments, moves, None))
+
+    def record_receipts_nowait(
+        self,
+        receipts: Sequence[ReceiptRecord],
+        *,
+        segments: Sequence[SegmentReceipt] = (),
+        moves: Sequence[StateMove] = (),
+        journal_seq: int | None,
+    ) -> None:
+        """record_receipts for receipts durable in the receipt journal as frame
+        `journal_seq`: queued, and the batch that commits it writes `journal_seq` as the
+        journal's committed mark (then on_journal_committed is called). Queued even when
+        empty: the mark must pass every frame."""
+        self._enqueue(_receipt_op(receipts, segments, moves, journal_seq))
+
+    async def journal_mark(self) -> int:
+        def q(conn: sqlite3.Connection) -> int:
+            return conn.execute(_SELECT_JOURNAL_MARK).fetchone()[0]
+
+        return await self._read(q)
 
     def match_receipt_nowait(self, channel: str, id_key: str, message_id: str, seq: int) -> None:
         """Queue linking the receipts stored unmatched under (channel, id_key) (they overtook
@@ -1925,6 +1963,7 @@ def _apply(
     full: set[tuple] = set()  # keys with a full version (update_segment_nowait) in the batch
     receipts: list[tuple] = []
     matches: dict[tuple, tuple] = {}
+    journaled = 0  # the highest receipt journal seq among the ops
     n_segments = 0
     for i, k, data in ops:
         if k == _STATE:
@@ -1938,7 +1977,9 @@ def _apply(
         elif k == _INSERT:
             inserts.append((i, data))
         elif k == _RECEIPT:
-            rows, seg_receipts, moves = data
+            rows, seg_receipts, moves, seq = data
+            if seq is not None and seq > journaled:
+                journaled = seq
             receipts.extend(rows)
             for r in seg_receipts:  # what the receipts changed, in the same transaction
                 key = (r[3], r[4])
@@ -2008,6 +2049,8 @@ def _apply(
         counts.receipts += len(receipts)
     if matches:  # after the receipts: a receipt and its match may share a batch
         counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
+    if journaled:
+        conn.execute(_RAISE_JOURNAL_MARK, (journaled,))
 
 
 def _apply_inserts(

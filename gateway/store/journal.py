@@ -1,0 +1,384 @@
+"""The receipt journal: an append-only file of opaque frames made durable by group commit,
+so a deliver_sm can be acknowledged before SQLite has stored its receipts.
+
+Why. A receipt is acknowledged only once it is durable. Through the store that is a SQLite
+commit behind a busy batching writer (20-40 ms under load), and the SMSC's window of
+unanswered deliver_sm then throttles receipts. Here it is one write and one fdatasync shared
+by every frame reserved meanwhile. The store applies the frames lazily and records in SQLite
+the highest seq it has committed (the "committed" mark); after a crash the gateway replays
+the frames above it. Payloads are opaque bytes: this module knows nothing of receipts.
+
+Files. `f"{prefix}.{first_seq:020d}"`, first_seq being the seq of the first frame the file
+may hold. Appends go to the newest file; once it holds `roll_bytes` the next round starts a
+new one, and an older file is deleted once the mark covers its last frame (committed()).
+
+Frame. A 16-byte header, struct `>IIQ`: payload length (at most 16 MiB), CRC32 (zlib) of the
+8-byte big-endian seq followed by the payload, seq; then the payload. Seqs increase by 1
+across frames and files, except that a failed round's frames are cut off the file again
+(their callers were told and acknowledged nothing), leaving a gap: open() checks that seqs
+strictly increase.
+
+Group commit. reserve() assigns a seq and buffers the frame without a checkpoint, so the
+caller queues its store op in the same step and ops and frames share one order. synced()
+waits for a round: os.write of everything buffered, then os.fdatasync, in a worker thread,
+one round at a time; the first waiter that finds no round running runs the next one. A
+round cannot be cancelled once started (trio.to_thread.run_sync), so it always wakes its
+waiters; a cancelled waiter just stops waiting.
+
+Crash. A round whose fdatasync did not return was never acknowledged, so a bad frame at the
+end of the newest file is a torn write and open() cuts it off. A bad frame anywhere else may
+hold acknowledged receipts: JournalCorrupt, and the gateway does not start.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from typing import NamedTuple
+
+import msgspec
+import structlog
+import trio
+
+from gateway.errors import GatewayError
+
+__all__ = ["MAX_PAYLOAD", "JournalCorrupt", "JournalError", "JournalStats", "ReceiptJournal"]
+
+log = structlog.get_logger("gateway.store.journal")
+
+MAX_PAYLOAD = 16 * 1024 * 1024
+_HEADER = struct.Struct(">IIQ")  # payload length, CRC32 of seq + payload, seq
+_SEQ = struct.Struct(">Q")
+# O_APPEND: after a failed round is truncated away, the next write lands at the new end.
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+
+
+class JournalError(GatewayError):
+    """The receipt journal cannot take or keep a frame (a write or sync failed, the file
+    cannot be opened): the caller must not acknowledge what it journaled."""
+
+    code = "receipt_journal"
+    http_status = 503
+
+
+class JournalCorrupt(JournalError):
+    """A journal frame that fails its checks somewhere other than the torn tail of the newest
+    file: acknowledged receipts may be in it, so the gateway refuses to start (the operator
+    moves the file away, docs/operations.md)."""
+
+    code = "receipt_journal_corrupt"
+
+
+class JournalStats(msgspec.Struct):  # counters, for /admin/stats
+    frames: int = 0  # frames appended (reserved) since open
+    bytes: int = 0  # bytes written by successful rounds
+    syncs: int = 0  # successful write+fdatasync rounds (group commits)
+    sync_seconds: float = 0.0  # time in those rounds' thread hops, total
+    failures: int = 0  # failed rounds
+    files: int = 0  # journal files on disk now
+    replayed: int = 0  # frames returned by open()
+    torn_bytes: int = 0  # bytes cut off a torn tail at open
+
+
+def _crc(seq: int, payload: bytes | memoryview) -> int:
+    return zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq)))
+
+
+def _frame_at(data: bytes, off: int) -> tuple[int, bytes, int] | None:
+    """(seq, payload, end) of the frame at `off` if it passes its checks, else None
+    (incomplete, longer than MAX_PAYLOAD, wrong CRC)."""
+    if off + _HEADER.size > len(data):
+        return None
+    length, crc, seq = _HEADER.unpack_from(data, off)
+    end = off + _HEADER.size + length
+    if length > MAX_PAYLOAD or end > len(data):
+        return None
+    payload = data[off + _HEADER.size : end]
+    return (seq, payload, end) if _crc(seq, payload) == crc else None
+
+
+class _Outcome(NamedTuple):
+    fd: int  # the file to append to next (a new one if the round rolled)
+    error: OSError | None  # why the round failed
+    undone: bool  # a failed round was cut off the file again (else: broken)
+    seconds: float
+
+
+def _fsync_dir(path: str) -> None:
+    # A new or deleted file's entry is durable only once its directory is synced.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _cut(fd: int, size: int) -> bool:
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class ReceiptJournal:
+    def __init__(self, prefix: str, *, roll_bytes: int = 8 * 1024 * 1024) -> None:
+        self.prefix = prefix
+        self.roll_bytes = roll_bytes
+        self._dir = os.path.dirname(prefix) or "."
+        self._base = os.path.basename(prefix) + "."
+        self.stats = JournalStats()
+        self._fd: int | None = None  # the current file; None: not open or closed
+        self._path = ""
+        self._first = 0  # the current file's first_seq
+        self._size = 0  # its bytes, all synced
+        self._cur_last = 0  # the last seq written to it
+        self._closed: list[tuple[int, int, str]] = []  # older files: first, last seq, path
+        self._buf: list[bytes] = []  # frames reserved since the last round started
+        self._last = 0  # last seq reserved
+        self._done = 0  # every seq up to it went through a round (or was found at open)
+        self._failed: list[tuple[int, int]] = []  # seq ranges of failed rounds
+        self._round: trio.Event | None = None  # set when the running round is over
+        self._closing = False
+        self._broken = False
+
+    @property
+    def last_seq(self) -> int:
+        """The last seq reserved (or found at open)."""
+        return self._last
+
+    def _name(self, first: int) -> str:
+        return f"{self.prefix}.{first:020d}"
+
+    def open(self, committed: int) -> list[tuple[int, bytes]]:
+        """Synchronous (startup): check every journal file, cut a torn tail off the newest,
+        delete the files the mark covers and start a new file. Returns the (seq, payload)
+        frames above `committed`, in seq order, for the caller to replay."""
+        if self._fd is not None or self._closing:
+            raise JournalError("receipt journal already open", prefix=self.prefix)
+        try:
+            names = sorted(n for n in os.listdir(self._dir) if n.startswith(self._base))
+            files = []
+            for name in names:
+                digits = name[len(self._base) :]
+                path = os.path.join(self._dir, name)
+                if len(digits) != 20 or not (digits.isascii() and digits.isdigit()):
+                    raise JournalCorrupt(f"{path}: not a receipt journal file name", file=path)
+                files.append((int(digits), path))
+            # Check everything before changing anything: a corrupt file stops the start.
+            last, found, torn = 0, [], None
+            for i, (first, path) in enumerate(files):
+                with open(path, "rb") as f:
+                    data = f.read()
+                frames, end = self._read(path, data, first, last, i == len(files) - 1)
+                if end < len(data):
+                    torn = (path, end, len(data) - end)
+                if frames:
+                    last = frames[-1][0]
+                found.append((first, path, frames))
+            if torn is not None:
+                path, end, cut = torn
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.ftruncate(fd, end)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                self.stats.torn_bytes += cut
+                log.warning("receipt_journal_torn_tail", file=path, offset=end, bytes=cut)
+            replay: list[tuple[int, bytes]] = []
+            for first, path, frames in found:
+                if frames and frames[-1][0] > committed:
+                    self._closed.append((first, frames[-1][0], path))
+                    replay.extend(fr for fr in frames if fr[0] > committed)
+                else:
+                    os.unlink(path)
+            start = max(last, committed) + 1
+            fd = os.open(self._name(start), _FLAGS, 0o644)
+            try:
+                _fsync_dir(self._dir)  # the new file's entry (and the deletions) durable
+            except OSError:
+                os.close(fd)
+                raise
+        except JournalError:
+            self._closed.clear()
+            raise
+        except OSError as e:
+            self._closed.clear()
+            raise JournalError(f"receipt journal {self.prefix}: {e}", prefix=self.prefix) from e
+        self._fd, self._path, self._first, self._size = fd, self._name(start), start, 0
+        self._cur_last = start - 1
+        self._last = self._done = start - 1
+        self.stats.files = len(self._closed) + 1
+        self.stats.replayed = len(replay)
+        return replay
+
+    def _read(
+        self, path: str, data: bytes, first: int, after: int, newest: bool
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        """A file's frames and the offset where the good ones end. A bad frame is a torn
+        write only at the end of the newest file: no good frame may start after it (a
+        write that was synced, so maybe acknowledged)."""
+        frames: list[tuple[int, bytes]] = []
+        off = 0
+        while off < len(data):
+            frame = _frame_at(data, off)
+            if frame is None:
+                last_header = len(data) - _HEADER.size
+                if newest and not any(_frame_at(data, o) for o in range(off + 1, last_header + 1)):
+                    break
+                raise JournalCorrupt(f"{path}: bad frame at offset {off}", file=path, offset=off)
+            seq, payload, end = frame
+            if seq <= after or seq < first:
+                raise JournalCorrupt(
+                    f"{path}: seq {seq} out of order at offset {off}", file=path, offset=off
+                )
+            frames.append((seq, payload))
+            after, off = seq, end
+        return frames, off
+
+    def reserve(self, payload: bytes) -> int:
+        """Assign the next seq to `payload` and buffer its frame for the next round. No
+        checkpoint: the caller queues its store op with this seq in the same step."""
+        if self._broken:
+            raise JournalError("receipt journal broken", prefix=self.prefix)
+        if self._fd is None or self._closing:
+            raise JournalError("receipt journal not open", prefix=self.prefix)
+        if len(payload) > MAX_PAYLOAD:
+            raise JournalError(f"receipt journal frame of {len(payload)} bytes", size=len(payload))
+        seq = self._last + 1
+        self._buf.append(_HEADER.pack(len(payload), _crc(seq, payload), seq) + payload)
+        self._last = seq
+        self.stats.frames += 1
+        return seq
+
+    async def synced(self, seq: int) -> None:
+        """Return once frame `seq` is written and fdatasync'ed; JournalError if the round
+        holding it failed (or the journal broke or closed before writing it)."""
+        if seq > self._last:
+            raise ValueError(f"receipt journal seq {seq} was never reserved")
+        if seq <= self._done:
+            await trio.lowlevel.checkpoint()
+        while seq > self._done:
+            if self._round is not None:
+                await self._round.wait()
+            elif self._broken or self._fd is None or self._closing:
+                raise JournalError("receipt journal cannot write", prefix=self.prefix, seq=seq)
+            else:
+                await self._run_round()
+        if any(lo <= seq <= hi for lo, hi in self._failed):
+            raise JournalError("receipt journal write failed", prefix=self.prefix, seq=seq)
+
+    async def _run_round(self) -> None:
+        data, lo, hi = b"".join(self._buf), self._done + 1, self._last
+        self._buf.clear()
+        # Roll before writing, never after: a round that fails to start the new file
+        # has written nothing, and the old file then holds only seqs below its name.
+        roll = self._name(lo) if self._size and self._size >= self.roll_bytes else None
+        self._round = done = trio.Event()
+        started: list[bool] = []
+        try:
+            out = await trio.to_thread.run_sync(self._io, started, self._fd, self._size, data, roll)
+        except BaseException as e:
+            if not started:  # cancelled before the thread started: nothing happened
+                self._buf.insert(0, data)
+                raise
+            out = _Outcome(self._fd, OSError(f"round raised {e!r}"), False, 0.0)  # a bug
+            raise
+        finally:
+            self._round = None
+            if started:
+                self._finish(out, roll, lo, hi, len(data))
+            done.set()
+
+    def _io(
+        self, started: list[bool], fd: int, size: int, data: bytes, roll: str | None
+    ) -> _Outcome:
+        """The round's file work, in a worker thread. Touches no journal state: the trio
+        side records the outcome (_finish)."""
+        started.append(True)
+        t0 = time.perf_counter()
+        target, base = fd, size
+        try:
+            if roll is not None:
+                target, base = os.open(roll, _FLAGS, 0o644), 0
+                _fsync_dir(self._dir)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(target, view) :]
+            os.fdatasync(target)
+        except OSError as e:
+            # Cut the round off again so that no garbage precedes later frames.
+            undone = _cut(target, base)
+            if target != fd:  # a new file: drop it, the current one was not touched
+                _close_quietly(target)
+                try:
+                    os.unlink(roll)  # type: ignore[arg-type]
+                    undone = True
+                except OSError:
+                    pass
+            return _Outcome(fd, e, undone, time.perf_counter() - t0)
+        if target != fd:
+            _close_quietly(fd)  # its frames are synced already
+        return _Outcome(target, None, True, time.perf_counter() - t0)
+
+    def _finish(self, out: _Outcome, roll: str | None, lo: int, hi: int, size: int) -> None:
+        """Record a round's outcome (trio thread, before its waiters wake)."""
+        if out.fd != self._fd:  # rolled: the old file stays until committed() covers it
+            self._closed.append((self._first, self._cur_last, self._path))
+            self._fd, self._path, self._first, self._size = out.fd, roll or "", lo, 0
+            self.stats.files += 1
+        self._done = hi
+        if out.error is None:
+            self._size += size
+            self._cur_last = hi
+            self.stats.syncs += 1
+            self.stats.bytes += size
+            self.stats.sync_seconds += out.seconds
+        else:
+            self._failed.append((lo, hi))
+            self.stats.failures += 1
+            error = str(out.error)
+            log.error(
+                "receipt_journal_round_failed", file=self._path, frames=hi - lo + 1, error=error
+            )
+            if not out.undone and not self._broken:
+                self._broken = True  # later frames could follow garbage: take no more
+                log.error("receipt_journal_broken", file=self._path, error=error)
+        if self._closing:
+            self._close_now()
+
+    def committed(self, seq: int) -> None:
+        """Every frame up to `seq` is applied by the store: delete the older files it covers
+        (never the current one). Cheap when there is nothing to delete."""
+        while self._closed and self._closed[0][1] <= seq:
+            _, _, path = self._closed.pop(0)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:  # the next open() deletes it
+                log.warning("receipt_journal_unlink_failed", file=path, error=str(e))
+            self.stats.files -= 1
+
+    def close(self) -> None:
+        """Close the current file (synced frames stay); a running round closes it when it
+        ends. Idempotent."""
+        self._closing = True
+        if self._round is None:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        if self._fd is not None:
+            _close_quietly(self._fd)
+            self._fd = None

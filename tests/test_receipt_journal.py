@@ -1,0 +1,370 @@
+"""The receipt journal (gateway.store.journal): frames durable by group commit, replayed above
+the committed mark at open, a torn tail cut, corruption refused, files rolled and deleted
+once committed, and a failed round cut off the file again."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+import trio
+
+from gateway.store.journal import (
+    MAX_PAYLOAD,
+    JournalCorrupt,
+    JournalError,
+    ReceiptJournal,
+)
+
+_HEADER = struct.Struct(">IIQ")
+
+
+def prefix(tmp_path: Path) -> str:
+    return str(tmp_path / "gateway.db.receipts")
+
+
+def files(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("gateway.db.receipts."))
+
+
+def name(first: int) -> str:
+    return f"gateway.db.receipts.{first:020d}"
+
+
+def reopen(tmp_path: Path, committed: int = 0, **kw) -> tuple[ReceiptJournal, list]:
+    j = ReceiptJournal(prefix(tmp_path), **kw)
+    return j, j.open(committed)
+
+
+async def write(j: ReceiptJournal, *payloads: bytes) -> list[int]:
+    """One round per payload."""
+    seqs = []
+    for p in payloads:
+        seqs.append(j.reserve(p))
+        await j.synced(seqs[-1])
+    return seqs
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+async def test_round_trip_and_reopen_above_the_mark(tmp_path):
+    j, replay = reopen(tmp_path)
+    assert replay == [] and j.last_seq == 0
+    payloads = [b"a", b"", b"ccc" * 100, bytes(range(256)), b"e"]
+    assert await write(j, *payloads) == [1, 2, 3, 4, 5]
+    j.close()
+    j.close()  # idempotent
+    with pytest.raises(JournalError):
+        j.reserve(b"late")
+
+    j, replay = reopen(tmp_path, 0)
+    assert replay == list(enumerate(payloads, 1))
+    assert j.stats.replayed == 5 and j.last_seq == 5
+    j.close()
+    j, replay = reopen(tmp_path, 3)
+    assert replay == [(4, payloads[3]), (5, payloads[4])]
+    assert await write(j, b"f") == [6]
+    j.close()
+    _, replay = reopen(tmp_path, 5)
+    assert replay == [(6, b"f")]
+
+
+async def test_group_commit_shares_rounds(tmp_path):
+    j, _ = reopen(tmp_path)
+    done = []
+
+    async def receipt(i: int) -> None:
+        seq = j.reserve(b"receipt %d" % i)
+        await j.synced(seq)
+        done.append(seq)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(50):
+            nursery.start_soon(receipt, i)
+    assert sorted(done) == list(range(1, 51))
+    assert j.stats.frames == 50 and 1 <= j.stats.syncs < 50
+    assert j.stats.bytes == sum(16 + len(b"receipt %d" % i) for i in range(50))
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert sorted(replay) == replay and {p for _, p in replay} == {
+        b"receipt %d" % i for i in range(50)
+    }
+
+
+async def test_frames_reserved_during_a_round_go_in_the_next(tmp_path, monkeypatch):
+    j, _ = reopen(tmp_path)
+    real = os.fdatasync
+    calls = []
+
+    def fdatasync(fd):  # reserve while the first round is in its thread
+        calls.append(fd)
+        if len(calls) == 1:
+            trio.from_thread.run_sync(j.reserve, b"second")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    await j.synced(j.reserve(b"first"))
+    assert j.last_seq == 2 and j.stats.syncs == 1
+    await j.synced(2)
+    assert j.stats.syncs == 2 and len(calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage", "zeros", "crc"])
+async def test_torn_tail_of_the_newest_file_is_cut(tmp_path, damage):
+    j, _ = reopen(tmp_path)
+    await write(j, b"one", b"two")
+    j.close()
+    path = tmp_path / name(1)
+    good = path.stat().st_size
+    frame = _HEADER.pack(5, 0, 3) + b"three"  # a third frame, torn in different ways
+    tails = {"cut": frame[:10], "garbage": b"\x07garbage!", "zeros": bytes(4096), "crc": frame}
+    path.write_bytes(path.read_bytes() + tails[damage])
+    torn = path.stat().st_size - good
+
+    j, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (2, b"two")]
+    assert path.stat().st_size == good
+    assert j.stats.torn_bytes == torn > 0
+    assert await write(j, b"three") == [3]
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (2, b"two"), (3, b"three")]
+
+
+async def test_a_bad_frame_followed_by_good_ones_is_corrupt(tmp_path):
+    j, _ = reopen(tmp_path)
+    await write(j, b"one", b"two", b"three")
+    j.close()
+    path = tmp_path / name(1)
+    flip(path, 16 + 3 + 16 + 1)  # a payload byte of frame 2
+    before = path.read_bytes()
+    with pytest.raises(JournalCorrupt) as e:
+        reopen(tmp_path)
+    assert e.value.details["file"] == str(path) and e.value.details["offset"] == 19
+    assert path.read_bytes() == before  # nothing cut
+
+
+async def test_a_bad_frame_in_an_older_file_is_corrupt(tmp_path):
+    j, _ = reopen(tmp_path, roll_bytes=1)
+    await write(j, b"one", b"two", b"three")  # one file per round
+    j.close()
+    assert files(tmp_path) == [name(1), name(2), name(3)]
+    flip(tmp_path / name(2), 16 + 1)  # its last frame: a torn tail, if it were the newest
+    with pytest.raises(JournalCorrupt) as e:
+        reopen(tmp_path)
+    assert e.value.details["file"] == str(tmp_path / name(2))
+
+
+async def test_seqs_out_of_order_and_bad_names_are_corrupt(tmp_path):
+    j, _ = reopen(tmp_path)
+    await write(j, b"one", b"two")
+    j.close()
+    path = tmp_path / name(1)
+    data = path.read_bytes()
+    path.write_bytes(data + data[: 16 + 3])  # frame 1 again, intact
+    with pytest.raises(JournalCorrupt, match="out of order"):
+        reopen(tmp_path)
+    path.write_bytes(data)
+    reopen(tmp_path)[0].close()
+    (tmp_path / "gateway.db.receipts.bad").write_bytes(b"")
+    with pytest.raises(JournalCorrupt, match="name"):
+        reopen(tmp_path)
+
+
+async def test_rolling_and_committed(tmp_path):
+    j, _ = reopen(tmp_path, roll_bytes=100)
+    p = b"x" * 40  # 56-byte frames: two per file
+    assert await write(j, *[p] * 7) == list(range(1, 8))
+    assert files(tmp_path) == [name(1), name(3), name(5), name(7)]
+    assert j.stats.files == 4
+    j.committed(1)  # file 1 still holds frame 2
+    assert files(tmp_path) == [name(1), name(3), name(5), name(7)]
+    j.committed(3)
+    assert files(tmp_path) == [name(3), name(5), name(7)]
+    j.committed(6)
+    assert files(tmp_path) == [name(7)]
+    j.committed(100)  # never the current file
+    assert files(tmp_path) == [name(7)] and j.stats.files == 1
+    assert await write(j, p) == [8]
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(7, p), (8, p)]
+
+
+async def test_open_with_the_mark_in_the_middle_of_rolled_files(tmp_path):
+    j, _ = reopen(tmp_path, roll_bytes=100)
+    p = b"y" * 40
+    await write(j, *[p] * 7)
+    j.close()
+    j, replay = reopen(tmp_path, 4)
+    assert [seq for seq, _ in replay] == [5, 6, 7]
+    assert files(tmp_path) == [name(5), name(7), name(8)]
+    assert j.stats.files == 3
+    j.committed(6)
+    assert files(tmp_path) == [name(7), name(8)]
+    j.committed(7)
+    assert files(tmp_path) == [name(8)]
+
+
+async def test_a_failed_round_is_cut_off_and_later_rounds_work(tmp_path, monkeypatch):
+    j, _ = reopen(tmp_path)
+    await write(j, b"one")
+    path = tmp_path / name(1)
+    good = path.stat().st_size
+    real = os.fdatasync
+
+    def fdatasync(fd):  # the disk fails the second round, after its write
+        monkeypatch.setattr(os, "fdatasync", real)
+        trio.from_thread.run_sync(j.reserve, b"three")  # reserved during the round
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    two = j.reserve(b"two")
+    with pytest.raises(JournalError):
+        await j.synced(two)
+    with pytest.raises(JournalError):  # still failed when asked again
+        await j.synced(two)
+    assert path.stat().st_size == good
+    assert j.stats.failures == 1
+    await j.synced(3)  # buffered, written by the next round
+    assert await write(j, b"four") == [4]
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (3, b"three"), (4, b"four")]
+
+
+async def test_a_failed_round_that_cannot_be_cut_breaks_the_journal(tmp_path, monkeypatch):
+    j, _ = reopen(tmp_path)
+    await write(j, b"one")
+
+    def fail(*args):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(os, "write", fail)
+    monkeypatch.setattr(os, "ftruncate", fail)
+    two = j.reserve(b"two")
+    with pytest.raises(JournalError):
+        await j.synced(two)
+    monkeypatch.undo()
+    with pytest.raises(JournalError, match="broken"):
+        j.reserve(b"three")
+    await j.synced(1)  # what was durable stays so
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one")]
+
+
+async def test_a_payload_too_large_changes_nothing(tmp_path):
+    j, _ = reopen(tmp_path)
+    await write(j, b"one")
+    with pytest.raises(JournalError):
+        j.reserve(bytes(MAX_PAYLOAD + 1))
+    assert j.last_seq == 1 and j.stats.frames == 1
+    assert await write(j, b"two") == [2]
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (2, b"two")]
+
+
+async def test_an_empty_journal_starts_after_the_mark(tmp_path):
+    j, replay = reopen(tmp_path, 41)
+    assert replay == [] and j.last_seq == 41
+    assert files(tmp_path) == [name(42)]
+    assert await write(j, b"x") == [42]
+    j.close()
+    _, replay = reopen(tmp_path, 41)
+    assert replay == [(42, b"x")]
+
+
+async def test_a_waiter_cancelled_before_its_round_loses_nothing(tmp_path):
+    j, _ = reopen(tmp_path)
+    seq = j.reserve(b"one")
+    with trio.CancelScope() as cs:
+        cs.cancel()
+        await j.synced(seq)
+    assert cs.cancelled_caught and j.stats.syncs == 0
+    await j.synced(seq)
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one")]
+
+
+async def test_a_round_completes_when_its_runner_is_cancelled(tmp_path, monkeypatch):
+    j, _ = reopen(tmp_path)
+    real = os.fdatasync
+
+    def slow(fd):
+        import time
+
+        time.sleep(0.2)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    one, two = j.reserve(b"one"), j.reserve(b"two")
+    waited = []
+
+    async def other() -> None:
+        await j.synced(two)
+        waited.append(two)
+
+    async with trio.open_nursery() as nursery:
+        with trio.move_on_after(0.05) as scope:
+            nursery.start_soon(other)
+            await j.synced(one)  # runs the round, then is cancelled
+    assert waited == [2] and j.stats.syncs == 1
+    assert scope.cancelled_caught or scope.cancel_called
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (2, b"two")]
+
+
+async def test_a_roll_that_fails_fails_its_round_only(tmp_path, monkeypatch):
+    j, _ = reopen(tmp_path, roll_bytes=1)
+    await write(j, b"one")
+    real = os.open
+
+    def open_(path, *args, **kw):  # the new file cannot be created, once
+        if str(path).startswith(prefix(tmp_path)):
+            monkeypatch.setattr(os, "open", real)
+            raise OSError(28, "No space left on device")
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", open_)
+    two = j.reserve(b"two")
+    with pytest.raises(JournalError):
+        await j.synced(two)
+    assert files(tmp_path) == [name(1)] and j.stats.failures == 1
+    assert await write(j, b"three") == [3]
+    assert files(tmp_path) == [name(1), name(3)]
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (3, b"three")]
+
+
+async def test_close_during_a_round_lets_it_finish(tmp_path, monkeypatch):
+    j, _ = reopen(tmp_path)
+    real = os.fdatasync
+
+    def slow(fd):
+        import time
+
+        time.sleep(0.1)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    one = j.reserve(b"one")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(j.synced, one)
+        await trio.sleep(0.02)
+        j.close()
+        with pytest.raises(JournalError):
+            j.reserve(b"two")
+    assert j.stats.syncs == 1
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one")]
