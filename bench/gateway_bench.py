@@ -50,6 +50,7 @@ def free_port() -> int:
 def gateway_config(
     tmp: Path, smsc_port: int, api: int, admin: int, binds: int, window: int, server: str,
     batch_wait_ms: float = 2.0, store_writer: str = "process", batch_max: int = 1000,
+    receipt_journal: bool = True,
 ) -> Path:
     text = f"""
 [listeners]
@@ -61,6 +62,7 @@ path = "{tmp / 'gw.db'}"
 batch_wait_ms = {batch_wait_ms}
 batch_max = {batch_max}
 writer = "{store_writer}"
+receipt_journal = {"true" if receipt_journal else "false"}
 [logging]
 level = "warning"
 format = "json"
@@ -314,6 +316,10 @@ def main() -> int:
     p.add_argument("--batch-wait-ms", type=float, default=2.0, help="store.batch_wait_ms of the gateway")
     p.add_argument("--batch-max", type=int, default=1000, help="store.batch_max of the gateway")
     p.add_argument("--store-writer", choices=["thread", "process"], default="process", help="store.writer of the gateway (default: the gateway's default)")
+    p.add_argument(
+        "--receipt-journal", choices=["on", "off"], default="on",
+        help="store.receipt_journal of the gateway (off: receipts acknowledged after their commit)",
+    )
     a = p.parse_args()
     workloads = ["single", "batch"] if a.workload == "both" else [a.workload]
     reports = {}
@@ -321,7 +327,7 @@ def main() -> int:
         api, admin = free_port(), free_port()
         cfg = gateway_config(
             Path(tmp), smsc_port, api, admin, a.binds, a.window, a.server, a.batch_wait_ms,
-            a.store_writer, a.batch_max,
+            a.store_writer, a.batch_max, a.receipt_journal == "on",
         )
         env = dict(os.environ, PYTHONGC="1")
         gw = subprocess.Popen(
