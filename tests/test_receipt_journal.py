@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,17 @@ def flip(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def slow_fdatasync(monkeypatch, seconds: float) -> None:
+    """Every fdatasync of the journal's rounds takes `seconds` longer (a slow disk)."""
+    real = os.fdatasync
+
+    def slow(fd):
+        time.sleep(seconds)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
 
 
 async def test_round_trip_and_reopen_above_the_mark(tmp_path):
@@ -297,15 +309,7 @@ async def test_a_waiter_cancelled_before_its_round_loses_nothing(tmp_path):
 
 async def test_a_round_completes_when_its_runner_is_cancelled(tmp_path, monkeypatch):
     j, _ = reopen(tmp_path)
-    real = os.fdatasync
-
-    def slow(fd):
-        import time
-
-        time.sleep(0.2)
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", slow)
+    slow_fdatasync(monkeypatch, 0.2)
     one, two = j.reserve(b"one"), j.reserve(b"two")
     waited = []
 
@@ -349,15 +353,7 @@ async def test_a_roll_that_fails_fails_its_round_only(tmp_path, monkeypatch):
 
 async def test_close_during_a_round_lets_it_finish(tmp_path, monkeypatch):
     j, _ = reopen(tmp_path)
-    real = os.fdatasync
-
-    def slow(fd):
-        import time
-
-        time.sleep(0.1)
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", slow)
+    slow_fdatasync(monkeypatch, 0.1)
     one = j.reserve(b"one")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(j.synced, one)

@@ -51,6 +51,21 @@ def journal_files(db) -> list[str]:
     return sorted(glob.glob(f"{db}{JOURNAL_SUFFIX}.*"))
 
 
+async def running(nursery, tmp_path, store: str = "") -> tuple[ScriptedSmsc, Gateway]:
+    """A scripted SMSC and a gateway with one bound channel `a` on it (store gw.db)."""
+    smsc = ScriptedSmsc()
+    port = await nursery.start(smsc.serve)
+    cfg = C.parse(gateway_config_text(tmp_path / "gw.db", [("a", port)], store=store, binds=1))
+    gw = Gateway(cfg, SqliteStore(cfg.store))
+    await nursery.start(gw.run)
+    await wait_until(lambda: gw.channels["a"].up)
+    return smsc, gw
+
+
+async def smsc_id_of(gw: Gateway, mid: str) -> str:
+    return (await gw.store.get_view(mid)).segments[0].smsc_message_id
+
+
 async def send_one(gw: Gateway, db) -> str:
     status, body = await AsgiClient(TenantApp(gw)).request(
         "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
@@ -72,7 +87,7 @@ async def test_acknowledged_receipts_lost_by_the_store_are_replayed_once(nursery
         await first.start(gw.run)
         await wait_until(lambda: gw.channels["a"].up)
         mid = await send_one(gw, db)
-        smsc_id = (await gw.store.get_view(mid)).segments[0].smsc_message_id
+        smsc_id = await smsc_id_of(gw, mid)
         # The process dies before the store commits what the journal holds: the store
         # never sees the receipt ops (the journal frames are written all the same).
         store.record_receipts_nowait = lambda *a, **kw: None
@@ -106,15 +121,10 @@ async def test_acknowledged_receipts_lost_by_the_store_are_replayed_once(nursery
 
 
 async def test_journaled_receipts_reach_the_store_and_move_its_mark(nursery, tmp_path):
-    smsc = ScriptedSmsc()
-    port = await nursery.start(smsc.serve)
+    smsc, gw = await running(nursery, tmp_path)
     db = tmp_path / "gw.db"
-    cfg = gateway_config(db, [("a", port)], binds=1)
-    gw = Gateway(cfg, SqliteStore(cfg.store))
-    await nursery.start(gw.run)
-    await wait_until(lambda: gw.channels["a"].up)
     mid = await send_one(gw, db)
-    smsc_id = (await gw.store.get_view(mid)).segments[0].smsc_message_id
+    smsc_id = await smsc_id_of(gw, mid)
     conn = smsc.connections[0]
     await conn.push(receipt(smsc_id))
     await wait_until(lambda: conn.deliver_statuses == [0])
@@ -126,16 +136,10 @@ async def test_journaled_receipts_reach_the_store_and_move_its_mark(nursery, tmp
 
 
 async def test_without_the_journal_receipts_are_acknowledged_after_their_commit(nursery, tmp_path):
-    smsc = ScriptedSmsc()
-    port = await nursery.start(smsc.serve)
+    smsc, gw = await running(nursery, tmp_path, store="receipt_journal = false\n")
     db = tmp_path / "gw.db"
-    cfg = C.parse(gateway_config_text(db, [("a", port)], store="receipt_journal = false\n", binds=1))
-    store = SqliteStore(cfg.store)
-    gw = Gateway(cfg, store)
-    await nursery.start(gw.run)
-    await wait_until(lambda: gw.channels["a"].up)
     mid = await send_one(gw, db)
-    smsc_id = (await gw.store.get_view(mid)).segments[0].smsc_message_id
+    smsc_id = await smsc_id_of(gw, mid)
     conn = smsc.connections[0]
     await conn.push(receipt(smsc_id))
     await wait_until(lambda: conn.deliver_statuses == [0])
@@ -148,15 +152,10 @@ async def test_without_the_journal_receipts_are_acknowledged_after_their_commit(
 async def test_a_failed_journal_write_falls_back_to_the_commit(nursery, tmp_path):
     """The journal cannot sync: the receipt batch is acknowledged once the store has
     committed it instead (never on a frame that may not be on disk)."""
-    smsc = ScriptedSmsc()
-    port = await nursery.start(smsc.serve)
+    smsc, gw = await running(nursery, tmp_path)
     db = tmp_path / "gw.db"
-    cfg = gateway_config(db, [("a", port)], binds=1)
-    gw = Gateway(cfg, SqliteStore(cfg.store))
-    await nursery.start(gw.run)
-    await wait_until(lambda: gw.channels["a"].up)
     mids = [await send_one(gw, db) for _ in range(2)]
-    ids = [(await gw.store.get_view(m)).segments[0].smsc_message_id for m in mids]
+    ids = [await smsc_id_of(gw, m) for m in mids]
 
     async def failed(seq: int) -> None:
         await trio.lowlevel.checkpoint()
