@@ -24,6 +24,7 @@ import heapq
 import itertools
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -137,6 +138,25 @@ class ReceiptScope:
         # False only when no member holds an early receipt (Channel._early): then a
         # submit_sm_resp need not look for one (set by _hold_early, cleared when seen empty)
         self.early_held = False
+        # Segments a journaled receipt made final whose store op has not committed yet: id
+        # key -> journal seq. Memory has forgotten them and the store still says
+        # `submitted`, so another receipt for one (a retransmission, a sibling bind) is a
+        # duplicate, not a match found in the store. Pruned as the store commits.
+        self.settling: dict[str, int] = {}
+        self._settling_order: deque[tuple[int, str]] = deque()
+
+    def settle(self, key: str, seq: int) -> None:
+        self.settling[key] = seq
+        self._settling_order.append((seq, key))
+
+    def prune_settled(self, committed: int) -> None:
+        """Forget the keys whose store op has committed (journal seq <= `committed`)."""
+        order = self._settling_order
+        settling = self.settling
+        while order and order[0][0] <= committed:
+            seq, key = order.popleft()
+            if settling.get(key) == seq:
+                del settling[key]
 
 
 class Channel:
@@ -820,10 +840,16 @@ class Channel:
         stored: list[ReceiptRecord] = []
         to_apply: list[ReceiptEffect] = []
         seen: set[str] = set()
+        settling = self.scope.settling
+        if settling and self.journal is not None:
+            self.scope.prune_settled(self.journal.committed_seq)
         for record in records:
             self.stats.receipts += 1
             key = record.id_key
             seg_state = record.state
+            if key in settling:  # made final by a receipt the store has not committed yet
+                self.stats.receipts_duplicate += 1
+                continue
             found = self._by_key.get(key) if key else None  # this channel's own, mostly
             target = (self, *found) if found is not None else self._in_memory(key) if key else None
             if target is None and key and key not in self._early:
@@ -901,14 +927,20 @@ class Channel:
         if seq is not None:
             # The frame and the op are queued in the same step: store ops follow frame order.
             self.store.record_receipts_nowait(records, segments=segments, moves=moves, journal_seq=seq)
+            for _owner, job, idx, _state, _error in to_apply:
+                key = job.segments[idx].id_key
+                if key:
+                    self.scope.settle(key, seq)
             self._apply_stored(to_apply, moves, now)
             try:
                 await journal.synced(seq)  # type: ignore[union-attr]
             except JournalError as e:
                 # Not durable in the journal: durable once the store has committed the op.
                 self.log.error("receipt_journal_failed", error=str(e))
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + RECEIPT_COMMIT_WAIT):
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + RECEIPT_COMMIT_WAIT) as wait:
                     await self.store.flush()
+                if wait.cancelled_caught:  # neither journaled nor committed: not acknowledged
+                    raise Unavailable(f"receipts not committed within {RECEIPT_COMMIT_WAIT:.0f} s") from e
             return
         try:
             # Shielded (bounded): a cancelled wait does not cancel the store's op, which

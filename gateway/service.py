@@ -190,10 +190,12 @@ class Gateway:
 
     async def _open_journal(self) -> list[tuple[int, bytes]]:
         """Open the receipt journal (`[store] receipt_journal`): the frames above the
-        store's mark, which a restart must replay (_replay_journal)."""
-        if not self.cfg.store.receipt_journal:
-            return []
+        store's mark, which a restart must replay (_replay_journal). Opened with the setting
+        off too while journal files exist: what they hold was acknowledged (the journal
+        was on before this start) and is replayed all the same."""
         journal = ReceiptJournal(self.cfg.store.path + JOURNAL_SUFFIX)
+        if not self.cfg.store.receipt_journal and not journal.exists():
+            return []
         frames = journal.open(await self.store.journal_mark())
         self.journal = journal
         self.store.on_journal_committed = journal.committed
@@ -232,9 +234,10 @@ class Gateway:
         if frames:
             await self.store.flush()
             log.warning("receipt_journal_replayed", frames=len(frames), receipts=receipts)
-        for ch in self.channels.values():
-            ch.journal = self.journal
-        self._journal_live = True
+        if self.cfg.store.receipt_journal:
+            for ch in self.channels.values():
+                ch.journal = self.journal
+            self._journal_live = True
 
     async def _start_channel(self, cfg: C.ChannelConfig) -> Channel:
         assert self._nursery is not None

@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 import trio
 
+from gateway import channels as CH
 from gateway import config as C
 from gateway.api.tenant import TenantApp
 from gateway.daemon import startup_errors
@@ -76,11 +78,15 @@ async def send_one(gw: Gateway, db) -> str:
     return mid
 
 
-async def test_acknowledged_receipts_lost_by_the_store_are_replayed_once(nursery, tmp_path):
+@pytest.mark.parametrize("then", ["on", "off"])
+async def test_acknowledged_receipts_lost_by_the_store_are_replayed_once(nursery, tmp_path, then):
+    """`then`: the journal setting of the starts after the crash; off, the journal's files
+    are still replayed (what they hold was acknowledged), and nothing new is journaled."""
     smsc = ScriptedSmsc()
     port = await nursery.start(smsc.serve)
     db = tmp_path / "gw.db"
     cfg = gateway_config(db, [("a", port)], binds=1)
+    after = C.parse(gateway_config_text(db, [("a", port)], store=f"receipt_journal = {then == 'on'}\n".lower(), binds=1))
     async with trio.open_nursery() as first:
         store = SqliteStore(cfg.store)
         gw = Gateway(cfg, store)
@@ -101,23 +107,81 @@ async def test_acknowledged_receipts_lost_by_the_store_are_replayed_once(nursery
     assert receipt_rows(db) == []
     assert journal_files(db)
 
-    gw = Gateway(cfg, SqliteStore(cfg.store))
+    gw = Gateway(after, SqliteStore(after.store))
     async with trio.open_nursery() as second:
         await second.start(gw.run)  # replays before it is started
         assert stored(db, mid) == ("delivered", ["delivered"])
         assert receipt_rows(db) == [(smsc_id, mid, "delivered"), ("ffff", None, "delivered")]
         assert await gw.store.journal_mark() == 1  # the frame of both receipts
         assert gw.channels["a"].stats.receipts_matched == 1
-        assert gw.channels["a"].journal is gw.journal  # new receipts are journaled again
+        # new receipts are journaled again (if the journal is on)
+        assert gw.channels["a"].journal is (gw.journal if then == "on" else None)
         # the file holding the replayed frame is gone; only the new, empty one is left
         assert len(journal_files(db)) == 1
         second.cancel_scope.cancel()
 
     # Committed: a third start replays nothing, and no receipt is stored twice.
-    gw = Gateway(cfg, SqliteStore(cfg.store))
+    gw = Gateway(after, SqliteStore(after.store))
     await nursery.start(gw.run)
     assert receipt_rows(db) == [(smsc_id, mid, "delivered"), ("ffff", None, "delivered")]
     assert (await gw.snapshot())["receipt_journal"]["replayed"] == 0
+
+
+def slow_store(gw: Gateway, seconds: float) -> None:
+    """Every store batch takes `seconds` longer to commit (writer = "thread")."""
+    real = gw.store._execute
+
+    def slow(batch):
+        time.sleep(seconds)
+        return real(batch)
+
+    gw.store._execute = slow
+
+
+async def test_a_second_receipt_before_the_first_commits_is_a_duplicate(nursery, tmp_path):
+    """The first final receipt is applied in memory when journaled and the store commits
+    it later: a second one meanwhile (a retransmission, a sibling bind) must not be matched
+    again through the store, which still says `submitted`."""
+    smsc, gw = await running(nursery, tmp_path, store='writer = "thread"\n')
+    db = tmp_path / "gw.db"
+    mid = await send_one(gw, db)
+    smsc_id = await smsc_id_of(gw, mid)
+    slow_store(gw, 0.5)
+    conn = smsc.connections[0]
+    await conn.push(receipt(smsc_id))
+    await wait_until(lambda: len(conn.deliver_statuses) == 1)
+    await conn.push(receipt(smsc_id, "UNDELIV", 5))  # a second, conflicting final receipt
+    await wait_until(lambda: len(conn.deliver_statuses) == 2)
+    await gw.store.flush()
+    ch = gw.channels["a"]
+    assert (ch.stats.receipts_matched, ch.stats.receipts_duplicate) == (1, 1)
+    assert stored(db, mid) == ("delivered", ["delivered"])
+    assert receipt_rows(db) == [(smsc_id, mid, "delivered")]
+    assert gw.store.stats.transitions_refused == 0
+    assert smsc_id in ch.scope.settling
+    await conn.push(receipt("ffff"))  # the next batch forgets what the store has committed
+    await wait_until(lambda: len(conn.deliver_statuses) == 3)
+    assert smsc_id not in ch.scope.settling
+
+
+async def test_a_failed_journal_write_and_a_stuck_store_acknowledge_nothing(nursery, tmp_path, monkeypatch):
+    """Neither journaled nor committed in time: the SMSC gets an error and sends again."""
+    smsc, gw = await running(nursery, tmp_path, store='writer = "thread"\n')
+    db = tmp_path / "gw.db"
+    mid = await send_one(gw, db)
+    smsc_id = await smsc_id_of(gw, mid)
+
+    async def failed(seq: int) -> None:
+        await trio.lowlevel.checkpoint()
+        raise J.JournalError("disk gone")
+
+    gw.journal.synced = failed  # type: ignore[method-assign]
+    monkeypatch.setattr(CH, "RECEIPT_COMMIT_WAIT", 0.2)
+    slow_store(gw, 1.0)
+    conn = smsc.connections[0]
+    await conn.push(receipt(smsc_id))
+    await wait_until(lambda: len(conn.deliver_statuses) == 1)
+    assert conn.deliver_statuses != [0]
 
 
 async def test_journaled_receipts_reach_the_store_and_move_its_mark(nursery, tmp_path):

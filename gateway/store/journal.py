@@ -151,6 +151,14 @@ class ReceiptJournal:
         self._round: trio.Event | None = None  # set when the running round is over
         self._closing = False
         self._broken = False
+        self.committed_seq = 0  # the store's mark, as last reported (open, committed())
+
+    def exists(self) -> bool:
+        """Whether any journal file of `prefix` is on disk (without opening the journal)."""
+        try:
+            return any(n.startswith(self._base) for n in os.listdir(self._dir))
+        except FileNotFoundError:
+            return False
 
     @property
     def last_seq(self) -> int:
@@ -166,6 +174,7 @@ class ReceiptJournal:
         frames above `committed`, in seq order, for the caller to replay."""
         if self._fd is not None or self._closing:
             raise JournalError("receipt journal already open", prefix=self.prefix)
+        self.committed_seq = committed
         try:
             names = sorted(n for n in os.listdir(self._dir) if n.startswith(self._base))
             files = []
@@ -361,6 +370,8 @@ class ReceiptJournal:
     def committed(self, seq: int) -> None:
         """Every frame up to `seq` is applied by the store: delete the older files it covers
         (never the current one). Cheap when there is nothing to delete."""
+        if seq > self.committed_seq:
+            self.committed_seq = seq
         while self._closed and self._closed[0][1] <= seq:
             _, _, path = self._closed.pop(0)
             try:
