@@ -51,6 +51,9 @@ from gateway.smpp.constants import (
 from gateway.smpp.errors import ProtocolError
 from gateway.smpp.transport import RECEIVE_SIZE, connect
 
+RECEIVE_MAX = 64 * 1024  # the reader's largest read (a busy loop: see _reader)
+BUSY_PASS = 0.001  # s: a read that waited longer for its turn came after a busy pass
+
 log = structlog.get_logger("gateway.smpp.esme")
 
 BindMode = Literal["transceiver", "transmitter", "receiver"]
@@ -511,18 +514,33 @@ class EsmeClient:
         the bind response (held receipts, an enquire_link), handled before reading on."""
         if first and await self._handle_events(stream, session, list(first)):
             return
+        size = RECEIVE_SIZE
+        now = self._now
         while True:
             while len(self._deliver_pending) >= self.settings.deliver_batch_max:
                 await self._deliver_room.park()  # backpressure: the handler is behind
+            asked = now()
             try:
-                data = await stream.receive_some(RECEIVE_SIZE)
+                data = await stream.receive_some(size)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 self.last_error = describe(e)
                 return
             if not data:
                 self.last_error = "connection closed by SMSC"
                 return
-            self._last_rx = self._now()
+            self._last_rx = got = now()
+            # One read per event-loop pass: when the loop is busy (other binds, the API,
+            # the store) a pass takes milliseconds and a 4 KiB read a pass falls behind
+            # what the SMSC sends (its window then stays full of PDUs waiting in our
+            # socket). So a full read after a slow pass doubles the next one; a read
+            # that does not fill half the buffer halves it again. An idle loop keeps the
+            # small reads that let ESME and SMSC overlap (transport.RECEIVE_SIZE).
+            n = len(data)
+            if n == size:
+                if got - asked > BUSY_PASS and size < RECEIVE_MAX:
+                    size *= 2
+            elif n < size >> 1 and size > RECEIVE_SIZE:
+                size >>= 1
             session.receive_data(data)  # responses complete through _on_response
             if await self._handle_events(stream, session, session.next_events()):
                 return

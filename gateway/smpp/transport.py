@@ -39,4 +39,6 @@ async def connect(
 # works a full window); smaller reads let them overlap. Measured with bench/session_bench.py,
 # receipts included, one run each: 256 KiB 20.5k round trips/s, 8 KiB 29-34k, 4 KiB 37-39k,
 # 2 KiB 39-43k, 1 KiB 33-35k (per-read overhead starts to dominate).
+# The gateway's ESME reader starts here and grows its reads while its event loop is busy
+# (gateway.smpp.esme, EsmeClient._reader).
 RECEIVE_SIZE = 4 * 1024
