@@ -256,6 +256,7 @@ class Channel:
         client = EsmeClient(
             self.cfg.esme_settings(), on_deliver=self._on_deliver, name=f"{self.name}#{idx}"
         )
+        client.on_window_free = partial(self._refill, client)
         self.clients.append(client)
         self._nursery.start_soon(self._client_life, client)
 
@@ -399,6 +400,12 @@ class Channel:
             if not self._expired(job, now):
                 self._mark_submitting(job, now)
                 await self._submit_job(client, job, now)
+            self._burst(client)
+
+    def _refill(self, client: EsmeClient) -> None:
+        """The bind's reader freed window slots: fill them now (EsmeClient.on_window_free),
+        unless every submit must be recorded as `submitting` first (_dispatch_recorded)."""
+        if not self._stores_submitting:
             self._burst(client)
 
     def _burst(self, client: EsmeClient) -> None:

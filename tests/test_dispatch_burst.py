@@ -93,3 +93,18 @@ async def test_a_multipart_job_is_left_to_the_general_path():
     ch._burst(client)
     assert len(client.sent) == 1
     assert ch.queue.peek().record.id == "m1"  # still first in line, untouched
+
+
+async def test_the_reader_refill_bursts_unless_submitting_is_recorded_first():
+    ch, store = channel(tps=1000, burst=1000)
+    for i in range(6):
+        ch.queue.put(job(i), 0)
+    client = Client(room=2)
+    ch._refill(client)
+    assert len(client.sent) == 2 and len(ch.queue) == 4
+    # on_submitting_recovery = "unknown": a submit leaves only after its SUBMITTING move
+    # is committed (_dispatch_recorded), never from the reader's refill.
+    ch._stores_submitting = True
+    client.room = 2
+    ch._refill(client)
+    assert len(client.sent) == 2 and len(ch.queue) == 4 and store.moves == []

@@ -9,7 +9,7 @@ import trio
 
 from gateway.smpp import pdu as P
 from gateway.smpp.constants import CommandStatus, Tag
-from gateway.smpp.esme import EsmeClient, EsmeSettings, Outcome
+from gateway.smpp.esme import EsmeClient, EsmeSettings, Outcome, SubmitResult
 from tests.scripted_smsc import ScriptedSmsc
 
 
@@ -437,4 +437,46 @@ async def test_what_arrives_with_the_bind_response_is_handled(nursery):
         ("deliver_sm_resp", 77, 0),
         ("enquire_link_resp", 78, 0),
     ]
+    await client.close()
+
+
+async def test_the_window_is_refilled_from_the_reader(smsc, nursery):
+    """on_window_free runs in the reader's step after responses free slots: what it
+    submits there goes out without any sender task, and the window is never exceeded."""
+    client = EsmeClient(settings(smsc.port, window=4))
+    results: list[SubmitResult] = []
+    todo = list(range(20))
+    calls: list[int] = []
+
+    def refill() -> None:
+        calls.append(client.free_slots())
+        while todo and client.free_slots() > 0:
+            assert client.submit_nowait(submit(todo.pop(0)), results.append)
+
+    client.on_window_free = refill
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        refill()  # the first window; the reader refills it from here on
+        while len(results) < 20:
+            await trio.sleep(0.01)
+    assert all(r.outcome is Outcome.ACCEPTED for r in results)
+    assert sum(1 for p in smsc.received if isinstance(p, P.SubmitSm)) == 20
+    assert calls[0] == 4 and all(0 < free <= 4 for free in calls[1:])
+    assert len(calls) > 1
+    await client.close()
+
+
+async def test_a_failing_refill_does_not_break_the_reader(smsc, nursery):
+    client = EsmeClient(settings(smsc.port))
+
+    def refill() -> None:
+        raise RuntimeError("sender bug")
+
+    client.on_window_free = refill
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        r1 = await client.submit(submit(1))
+        r2 = await client.submit(submit(2))  # the reader survived the first refill
+    assert r1.outcome is Outcome.ACCEPTED and r2.outcome is Outcome.ACCEPTED
     await client.close()

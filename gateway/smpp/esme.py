@@ -227,6 +227,9 @@ class EsmeClient:
     ) -> None:
         self.settings = settings
         self.on_deliver = on_deliver
+        # Called (no awaiting) after a read whose responses freed window slots: a sender
+        # that can fill them without waiting does so from the reader's step.
+        self.on_window_free: Callable[[], None] | None = None
         self.name = name
         self.stats = EsmeStats()
         self.log = log.bind(channel=name, smsc=f"{settings.host}:{settings.port}")
@@ -576,7 +579,17 @@ class EsmeClient:
             self._deliver_wake.set()
         if self._completed:
             self._completed = False
-            self._window_lot.unpark_all()  # once per read: the sender refills in a burst
+            refill = self.on_window_free
+            if refill is not None:
+                # The sender refills the window in this step: waking its task instead
+                # put one more event-loop pass (milliseconds under load) into every
+                # submit's round trip while the window is what limits the rate.
+                try:
+                    refill()
+                except Exception:  # the sender's bug must not break the reader
+                    self.log.exception("window_refill_failed")
+            if session.window_free > 0:  # else a woken sender would find it full
+                self._window_lot.unpark_all()  # once per read: the sender refills in a burst
         if session.has_output:  # answers the session made (enquire_link_resp, nacks)
             self._wake_writer.set()
         if end:
