@@ -113,11 +113,12 @@ async def test_frames_reserved_during_a_round_go_in_the_next(tmp_path, monkeypat
     j, _ = reopen(tmp_path)
     real = os.fdatasync
     calls = []
+    token = trio.lowlevel.current_trio_token()
 
     def fdatasync(fd):  # reserve while the first round is in its thread
         calls.append(fd)
         if len(calls) == 1:
-            trio.from_thread.run_sync(j.reserve, b"second")
+            trio.from_thread.run_sync(j.reserve, b"second", trio_token=token)
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", fdatasync)
@@ -230,10 +231,11 @@ async def test_a_failed_round_is_cut_off_and_later_rounds_work(tmp_path, monkeyp
     path = tmp_path / name(1)
     good = path.stat().st_size
     real = os.fdatasync
+    token = trio.lowlevel.current_trio_token()
 
     def fdatasync(fd):  # the disk fails the second round, after its write
         monkeypatch.setattr(os, "fdatasync", real)
-        trio.from_thread.run_sync(j.reserve, b"three")  # reserved during the round
+        trio.from_thread.run_sync(j.reserve, b"three", trio_token=token)  # during the round
         raise OSError(5, "I/O error")
 
     monkeypatch.setattr(os, "fdatasync", fdatasync)
@@ -242,9 +244,10 @@ async def test_a_failed_round_is_cut_off_and_later_rounds_work(tmp_path, monkeyp
         await j.synced(two)
     with pytest.raises(JournalError):  # still failed when asked again
         await j.synced(two)
-    assert path.stat().st_size == good
     assert j.stats.failures == 1
-    await j.synced(3)  # buffered, written by the next round
+    await j.synced(3)  # buffered, written by the next round (started by the failed one's end)
+    data = path.read_bytes()
+    assert len(data) > good and b"two" not in data and data.endswith(b"three")
     assert await write(j, b"four") == [4]
     j.close()
     _, replay = reopen(tmp_path)
@@ -364,3 +367,45 @@ async def test_close_during_a_round_lets_it_finish(tmp_path, monkeypatch):
     assert j.stats.syncs == 1
     _, replay = reopen(tmp_path)
     assert replay == [(1, b"one")]
+
+
+async def test_a_round_ending_with_frames_buffered_starts_the_next(tmp_path, monkeypatch):
+    """Rounds chain: frames reserved during a round are written by the next one as soon as
+    it ends, before anyone waits for them (a waiter then finds them synced already)."""
+    j, _ = reopen(tmp_path)
+    slow_fdatasync(monkeypatch, 0.05)
+    one = j.reserve(b"one")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(j.synced, one)
+        await trio.sleep(0.01)  # the first round is in its thread
+        two = j.reserve(b"two")  # nobody waits for it
+    assert j.stats.syncs == 1
+    with trio.fail_after(2):
+        while j.stats.syncs < 2:
+            await trio.sleep(0.01)
+    await j.synced(two)
+    assert j.stats.syncs == 2
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (2, b"two")]
+
+
+async def test_a_round_whose_thread_cannot_start_keeps_its_frames(tmp_path, monkeypatch):
+    j, _ = reopen(tmp_path)
+    real = trio.lowlevel.start_thread_soon
+
+    def no_thread(*args, **kw):  # the process is out of threads, once
+        monkeypatch.setattr(trio.lowlevel, "start_thread_soon", real)
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(trio.lowlevel, "start_thread_soon", no_thread)
+    one = j.reserve(b"one")
+    with pytest.raises(JournalError):
+        await j.synced(one)
+    two = j.reserve(b"two")
+    await j.synced(two)  # the next round writes both
+    await j.synced(one)
+    assert j.stats.syncs == 1 and j.stats.failures == 0
+    j.close()
+    _, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (2, b"two")]
