@@ -1580,3 +1580,42 @@ async def test_a_restarted_writer_refuses_a_replaced_database(db_path, nursery, 
     with pytest.raises(StoreUnavailable) as info:
         await s.insert_messages([msg(2)])
     assert "not the one this gateway opened" in info.value.message
+
+
+def test_a_journaled_receipt_op_applied_before_is_skipped(db_path, writer_mode):
+    """A batch requeued after its writer process died between COMMIT and reply comes again:
+    its receipt ops carry journal seqs the committed mark already covers, and add nothing
+    (no second receipt row, no second segment write or move)."""
+    if writer_mode != "thread":
+        pytest.skip("execute_batch directly, once")
+    w = _writer(db_path)
+    try:
+        rec, _ = msg(1, state=State.SUBMITTED)
+        _insert(w, 1)
+        w.execute("UPDATE messages SET state = 'submitted', seg_state = 'submitted' WHERE id = ?", (rec.id,))
+        receipt = ReceiptRecord(
+            channel="c", smsc_message_id="ab", id_key="ab", state="delivered", raw="id:ab stat:DELIVRD",
+            received_at=T0 + 5, message_id=rec.id, seq=1,
+        )
+        op = S._receipt_op(
+            [receipt],
+            [SegmentReceipt(message_id=rec.id, seq=1, state=SegmentState.DELIVERED, receipt_error=None, receipt_at=T0 + 5)],
+            [StateMove(message_id=rec.id, state=State.DELIVERED, at=T0 + 5)],
+            7,
+        )
+        first = S.execute_batch(w, [(op.kind, op.data)], True, 128)
+        again = S.execute_batch(w, [(op.kind, op.data)], True, 128)
+        later = S._receipt_op([receipt], [], [], 8)  # the next frame still applies
+        third = S.execute_batch(w, [(later.kind, later.data)], True, 128)
+    finally:
+        w.close()
+    assert (first.receipts, first.applied, first.replayed_ops) == (1, 1, 0)
+    assert (again.receipts, again.applied, again.seg_updated, again.replayed_ops) == (0, 0, 0, 1)
+    assert (third.receipts, third.replayed_ops) == (1, 0)
+    check = sqlite3.connect(str(db_path))
+    try:
+        assert check.execute("SELECT count(*) FROM receipts").fetchone()[0] == 2
+        assert check.execute("SELECT seq FROM receipt_journal").fetchone()[0] == 8
+        assert check.execute("SELECT state FROM messages").fetchone()[0] == "delivered"
+    finally:
+        check.close()

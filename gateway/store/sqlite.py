@@ -152,6 +152,9 @@ class StoreStats(msgspec.Struct, kw_only=True):
     segments_missing: int = 0  # segment updates naming no stored segment
     receipts: int = 0
     receipts_matched: int = 0  # stored unmatched, linked later by match_receipt_nowait
+    # receipt ops skipped: their journal frame was applied by an earlier commit (a batch
+    # requeued after a writer process died between its COMMIT and its reply)
+    receipt_ops_applied_before: int = 0
     rejected_ops: int = 0  # ops refused for their data (StoreRejected)
     isolated_batches: int = 0  # batches redone op by op to isolate a bad op
     failed_batches: int = 0  # batches that failed as a whole (StoreUnavailable)
@@ -503,6 +506,7 @@ class _Counts:
         "seg_missing",
         "receipts",
         "matched",
+        "replayed_ops",
         "rejected",
         "isolated",
         "transactions",
@@ -1275,6 +1279,7 @@ class SqliteStore(Store):
         s.segments_missing += counts.seg_missing
         s.receipts += counts.receipts
         s.receipts_matched += counts.matched
+        s.receipt_ops_applied_before += counts.replayed_ops
         s.isolated_batches += counts.isolated
         s.rejected_ops += len(counts.rejected)
         ops = [op for op in batch if op.kind != _FLUSH]  # what counts' indexes refer to
@@ -1965,6 +1970,7 @@ def _apply(
     matches: dict[tuple, tuple] = {}
     journaled = 0  # the highest receipt journal seq among the ops
     n_segments = 0
+    mark = None  # the journal's committed mark, read once if a receipt op has a seq
     for i, k, data in ops:
         if k == _STATE:
             states.append(data)
@@ -1978,8 +1984,17 @@ def _apply(
             inserts.append((i, data))
         elif k == _RECEIPT:
             rows, seg_receipts, moves, seq = data
-            if seq is not None and seq > journaled:
-                journaled = seq
+            if seq is not None:
+                if mark is None:
+                    mark = conn.execute(_SELECT_JOURNAL_MARK).fetchone()[0]
+                if seq <= mark:
+                    # Applied by a committed batch already: this is that batch again,
+                    # requeued because the writer process died between its COMMIT and
+                    # its reply. Frames are applied in seq order, so the mark says so.
+                    counts.replayed_ops += 1
+                    continue
+                if seq > journaled:
+                    journaled = seq
             receipts.extend(rows)
             for r in seg_receipts:  # what the receipts changed, in the same transaction
                 key = (r[3], r[4])
