@@ -837,13 +837,20 @@ class Channel:
         return [CommandStatus.ESME_ROK] * len(pdus)
 
     async def take_receipts(
-        self, records: list[ReceiptRecord], now: float, *, replayed: int | None = None
+        self,
+        records: list[ReceiptRecord],
+        now: float,
+        *,
+        replayed: int | None = None,
+        targets: dict[str, tuple[Channel, Job, int]] | None = None,
     ) -> None:
         """Match receipts of this channel (`state`: the segment state each reports, None for
         none) to their segments, store them with their effects and apply them. Durable when
         this returns: in the receipt journal (then stored by the next group commit) or, with
         no journal, committed. `replayed`: the journal frame they come from (a restart's
-        replay, gateway.service): stored under its seq, not journaled again."""
+        replay, gateway.service): stored under its seq, not journaled again. `targets`: a
+        replay's receipts of a channel not running any more, matched only there (by id_key:
+        the segments of the messages it left, which running channels keep as orphans)."""
         stored: list[ReceiptRecord] = []
         to_apply: list[ReceiptEffect] = []
         seen: set[str] = set()
@@ -857,17 +864,20 @@ class Channel:
             if key in settling:  # made final by a receipt the store has not committed yet
                 self.stats.receipts_duplicate += 1
                 continue
-            found = self._by_key.get(key) if key else None  # this channel's own, mostly
-            target = (self, *found) if found is not None else self._in_memory(key) if key else None
-            if target is None and key and key not in self._early:
-                target = await self._find_in_store(key)
-                # The resp may have landed (on another bind) while the store was read.
-                target = target or self._in_memory(key)
+            if targets is None:
+                found = self._by_key.get(key) if key else None  # this channel's own, mostly
+                target = (self, *found) if found is not None else self._in_memory(key) if key else None
+                if target is None and key and key not in self._early:
+                    target = await self._find_in_store(key)
+                    # The resp may have landed (on another bind) while the store was read.
+                    target = target or self._in_memory(key)
+            else:
+                target = targets.get(key) if key else None
             if target is None:
                 self.stats.receipts_unmatched += 1
                 record.message_id = record.seq = None
                 stored.append(record)
-                if key and seg_state is not None and key not in self._early:
+                if targets is None and key and seg_state is not None and key not in self._early:
                     # Probably ahead of its submit_sm_resp: hold it for the resp to claim.
                     self.stats.receipts_early += 1
                     self._hold_early(key, seg_state, record.error_code, now)

@@ -223,7 +223,17 @@ class Gateway:
                 if ch is not None:
                     await ch.take_receipts(group, group[0].received_at, replayed=seq if last else None)
                     continue
-                # Its channel is not running any more: kept, unmatched, as on arrival.
+                # Its channel is not running any more (removed or disabled since): the
+                # messages it submitted are kept as orphans by running channels, and
+                # the receipts apply to them there, as they would have on arrival.
+                targets = self._orphan_targets(name)
+                if targets:
+                    keeper = next(iter(self.channels.values()))
+                    await keeper.take_receipts(
+                        group, group[0].received_at, replayed=seq if last else None, targets=targets
+                    )
+                    continue
+                # No message of it is kept: stored unmatched, as on arrival.
                 for r in group:
                     r.message_id = r.seq = None
                 if last:
@@ -277,6 +287,17 @@ class Gateway:
             for holder, job in entries
             if holder.holds(job)
         )
+
+    def _orphan_targets(self, name: str) -> dict[str, tuple[Channel, Job, int]]:
+        """The segments of channel `name`'s submitted messages kept as orphans, by id_key:
+        where a replayed receipt of that channel (not running) applies."""
+        return {
+            seg.id_key: (holder, job, i)
+            for holder, job in self._orphans.get(name, ())
+            if holder.holds(job)
+            for i, seg in enumerate(job.segments)
+            if seg.id_key
+        }
 
     def _keep_orphan(self, job: Job) -> None:
         """A submitted message whose channel is not running: a running channel of its route

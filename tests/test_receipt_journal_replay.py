@@ -265,3 +265,39 @@ async def test_a_corrupt_journal_stops_the_start(tmp_path):
     errors = startup_errors(caught.value)
     assert errors is not None and [e.code for e in errors] == ["receipt_journal_corrupt"]
     assert path.read_bytes() == bytes(data)  # left as it was, for the operator
+
+
+async def test_replayed_receipts_of_a_removed_channel_reach_its_messages(nursery, tmp_path):
+    """The journal holds an acknowledged receipt of channel `a`; the gateway restarts with
+    `a` removed from the config. Its submitted message is kept (as an orphan) by `b`, and
+    the replayed receipt makes it delivered there instead of leaving it to expire."""
+    smsc_a, smsc_b = ScriptedSmsc(), ScriptedSmsc()
+    port_a = await nursery.start(smsc_a.serve)
+    port_b = await nursery.start(smsc_b.serve)
+    db = tmp_path / "gw.db"
+    cfg = gateway_config(db, [("a", port_a), ("b", port_b)], binds=1)
+    after = C.parse(gateway_config_text(db, [("b", port_b)], binds=1))
+    async with trio.open_nursery() as first:
+        store = SqliteStore(cfg.store)
+        gw = Gateway(cfg, store)
+        await first.start(gw.run)
+        await wait_until(lambda: gw.channels["a"].up and gw.channels["b"].up)
+        mid = await send_one(gw, db)
+        assert (await gw.store.get_view(mid)).message.channel == "a"
+        smsc_id = await smsc_id_of(gw, mid)
+        store.record_receipts_nowait = lambda *a, **kw: None  # dies before the store has it
+        conn = smsc_a.connections[0]
+        await conn.push(receipt(smsc_id), receipt("ffff"))
+        await wait_until(lambda: len(conn.deliver_statuses) == 2)
+        assert conn.deliver_statuses == [0, 0]
+        first.cancel_scope.cancel()
+    assert stored(db, mid) == ("submitted", ["submitted"])
+
+    gw = Gateway(after, SqliteStore(after.store))
+    await nursery.start(gw.run)
+    assert stored(db, mid) == ("delivered", ["delivered"])
+    assert receipt_rows(db) == [(smsc_id, mid, "delivered"), ("ffff", None, "delivered")]
+    assert await gw.store.journal_mark() == 1
+    assert gw.orphans == 0  # delivered: no longer kept for its expiry
+    view = await gw.store.get_view(mid)
+    assert view.message.channel == "a" and view.segments[0].state == "delivered"
