@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from gateway.store import journal as J
 from gateway.store.journal import (
     MAX_PAYLOAD,
     JournalCorrupt,
@@ -20,6 +21,7 @@ from gateway.store.journal import (
 )
 
 _HEADER = struct.Struct(">IIQ")
+MARK = 16 + 8  # a round mark: a frame header and the round's first seq
 
 
 def prefix(tmp_path: Path) -> str:
@@ -101,7 +103,8 @@ async def test_group_commit_shares_rounds(tmp_path):
             nursery.start_soon(receipt, i)
     assert sorted(done) == list(range(1, 51))
     assert j.stats.frames == 50 and 1 <= j.stats.syncs < 50
-    assert j.stats.bytes == sum(16 + len(b"receipt %d" % i) for i in range(50))
+    frames = sum(16 + len(b"receipt %d" % i) for i in range(50))
+    assert j.stats.bytes == frames + MARK * j.stats.syncs  # a round mark per round
     j.close()
     _, replay = reopen(tmp_path)
     assert sorted(replay) == replay and {p for _, p in replay} == {
@@ -155,11 +158,12 @@ async def test_a_bad_frame_followed_by_good_ones_is_corrupt(tmp_path):
     await write(j, b"one", b"two", b"three")
     j.close()
     path = tmp_path / name(1)
-    flip(path, 16 + 3 + 16 + 1)  # a payload byte of frame 2
+    # Each round: its mark, then its frame. Frame 2 is synced: round 3 followed it.
+    flip(path, MARK + 19 + MARK + 16 + 1)  # a payload byte of frame 2
     before = path.read_bytes()
     with pytest.raises(JournalCorrupt) as e:
         reopen(tmp_path)
-    assert e.value.details["file"] == str(path) and e.value.details["offset"] == 19
+    assert e.value.details["file"] == str(path) and e.value.details["offset"] == MARK + 19 + MARK
     assert path.read_bytes() == before  # nothing cut
 
 
@@ -168,7 +172,7 @@ async def test_a_bad_frame_in_an_older_file_is_corrupt(tmp_path):
     await write(j, b"one", b"two", b"three")  # one file per round
     j.close()
     assert files(tmp_path) == [name(1), name(2), name(3)]
-    flip(tmp_path / name(2), 16 + 1)  # its last frame: a torn tail, if it were the newest
+    flip(tmp_path / name(2), MARK + 16 + 1)  # its last frame: a torn tail, if it were the newest
     with pytest.raises(JournalCorrupt) as e:
         reopen(tmp_path)
     assert e.value.details["file"] == str(tmp_path / name(2))
@@ -180,7 +184,7 @@ async def test_seqs_out_of_order_and_bad_names_are_corrupt(tmp_path):
     j.close()
     path = tmp_path / name(1)
     data = path.read_bytes()
-    path.write_bytes(data + data[: 16 + 3])  # frame 1 again, intact
+    path.write_bytes(data + data[MARK : MARK + 16 + 3])  # frame 1 again, intact
     with pytest.raises(JournalCorrupt, match="out of order"):
         reopen(tmp_path)
     path.write_bytes(data)
@@ -409,3 +413,46 @@ async def test_a_round_whose_thread_cannot_start_keeps_its_frames(tmp_path, monk
     j.close()
     _, replay = reopen(tmp_path)
     assert replay == [(1, b"one"), (2, b"two")]
+
+
+def frame(seq: int, payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), J._crc(seq, payload), seq) + payload
+
+
+def round_mark(first: int) -> bytes:
+    return frame(0, struct.pack(">Q", first))
+
+
+@pytest.mark.parametrize("zeroed", ["the mark", "the first frame"])
+async def test_a_torn_round_with_a_zeroed_page_before_good_frames_is_cut(tmp_path, zeroed):
+    """A crash during a round's write can leave a page of zeros with a later page of the
+    same round written: a bad frame with good ones after it, but no round mark after it,
+    so nothing there was synced (hence acknowledged): cut, not refused."""
+    j, _ = reopen(tmp_path)
+    await write(j, b"one", b"two")
+    j.close()
+    path = tmp_path / name(1)
+    good = path.read_bytes()
+    torn_round = round_mark(3) + frame(3, b"three" * 300) + frame(4, b"four")
+    hole = (0, MARK) if zeroed == "the mark" else (MARK, MARK + 16 + 1500)
+    torn = torn_round[: hole[0]] + bytes(hole[1] - hole[0]) + torn_round[hole[1] :]
+    path.write_bytes(good + torn)
+    j, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (2, b"two")]
+    assert path.read_bytes() == good + torn[: hole[0]]  # cut where the round went bad
+    assert j.stats.torn_bytes == len(torn) - hole[0]
+    assert await write(j, b"x") == [3]
+    j.close()
+    assert reopen(tmp_path)[1] == [(1, b"one"), (2, b"two"), (3, b"x")]
+
+
+async def test_without_round_marks_a_bad_frame_before_good_ones_is_corrupt(tmp_path):
+    """Files written before round marks: a round's bounds are unknown there, so a bad
+    frame with a good one after it is refused, as before."""
+    path = tmp_path / name(1)
+    path.write_bytes(frame(1, b"one") + bytes(64) + frame(2, b"two"))
+    with pytest.raises(JournalCorrupt) as e:
+        reopen(tmp_path)
+    assert e.value.details["offset"] == 19
+    path.write_bytes(frame(1, b"one") + frame(2, b"two") + bytes(64))  # a torn tail: cut
+    assert reopen(tmp_path)[1] == [(1, b"one"), (2, b"two")]

@@ -26,9 +26,17 @@ a round that ends with frames buffered starts the next itself. A round cannot be
 once started (trio.lowlevel.start_thread_soon), so it always wakes its waiters; a
 cancelled waiter just stops waiting (its frame is still written).
 
+Rounds. Every round's bytes begin with a round mark: a frame with seq 0 whose 8-byte payload
+is the seq of the round's first frame. open() skips marks (they are not frames to replay).
+
 Crash. A round whose fdatasync did not return was never acknowledged, so a bad frame at the
-end of the newest file is a torn write and open() cuts it off. A bad frame anywhere else may
-hold acknowledged receipts: JournalCorrupt, and the gateway does not start.
+end of the newest file is a torn write and open() cuts it off. So is a bad frame with good
+frames after it when no round mark follows it: those frames are of the same unsynced round
+(a later round starts only once the one before it is synced), as when a crash leaves a
+zeroed page in the middle of a round's write. A bad frame anywhere else may hold
+acknowledged receipts: JournalCorrupt, and the gateway does not start. (Files written
+before round marks existed have none: there only a bad frame with no good frame after it is
+a torn tail.)
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ log = structlog.get_logger("gateway.store.journal")
 MAX_PAYLOAD = 16 * 1024 * 1024
 _HEADER = struct.Struct(">IIQ")  # payload length, CRC32 of seq + payload, seq
 _SEQ = struct.Struct(">Q")
+_MARK_SEQ = 0  # the seq of a round mark (frames count from 1)
 # O_APPEND: after a failed round is truncated away, the next write lands at the new end.
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
 
@@ -242,14 +251,18 @@ class ReceiptJournal:
         write that was synced, so maybe acknowledged)."""
         frames: list[tuple[int, bytes]] = []
         off = 0
+        marked = False  # the file has round marks (written by this version)
         while off < len(data):
             frame = _frame_at(data, off)
             if frame is None:
-                last_header = len(data) - _HEADER.size
-                if newest and not any(_frame_at(data, o) for o in range(off + 1, last_header + 1)):
+                if newest and self._torn(data, off, marked):
                     break
                 raise JournalCorrupt(f"{path}: bad frame at offset {off}", file=path, offset=off)
             seq, payload, end = frame
+            if seq == _MARK_SEQ and len(payload) == _SEQ.size:
+                marked = True
+                off = end
+                continue
             if seq <= after or seq < first:
                 raise JournalCorrupt(
                     f"{path}: seq {seq} out of order at offset {off}", file=path, offset=off
@@ -257,6 +270,16 @@ class ReceiptJournal:
             frames.append((seq, payload))
             after, off = seq, end
         return frames, off
+
+    @staticmethod
+    def _torn(data: bytes, off: int, marked: bool) -> bool:
+        """Whether the bad frame at `off` of the newest file is where its last, unsynced
+        round was torn: nothing good follows it, or (a file with round marks) no round mark
+        follows it (the good frames after it are of that same round)."""
+        later = (_frame_at(data, o) for o in range(off + 1, len(data) - _HEADER.size + 1))
+        if not marked:
+            return not any(later)
+        return not any(f is not None and f[0] == _MARK_SEQ and len(f[1]) == _SEQ.size for f in later)
 
     def reserve(self, payload: bytes) -> int:
         """Assign the next seq to `payload` and buffer its frame for the next round. No
@@ -297,7 +320,10 @@ class ReceiptJournal:
         starts at once if frames were reserved meanwhile. (Through trio.to_thread a round
         took ~8 ms end to end under load for ~1 ms of write and fdatasync: two more passes
         to resume the task that ran it, then one to wake the waiters and start the next.)"""
-        data, lo, hi = b"".join(self._buf), self._done + 1, self._last
+        lo, hi = self._done + 1, self._last
+        mark = _SEQ.pack(lo)
+        self._buf.insert(0, _HEADER.pack(len(mark), _crc(_MARK_SEQ, mark), _MARK_SEQ) + mark)
+        data = b"".join(self._buf)
         self._buf.clear()
         # Roll before writing, never after: a round that fails to start the new file
         # has written nothing, and the old file then holds only seqs below its name.
@@ -316,7 +342,7 @@ class ReceiptJournal:
                 functools.partial(self._io, self._fd, self._size, data, roll), deliver
             )
         except RuntimeError as e:  # no thread (resources): nothing written, frames kept
-            self._buf.insert(0, data)
+            self._buf.insert(0, data[_HEADER.size + _SEQ.size :])  # (without the round mark)
             raise JournalError(f"receipt journal round not started: {e}", prefix=self.prefix) from e
         self._round = done
 
