@@ -404,8 +404,14 @@ class Channel:
 
     def _refill(self, client: EsmeClient) -> None:
         """The bind's reader freed window slots: fill them now (EsmeClient.on_window_free),
-        unless every submit must be recorded as `submitting` first (_dispatch_recorded)."""
-        if not self._stores_submitting:
+        unless every submit must be recorded as `submitting` first (_dispatch_recorded), or
+        a dispatcher is in the middle of a job (`_sending`: a multipart message waiting for
+        a slot or a token for its next segment). The burst would take every freed slot
+        and the reader would not wake that dispatcher, so later one-segment messages
+        would overtake the rest of the multipart one for as long as any were queued
+        (found by review). The reader wakes the dispatcher instead, and after the job its
+        own _burst fills the window, as before the refill existed."""
+        if not self._stores_submitting and not self._sending:
             self._burst(client)
 
     def _burst(self, client: EsmeClient) -> None:

@@ -3,13 +3,17 @@ while the bind has window room and the bucket has tokens, and nothing else does.
 
 from __future__ import annotations
 
+from functools import partial
+
 import trio
 
 from gateway.channels import Channel, Job
 from gateway.config import ChannelConfig
 from gateway.smpp import pdu as P
+from gateway.smpp.esme import EsmeClient
 from gateway.states import State
 from gateway.store.records import MessageRecord, SegmentRecord
+from tests.scripted_smsc import ScriptedSmsc
 
 
 class Store:
@@ -108,3 +112,38 @@ async def test_the_reader_refill_bursts_unless_submitting_is_recorded_first():
     client.room = 2
     ch._refill(client)
     assert len(client.sent) == 2 and len(ch.queue) == 4 and store.moves == []
+
+
+class AnyStore:
+    """Accepts every store call (the dispatch order is what is tested)."""
+
+    def __getattr__(self, name):
+        return lambda *a, **kw: None
+
+
+async def test_the_reader_refill_does_not_overtake_a_multipart_job(nursery):
+    """Window 1: segment 1 of a multipart message goes, then its dispatcher waits for a
+    slot for segment 2. The read that frees the slot must let segment 2 go next, not fill
+    the slot with the one-segment messages queued behind it (found by review: with the
+    refill they all overtook it)."""
+    smsc = ScriptedSmsc(password="p")
+    port = await nursery.start(smsc.serve)
+    cfg = ChannelConfig(
+        name="c", system_id="s", password="p", host="127.0.0.1", port=port, tps=100_000, burst=100_000, window=1
+    )
+    ch = Channel(cfg, AnyStore(), clock=lambda: 1.0)
+    ch.queue.put(job(0, segments=2), 0)
+    for i in range(1, 21):
+        ch.queue.put(job(i), 0)
+    client = EsmeClient(cfg.esme_settings(), name="c#0")
+    client.on_window_free = partial(ch._refill, client)
+    nursery.start_soon(client.run)
+    with trio.fail_after(5):
+        await client.wait_bound()
+        nursery.start_soon(ch._dispatch, client)
+        while sum(isinstance(p, P.SubmitSm) for p in smsc.received) < 22:
+            await trio.sleep(0.01)
+    order = [p.destination_addr[-2:] for p in smsc.received if isinstance(p, P.SubmitSm)]
+    assert order[:2] == ["00", "00"]  # both segments of the multipart message first
+    assert sorted(order[2:]) == [f"{i:02d}" for i in range(1, 21)]
+    await client.close()
