@@ -158,12 +158,13 @@ async def test_a_bad_frame_followed_by_good_ones_is_corrupt(tmp_path):
     await write(j, b"one", b"two", b"three")
     j.close()
     path = tmp_path / name(1)
-    # Each round: its mark, then its frame. Frame 2 is synced: round 3 followed it.
-    flip(path, MARK + 19 + MARK + 16 + 1)  # a payload byte of frame 2
+    # The file's head, then each round: its mark and its frame. Frame 2 is synced: round 3
+    # followed it.
+    flip(path, MARK + MARK + 19 + MARK + 16 + 1)  # a payload byte of frame 2
     before = path.read_bytes()
     with pytest.raises(JournalCorrupt) as e:
         reopen(tmp_path)
-    assert e.value.details["file"] == str(path) and e.value.details["offset"] == MARK + 19 + MARK
+    assert e.value.details["file"] == str(path) and e.value.details["offset"] == MARK + MARK + 19 + MARK
     assert path.read_bytes() == before  # nothing cut
 
 
@@ -172,7 +173,7 @@ async def test_a_bad_frame_in_an_older_file_is_corrupt(tmp_path):
     await write(j, b"one", b"two", b"three")  # one file per round
     j.close()
     assert files(tmp_path) == [name(1), name(2), name(3)]
-    flip(tmp_path / name(2), MARK + 16 + 1)  # its last frame: a torn tail, if it were the newest
+    flip(tmp_path / name(2), 2 * MARK + 16 + 1)  # its last frame: a torn tail, if it were the newest
     with pytest.raises(JournalCorrupt) as e:
         reopen(tmp_path)
     assert e.value.details["file"] == str(tmp_path / name(2))
@@ -184,7 +185,7 @@ async def test_seqs_out_of_order_and_bad_names_are_corrupt(tmp_path):
     j.close()
     path = tmp_path / name(1)
     data = path.read_bytes()
-    path.write_bytes(data + data[MARK : MARK + 16 + 3])  # frame 1 again, intact
+    path.write_bytes(data + data[2 * MARK : 2 * MARK + 16 + 3])  # frame 1 again, intact
     with pytest.raises(JournalCorrupt, match="out of order"):
         reopen(tmp_path)
     path.write_bytes(data)
@@ -195,8 +196,8 @@ async def test_seqs_out_of_order_and_bad_names_are_corrupt(tmp_path):
 
 
 async def test_rolling_and_committed(tmp_path):
-    j, _ = reopen(tmp_path, roll_bytes=100)
-    p = b"x" * 40  # 56-byte frames: two per file
+    j, _ = reopen(tmp_path, roll_bytes=150)
+    p = b"x" * 40  # 80-byte rounds (a mark, a 56-byte frame) after a 24-byte head: two per file
     assert await write(j, *[p] * 7) == list(range(1, 8))
     assert files(tmp_path) == [name(1), name(3), name(5), name(7)]
     assert j.stats.files == 4
@@ -215,7 +216,7 @@ async def test_rolling_and_committed(tmp_path):
 
 
 async def test_open_with_the_mark_in_the_middle_of_rolled_files(tmp_path):
-    j, _ = reopen(tmp_path, roll_bytes=100)
+    j, _ = reopen(tmp_path, roll_bytes=150)
     p = b"y" * 40
     await write(j, *[p] * 7)
     j.close()
@@ -456,3 +457,28 @@ async def test_without_round_marks_a_bad_frame_before_good_ones_is_corrupt(tmp_p
     assert e.value.details["offset"] == 19
     path.write_bytes(frame(1, b"one") + frame(2, b"two") + bytes(64))  # a torn tail: cut
     assert reopen(tmp_path)[1] == [(1, b"one"), (2, b"two")]
+
+
+async def test_a_file_starts_with_a_synced_head_so_its_first_round_can_be_cut(tmp_path, monkeypatch):
+    """Found by review: the first round of a file (after open(), after a roll) had its mark
+    at offset 0, and a torn first page took with it the proof that the file has round
+    marks. Now every file starts with a head (a mark) synced before any round."""
+    synced = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(os.fstat(fd).st_size), real(fd)))
+    j, _ = reopen(tmp_path, roll_bytes=1)
+    assert synced == [MARK] and (tmp_path / name(1)).read_bytes() == round_mark(1)
+    await write(j, b"one")
+    await write(j, b"two")  # rolls: the new file's head is synced before the round
+    assert files(tmp_path) == [name(1), name(2)]
+    assert synced[-2:] == [MARK, MARK + MARK + 16 + 3]
+    j.close()
+    # A crash in the first round of a new file: its mark and first frame zeroed, a later
+    # page of it written. The head says the file has round marks: cut after the head.
+    path = tmp_path / name(3)
+    torn_round = round_mark(3) + frame(3, b"a" * 5000) + frame(4, b"b")
+    path.write_bytes(round_mark(3) + bytes(4096) + torn_round[4096:])
+    j, replay = reopen(tmp_path)
+    assert replay == [(1, b"one"), (2, b"two")]
+    assert path.read_bytes() == round_mark(3)
+    j.close()

@@ -27,7 +27,9 @@ once started (trio.lowlevel.start_thread_soon), so it always wakes its waiters; 
 cancelled waiter just stops waiting (its frame is still written).
 
 Rounds. Every round's bytes begin with a round mark: a frame with seq 0 whose 8-byte payload
-is the seq of the round's first frame. open() skips marks (they are not frames to replay).
+is the seq of the round's first frame. A file begins with one too (its head: the file's
+first seq), written and synced when the file is created, before any round. open() skips
+marks (they are not frames to replay).
 
 Crash. A round whose fdatasync did not return was never acknowledged, so a bad frame at the
 end of the newest file is a torn write and open() cuts it off. So is a bad frame with good
@@ -115,6 +117,35 @@ class _Outcome(NamedTuple):
     error: OSError | None  # why the round failed
     undone: bool  # a failed round was cut off the file again (else: broken)
     seconds: float
+
+
+def _mark(first: int) -> bytes:
+    """A round mark (also a file's head): a frame with seq 0 holding the first seq."""
+    payload = _SEQ.pack(first)
+    return _HEADER.pack(len(payload), _crc(_MARK_SEQ, payload), _MARK_SEQ) + payload
+
+
+_MARK_SIZE = _HEADER.size + _SEQ.size
+
+
+def _new_file(path: str, first: int) -> int:
+    """Create a journal file whose head (a round mark) is synced before any round is
+    written to it: a torn first round cannot take the head with it, so open() knows the
+    file has round marks (see "Crash" above)."""
+    fd = os.open(path, _FLAGS, 0o644)
+    try:
+        head = _mark(first)
+        if os.write(fd, head) != len(head):
+            raise OSError(f"short write of the head of {path}")
+        os.fdatasync(fd)
+    except OSError:
+        _close_quietly(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    return fd
 
 
 def _fsync_dir(path: str) -> None:
@@ -224,7 +255,7 @@ class ReceiptJournal:
                 else:
                     os.unlink(path)
             start = max(last, committed) + 1
-            fd = os.open(self._name(start), _FLAGS, 0o644)
+            fd = _new_file(self._name(start), start)
             try:
                 _fsync_dir(self._dir)  # the new file's entry (and the deletions) durable
             except OSError:
@@ -236,7 +267,7 @@ class ReceiptJournal:
         except OSError as e:
             self._closed.clear()
             raise JournalError(f"receipt journal {self.prefix}: {e}", prefix=self.prefix) from e
-        self._fd, self._path, self._first, self._size = fd, self._name(start), start, 0
+        self._fd, self._path, self._first, self._size = fd, self._name(start), start, _MARK_SIZE
         self._cur_last = start - 1
         self._last = self._done = start - 1
         self.stats.files = len(self._closed) + 1
@@ -251,7 +282,9 @@ class ReceiptJournal:
         write that was synced, so maybe acknowledged)."""
         frames: list[tuple[int, bytes]] = []
         off = 0
-        marked = False  # the file has round marks (written by this version)
+        head = _frame_at(data, 0)
+        # The file has round marks (this version): its head is one, synced at creation.
+        marked = head is not None and head[0] == _MARK_SEQ and len(head[1]) == _SEQ.size
         while off < len(data):
             frame = _frame_at(data, off)
             if frame is None:
@@ -260,7 +293,6 @@ class ReceiptJournal:
                 raise JournalCorrupt(f"{path}: bad frame at offset {off}", file=path, offset=off)
             seq, payload, end = frame
             if seq == _MARK_SEQ and len(payload) == _SEQ.size:
-                marked = True
                 off = end
                 continue
             if seq <= after or seq < first:
@@ -321,13 +353,12 @@ class ReceiptJournal:
         took ~8 ms end to end under load for ~1 ms of write and fdatasync: two more passes
         to resume the task that ran it, then one to wake the waiters and start the next.)"""
         lo, hi = self._done + 1, self._last
-        mark = _SEQ.pack(lo)
-        self._buf.insert(0, _HEADER.pack(len(mark), _crc(_MARK_SEQ, mark), _MARK_SEQ) + mark)
+        self._buf.insert(0, _mark(lo))
         data = b"".join(self._buf)
         self._buf.clear()
         # Roll before writing, never after: a round that fails to start the new file
         # has written nothing, and the old file then holds only seqs below its name.
-        roll = self._name(lo) if self._size and self._size >= self.roll_bytes else None
+        roll = self._name(lo) if self._size > _MARK_SIZE and self._size >= self.roll_bytes else None
         done = trio.Event()
         token = trio.lowlevel.current_trio_token()
 
@@ -342,7 +373,7 @@ class ReceiptJournal:
                 functools.partial(self._io, self._fd, self._size, data, roll), deliver
             )
         except RuntimeError as e:  # no thread (resources): nothing written, frames kept
-            self._buf.insert(0, data[_HEADER.size + _SEQ.size :])  # (without the round mark)
+            self._buf.insert(0, data[_MARK_SIZE:])  # (without the round mark)
             raise JournalError(f"receipt journal round not started: {e}", prefix=self.prefix) from e
         self._round = done
 
@@ -370,7 +401,7 @@ class ReceiptJournal:
         target, base = fd, size
         try:
             if roll is not None:
-                target, base = os.open(roll, _FLAGS, 0o644), 0
+                target, base = _new_file(roll, int(roll[-20:])), _MARK_SIZE
                 _fsync_dir(self._dir)
             view = memoryview(data)
             while view:
@@ -395,7 +426,7 @@ class ReceiptJournal:
         """Record a round's outcome (trio thread, before its waiters wake)."""
         if out.fd != self._fd:  # rolled: the old file stays until committed() covers it
             self._closed.append((self._first, self._cur_last, self._path))
-            self._fd, self._path, self._first, self._size = out.fd, roll or "", lo, 0
+            self._fd, self._path, self._first, self._size = out.fd, roll or "", lo, _MARK_SIZE
             self.stats.files += 1
         self._done = hi
         if out.error is None:
