@@ -49,7 +49,7 @@ def free_port() -> int:
 
 def gateway_config(
     tmp: Path, smsc_port: int, api: int, admin: int, binds: int, window: int, server: str,
-    batch_wait_ms: float = 2.0, store_writer: str = "process", batch_max: int = 1000,
+    batch_wait_ms: float = 2.0, store_writer: str = "process", batch_max: int = 3000,
     receipt_journal: bool = True,
 ) -> Path:
     text = f"""
@@ -314,7 +314,7 @@ def main() -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeline", action="store_true", help="print inserted/finished rates every 0.5 s")
     p.add_argument("--batch-wait-ms", type=float, default=2.0, help="store.batch_wait_ms of the gateway")
-    p.add_argument("--batch-max", type=int, default=1000, help="store.batch_max of the gateway")
+    p.add_argument("--batch-max", type=int, default=3000, help="store.batch_max of the gateway")
     p.add_argument("--store-writer", choices=["thread", "process"], default="process", help="store.writer of the gateway (default: the gateway's default)")
     p.add_argument(
         "--receipt-journal", choices=["on", "off"], default="on",

@@ -68,7 +68,9 @@ class Listeners(_Base, kw_only=True):
 
 class StoreConfig(_Base, kw_only=True):
     path: str = "state/gateway.db"
-    batch_max: int = 1000  # rows per group commit, for progress and for intake inserts each
+    # rows per group commit, for progress and for intake inserts each (3000: measured with
+    # the receipt journal, docs/architecture.md "Writer batches of 3,000 rows")
+    batch_max: int = 3000
     batch_wait_ms: float = 2.0  # how long the writer waits to fill a batch
     # where batches execute: a writer process of its own (python -m
     # gateway.store.sqlite_writer, fed over a pipe; own GIL) or a worker thread of the
