@@ -482,3 +482,17 @@ async def test_a_file_starts_with_a_synced_head_so_its_first_round_can_be_cut(tm
     assert replay == [(1, b"one"), (2, b"two")]
     assert path.read_bytes() == round_mark(3)
     j.close()
+
+
+async def test_a_torn_round_of_megabytes_is_cut(tmp_path):
+    """A torn 8 MiB round (zeros, then random bytes): no round mark follows the bad frame
+    (the search looks where a mark's length field is), so it is all cut."""
+    j, _ = reopen(tmp_path)
+    await write(j, b"one")
+    j.close()
+    path = tmp_path / name(1)
+    good = path.read_bytes()
+    path.write_bytes(good + bytes(4 * 1024 * 1024) + os.urandom(4 * 1024 * 1024))
+    j, replay = reopen(tmp_path)
+    assert replay == [(1, b"one")] and path.read_bytes() == good
+    j.close()

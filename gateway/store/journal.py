@@ -64,6 +64,7 @@ MAX_PAYLOAD = 16 * 1024 * 1024
 _HEADER = struct.Struct(">IIQ")  # payload length, CRC32 of seq + payload, seq
 _SEQ = struct.Struct(">Q")
 _MARK_SEQ = 0  # the seq of a round mark (frames count from 1)
+_MARK_LENGTH = struct.pack(">I", 8)  # the first field of a round mark's header
 # O_APPEND: after a failed round is truncated away, the next write lands at the new end.
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
 
@@ -308,10 +309,17 @@ class ReceiptJournal:
         """Whether the bad frame at `off` of the newest file is where its last, unsynced
         round was torn: nothing good follows it, or (a file with round marks) no round mark
         follows it (the good frames after it are of that same round)."""
-        later = (_frame_at(data, o) for o in range(off + 1, len(data) - _HEADER.size + 1))
         if not marked:
-            return not any(later)
-        return not any(f is not None and f[0] == _MARK_SEQ and len(f[1]) == _SEQ.size for f in later)
+            return not any(_frame_at(data, o) for o in range(off + 1, len(data) - _HEADER.size + 1))
+        # A mark's header starts with its payload length, 8: look only where those 4
+        # bytes are (a zeroed region has none), not at every offset of up to 8 MiB.
+        i = data.find(_MARK_LENGTH, off + 1)
+        while i != -1:
+            f = _frame_at(data, i)
+            if f is not None and f[0] == _MARK_SEQ and len(f[1]) == _SEQ.size:
+                return False
+            i = data.find(_MARK_LENGTH, i + 1)
+        return True
 
     def reserve(self, payload: bytes) -> int:
         """Assign the next seq to `payload` and buffer its frame for the next round. No
