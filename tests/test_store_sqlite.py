@@ -1609,9 +1609,9 @@ def test_a_journaled_receipt_op_applied_before_is_skipped(db_path, writer_mode):
         third = S.execute_batch(w, [(later.kind, later.data)], True, 128)
     finally:
         w.close()
-    assert (first.receipts, first.applied, first.replayed_ops) == (1, 1, 0)
-    assert (again.receipts, again.applied, again.seg_updated, again.replayed_ops) == (0, 0, 0, 1)
-    assert (third.receipts, third.replayed_ops) == (1, 0)
+    assert (first.receipts, first.applied, first.applied_before) == (1, 1, 0)
+    assert (again.receipts, again.applied, again.seg_updated, again.applied_before) == (0, 0, 0, 1)
+    assert (third.receipts, third.applied_before) == (1, 0)
     check = sqlite3.connect(str(db_path))
     try:
         assert check.execute("SELECT count(*) FROM receipts").fetchone()[0] == 2

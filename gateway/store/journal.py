@@ -64,7 +64,8 @@ MAX_PAYLOAD = 16 * 1024 * 1024
 _HEADER = struct.Struct(">IIQ")  # payload length, CRC32 of seq + payload, seq
 _SEQ = struct.Struct(">Q")
 _MARK_SEQ = 0  # the seq of a round mark (frames count from 1)
-_MARK_LENGTH = struct.pack(">I", 8)  # the first field of a round mark's header
+_MARK_LENGTH = struct.pack(">I", _SEQ.size)  # the first field of a round mark's header
+_MARK_SIZE = _HEADER.size + _SEQ.size
 # O_APPEND: after a failed round is truncated away, the next write lands at the new end.
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
 
@@ -126,7 +127,9 @@ def _mark(first: int) -> bytes:
     return _HEADER.pack(len(payload), _crc(_MARK_SEQ, payload), _MARK_SEQ) + payload
 
 
-_MARK_SIZE = _HEADER.size + _SEQ.size
+def _is_mark(frame: tuple[int, bytes, int] | None) -> bool:
+    """Whether a frame read by _frame_at is a round mark."""
+    return frame is not None and frame[0] == _MARK_SEQ and len(frame[1]) == _SEQ.size
 
 
 def _new_file(path: str, first: int) -> int:
@@ -283,9 +286,8 @@ class ReceiptJournal:
         write that was synced, so maybe acknowledged)."""
         frames: list[tuple[int, bytes]] = []
         off = 0
-        head = _frame_at(data, 0)
         # The file has round marks (this version): its head is one, synced at creation.
-        marked = head is not None and head[0] == _MARK_SEQ and len(head[1]) == _SEQ.size
+        marked = _is_mark(_frame_at(data, 0))
         while off < len(data):
             frame = _frame_at(data, off)
             if frame is None:
@@ -293,7 +295,7 @@ class ReceiptJournal:
                     break
                 raise JournalCorrupt(f"{path}: bad frame at offset {off}", file=path, offset=off)
             seq, payload, end = frame
-            if seq == _MARK_SEQ and len(payload) == _SEQ.size:
+            if _is_mark(frame):
                 off = end
                 continue
             if seq <= after or seq < first:
@@ -315,8 +317,7 @@ class ReceiptJournal:
         # bytes are (a zeroed region has none), not at every offset of up to 8 MiB.
         i = data.find(_MARK_LENGTH, off + 1)
         while i != -1:
-            f = _frame_at(data, i)
-            if f is not None and f[0] == _MARK_SEQ and len(f[1]) == _SEQ.size:
+            if _is_mark(_frame_at(data, i)):
                 return False
             i = data.find(_MARK_LENGTH, i + 1)
         return True
@@ -378,7 +379,7 @@ class ReceiptJournal:
 
         try:
             trio.lowlevel.start_thread_soon(
-                functools.partial(self._io, self._fd, self._size, data, roll), deliver
+                functools.partial(self._io, self._fd, self._size, data, roll, lo), deliver
             )
         except RuntimeError as e:  # no thread (resources): nothing written, frames kept
             self._buf.insert(0, data[_MARK_SIZE:])  # (without the round mark)
@@ -402,14 +403,15 @@ class ReceiptJournal:
             except JournalError as e:  # a waiter tries again (and is told if it fails)
                 log.error("receipt_journal_round_not_started", error=str(e))
 
-    def _io(self, fd: int, size: int, data: bytes, roll: str | None) -> _Outcome:
-        """The round's file work, in a worker thread. Touches no journal state: the trio
-        side records the outcome (_finish)."""
+    def _io(self, fd: int, size: int, data: bytes, roll: str | None, first: int) -> _Outcome:
+        """The round's file work, in a worker thread (`roll`: the new file to start, whose
+        first seq is `first`). Touches no journal state: the trio side records the
+        outcome (_finish)."""
         t0 = time.perf_counter()
         target, base = fd, size
         try:
             if roll is not None:
-                target, base = _new_file(roll, int(roll[-20:])), _MARK_SIZE
+                target, base = _new_file(roll, first), _MARK_SIZE
                 _fsync_dir(self._dir)
             view = memoryview(data)
             while view:

@@ -506,7 +506,7 @@ class _Counts:
         "seg_missing",
         "receipts",
         "matched",
-        "replayed_ops",
+        "applied_before",
         "rejected",
         "isolated",
         "transactions",
@@ -1279,7 +1279,7 @@ class SqliteStore(Store):
         s.segments_missing += counts.seg_missing
         s.receipts += counts.receipts
         s.receipts_matched += counts.matched
-        s.receipt_ops_applied_before += counts.replayed_ops
+        s.receipt_ops_applied_before += counts.applied_before
         s.isolated_batches += counts.isolated
         s.rejected_ops += len(counts.rejected)
         ops = [op for op in batch if op.kind != _FLUSH]  # what counts' indexes refer to
@@ -1991,7 +1991,7 @@ def _apply(
                     # Applied by a committed batch already: this is that batch again,
                     # requeued because the writer process died between its COMMIT and
                     # its reply. Frames are applied in seq order, so the mark says so.
-                    counts.replayed_ops += 1
+                    counts.applied_before += 1
                     continue
                 if seq > journaled:
                     journaled = seq
