@@ -107,6 +107,19 @@ class Job(msgspec.Struct, eq=False):
     final_move: State | None = None
 
 
+class _Sent(msgspec.Struct):
+    """A segment in flight: what its submit's outcome is for. The ESME calls it with the
+    SubmitResult, or hands it back to Channel._on_accepted with the message_id when the
+    SMSC accepted it (most of the traffic, one call per read)."""
+
+    channel: Channel
+    job: Job
+    idx: int
+
+    def __call__(self, result: SubmitResult) -> None:
+        self.channel._on_result(self.job, self.idx, result)
+
+
 class ChannelStats(msgspec.Struct, kw_only=True):
     queued: int = 0
     dispatched: int = 0
@@ -257,6 +270,7 @@ class Channel:
             self.cfg.esme_settings(), on_deliver=self._on_deliver, name=f"{self.name}#{idx}"
         )
         client.on_window_free = partial(self._refill, client)
+        client.on_accepted = self._on_accepted
         self.clients.append(client)
         self._nursery.start_soon(self._client_life, client)
 
@@ -563,7 +577,7 @@ class Channel:
     def _send_one(self, client: EsmeClient, job: Job, i: int) -> None:
         """Send segment i now (a slot and a token are taken already)."""
         assert job.pdus is not None
-        if not client.submit_nowait(job.pdus[i], partial(self._on_result, job, i)):
+        if not client.submit_nowait(job.pdus[i], _Sent(self, job, i)):
             self._on_result(job, i, SubmitResult(Outcome.NOT_SENT))
             return
         self._inflight += 1
@@ -587,6 +601,60 @@ class Channel:
                 self._on_result(job, i, SubmitResult(Outcome.NOT_SENT))
                 continue
             self._send_one(client, job, i)
+
+    def _on_accepted(self, done: list[tuple[_Sent, str]]) -> None:
+        """The segments a bind's read saw accepted (EsmeClient.on_accepted): the common case
+        of _on_result + _attempt_done inlined for one-segment messages, in the reader's
+        step. A multipart message, or any while early receipts are held (one may be for
+        these), goes the general way."""
+        if self.scope.early_held:
+            for sent, message_id in done:
+                sent(SubmitResult(_ACCEPTED, 0, message_id))
+            return
+        now = self._wall()
+        stats = self.stats
+        rate = self.rate
+        name = self.name
+        id_format = self.cfg.message_id_format
+        by_key = self._by_key
+        submitted = self.store.submitted_nowait
+        via = None if self._stores_submitting else _SUBMITTING
+        awaiting = self._awaiting
+        fast = 0
+        for sent, message_id in done:
+            job = sent.job
+            segs = job.segments
+            if len(segs) != 1:
+                sent(SubmitResult(_ACCEPTED, 0, message_id))
+                continue
+            fast += 1
+            self._inflight -= 1
+            if rate.backing_off:  # else on_success has nothing to do
+                rate.on_success(trio.current_time())
+            seg = segs[0]
+            seg.state = _SEG_SUBMITTED
+            seg.channel = name
+            seg.smsc_message_id = message_id
+            seg.submit_status = 0
+            seg.submitted_at = now
+            key = seg.id_key = receipt_id_key(message_id, id_format)
+            if key:
+                by_key[key] = (job, 0)
+            job.pending = 0
+            # The attempt is over: _attempt_done's one-segment case.
+            rec = job.record
+            rec.submitted_at = now
+            rec.state = _SUBMITTED
+            rec.updated_at = now
+            job.pdus = None  # only a retry would send them again; a new attempt rebuilds
+            if job.outcomes:
+                job.outcomes.clear()
+            submitted(rec.id, now=now, channel=rec.channel, attempts=rec.attempts, segments=segs, via=via)
+            awaiting[rec.id] = job
+            if len(awaiting) > AWAITING_RECEIPTS_MAX:
+                self._evict_awaiting()
+        stats.segments_accepted += fast
+        stats.submitted_messages += fast
 
     def _on_result(self, job: Job, idx: int, result: SubmitResult) -> None:
         """Called once per segment submit (in the ESME reader task): no awaiting here."""
@@ -733,12 +801,15 @@ class Channel:
     def _remember_for_receipts(self, job: Job) -> None:
         self._awaiting[job.record.id] = job
         if len(self._awaiting) > AWAITING_RECEIPTS_MAX:
-            # Oldest first (dicts keep insertion order); the store still matches them.
-            old_id = next(iter(self._awaiting))
-            old = self._awaiting.pop(old_id)
-            for seg in old.segments:
-                if seg.id_key:
-                    self._by_key.pop(seg.id_key, None)
+            self._evict_awaiting()
+
+    def _evict_awaiting(self) -> None:
+        """Forget the oldest submitted job (dicts keep insertion order): the store still
+        matches its receipts."""
+        old = self._awaiting.pop(next(iter(self._awaiting)))
+        for seg in old.segments:
+            if seg.id_key:
+                self._by_key.pop(seg.id_key, None)
 
     def _forget(self, job: Job) -> None:
         self._awaiting.pop(job.record.id, None)

@@ -190,6 +190,9 @@ class ClientClosed(Exception):
     code = "client_closed"
 
 
+# Gets the requests accepted in one read: (the on_result each was submitted with, message_id).
+AcceptedSink = Callable[[list[tuple[Callable[[SubmitResult], None], str]]], None]
+
 # Gets the deliver_sm/data_sm/alert_notification PDUs received since the last call and
 # returns one command_status per PDU (ESME_ROK = taken; anything else refuses that PDU).
 DeliverHandler = Callable[[list[P.Pdu]], Awaitable[list[int]]]
@@ -230,6 +233,10 @@ class EsmeClient:
         # Called (no awaiting) after a read whose responses freed window slots: a sender
         # that can fill them without waiting does so from the reader's step.
         self.on_window_free: Callable[[], None] | None = None
+        # Set: the requests the SMSC accepted in one read (ESME_ROK with a message_id) come
+        # back as one call, `on_accepted([(on_result, message_id), ...])` with the on_result
+        # each was submitted with, instead of one on_result(SubmitResult) call each.
+        self.on_accepted: AcceptedSink | None = None
         self.name = name
         self.stats = EsmeStats()
         self.log = log.bind(channel=name, smsc=f"{settings.host}:{settings.port}")
@@ -430,6 +437,7 @@ class EsmeClient:
             window=st.window,
             response_timeout=st.response_timeout,
             on_response=self._on_response,
+            on_accepted=self._on_accepted,
         )
         self._stream, self._session = stream, session
         self._now = trio.lowlevel.current_clock().current_time
@@ -619,6 +627,32 @@ class EsmeClient:
                 on_result(result)
             except Exception:  # a caller's callback bug must not break the reader
                 self.log.exception("result_callback_failed")
+
+    def _on_accepted(self, accepted: list[tuple[int, str]]) -> None:
+        """The session's handler for a read's accepting submit_sm_resps (seq, message_id):
+        one call per read for what is most of the traffic."""
+        self._completed = True
+        self.stats.accepted += len(accepted)
+        waiters = self._waiters
+        sink = self.on_accepted
+        if sink is not None:
+            done = []
+            for seq, message_id in accepted:
+                on_result = waiters.pop(seq, None)
+                if on_result is not None:
+                    done.append((on_result, message_id))
+            try:
+                sink(done)
+            except Exception:  # a caller's callback bug must not break the reader
+                self.log.exception("result_callback_failed")
+            return
+        for seq, message_id in accepted:
+            on_result = waiters.pop(seq, None)
+            if on_result is not None:
+                try:
+                    on_result(SubmitResult(_ACCEPTED, 0, message_id))
+                except Exception:
+                    self.log.exception("result_callback_failed")
 
     def _count(self, result: SubmitResult) -> None:
         o = result.outcome

@@ -20,7 +20,10 @@ each bind state. Rules it enforces on its own, because every SMPP peer needs the
   request)` made from inside `receive_data`, in wire order, instead of as events (no event
   object, no dispatch per response); bind and unbind responses, which change the state,
   stay events. The handler may call `send`; if it raises, the exception propagates and
-  the frames after its own stay buffered for the next `receive_data`;
+  the frames after its own stay buffered for the next `receive_data`. A driver that also
+  sets `on_accepted` gets the read's accepting submit_sm_resps (ESME_ROK, a message_id
+  and nothing else) as one list of (sequence number, message_id), after the read's other
+  calls: no Pdu is built for them (the common response, once per message);
 - every request carries a deadline (`now + response_timeout`); `expire(now)` reports the
   overdue ones and forgets them, so no request is ever left without an outcome;
 - `window`: at most that many outstanding "windowed" requests (message traffic); `send`
@@ -191,6 +194,11 @@ _MAX_SEQUENCE = P.MAX_SEQUENCE
 _DECODE_FAILURES = (PduError, IndexError, struct.error)
 
 ResponseHandler = Callable[[P.Pdu, P.Pdu], None]
+AcceptedHandler = Callable[[list[tuple[int, str]]], None]
+_SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
+# The longest message_id of a submit_sm_resp, without its NUL (the codec's C-string limit of
+# 65 octets, pdu._MSGID_RESP_LAYOUT): a longer one takes the general path and its error.
+_MESSAGE_ID_MAX = 64
 
 
 def _tolerated(e: PduError, how: str) -> PduError:
@@ -212,11 +220,16 @@ class Session:
         response_timeout: float = 10.0,
         max_pdu_length: int = P.DEFAULT_MAX_PDU_LENGTH,
         on_response: ResponseHandler | None = None,
+        on_accepted: AcceptedHandler | None = None,
     ) -> None:
         self.role = role
         # Set: responses to requests other than bind and unbind complete through
         # `on_response(response, request)` during receive_data, instead of as events.
         self.on_response = on_response
+        # Set: the submit_sm_resps of a read that accept their submit_sm (ESME_ROK, the body
+        # a message_id alone) go to `on_accepted([(seq, message_id), ...])` once, after
+        # the read's other handler calls, instead of one `on_response` each (no Pdu built).
+        self.on_accepted = on_accepted
         self.peer_role = Role.SMSC if role is Role.ESME else Role.ESME
         self._bound_as: State | None = None  # the bound state an UNBINDING session came from
         self.state = State.OPEN
@@ -381,6 +394,8 @@ class Session:
         events = self._events
         unpack = _UNPACK_HEADER
         decoders = _DECODERS
+        accepting = self.on_accepted is not None
+        accepted: list[tuple[int, str]] = []
         try:
             while end - pos >= 16:
                 length, cid, status, seq = unpack(buf, pos)
@@ -400,6 +415,18 @@ class Session:
                 if pos > end:
                     pos = start
                     break
+                if cid == _SUBMIT_SM_RESP and accepting and status == 0:
+                    # The usual answer, read without a Pdu: exactly what the strict decoder
+                    # takes with no TLVs (a message_id of at most 64 octets, its NUL the
+                    # body's last octet); anything else goes the general way below.
+                    o = outstanding.get(seq)
+                    if o is not None and o.answer == cid:
+                        body = start + 16
+                        if body < pos and buf.find(0, body, pos) == pos - 1 and pos - 1 - body <= _MESSAGE_ID_MAX:
+                            del outstanding[seq]
+                            self._windowed -= 1  # a submit_sm is windowed
+                            accepted.append((seq, buf[body : pos - 1].decode("latin-1")))
+                            continue
                 # Decode in place: the body is read from the buffer between start and pos.
                 decoder = decoders.get(cid)
                 pdu = None
@@ -436,6 +463,8 @@ class Session:
                     self._handle_request(pdu)
         finally:
             self._rest = buf[pos:] if pos < end else b""
+            if accepted:  # taken off `outstanding` already: they must reach the handler
+                self.on_accepted(accepted)  # type: ignore[misc]
 
     def next_events(self) -> list[Any]:
         events = self._events
