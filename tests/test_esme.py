@@ -383,13 +383,16 @@ async def test_tls_refuses_an_unknown_certificate(nursery, tmp_path, mock_clock)
 
 @pytest.mark.parametrize("seq", [1, 0x7FFFFFFF, 123456])
 def test_receipt_acks_are_the_codecs_bytes(seq):
-    """The ESME answers deliver_sm / data_sm with pre-built bodies: the same bytes as the
+    """The ESME answers deliver_sm / data_sm with Session.send_acks: the same bytes as the
     codec's ESME_ROK response with an empty message_id."""
     from gateway.smpp import esme
+    from gateway.smpp import session as S
 
     for request, resp_cls in ((P.DeliverSm, P.DeliverSmResp), (P.DataSm, P.DataSmResp)):
-        ack = P.Encoded(esme._ACK_ID[request.command_id], esme._EMPTY_ID, seq)
-        assert ack.encode() == resp_cls(sequence_number=seq, message_id="").encode()
+        session = S.Session(S.Role.ESME)
+        session.send_acks(esme._ACK_ID[request.command_id], [seq, seq])
+        one = resp_cls(sequence_number=seq, message_id="").encode()
+        assert session.data_to_send() == one + one
 
 
 async def test_what_arrives_with_the_bind_response_is_handled(nursery):

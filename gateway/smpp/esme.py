@@ -155,13 +155,12 @@ _GENERIC_NACK = int(CommandId.GENERIC_NACK)
 _NACK_FINAL = frozenset({int(CommandStatus.ESME_RINVCMDID), int(CommandStatus.ESME_RINVCMDLEN)})
 _ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
 _ACCEPTED = Outcome.ACCEPTED
-# ESME_ROK answers as wire bytes: the body of a deliver_sm_resp / data_sm_resp with an empty
-# message_id is one NUL, so only the header is packed per answer (pdu.Encoded).
+# ESME_ROK answers as wire bytes, a batch's in one buffer (Session.send_acks): the body
+# of a deliver_sm_resp / data_sm_resp with an empty message_id is one NUL.
 _ACK_ID = {
     int(CommandId.DELIVER_SM): int(CommandId.DELIVER_SM_RESP),
     int(CommandId.DATA_SM): int(CommandId.DATA_SM_RESP),
 }
-_EMPTY_ID = b"\0"
 
 
 class _Waiter:
@@ -777,21 +776,25 @@ class EsmeClient:
             self.log.exception("deliver_handler_failed", pdus=len(batch))
             statuses = [CommandStatus.ESME_RX_T_APPN] * len(batch)
         acks = _ACK_ID
-        encoded = P.Encoded
-        for pdu, status in zip(batch, statuses, strict=True):
-            ack_id = acks.get(pdu.command_id)
-            if ack_id is not None and status == 0:
-                resp = encoded(ack_id, _EMPTY_ID, pdu.sequence_number)
-            elif P.response_class(pdu.command_id) is None:
-                continue  # alert_notification: nothing to answer
-            elif status == CommandStatus.ESME_ROK:
-                resp = P.make_response(pdu, status, message_id="")
-            else:
-                resp = P.error_response(pdu.command_id, pdu.sequence_number, status)
-            try:
-                session.send(resp)
-            except ProtocolError:
-                return  # session closed: the SMSC will redeliver
+        ok: dict[int, list[int]] = {}  # ESME_ROK answers by response id: one buffer each
+        try:
+            for pdu, status in zip(batch, statuses, strict=True):
+                ack_id = acks.get(pdu.command_id)
+                if ack_id is not None and status == 0:
+                    seqs = ok.get(ack_id)
+                    if seqs is None:
+                        seqs = ok[ack_id] = []
+                    seqs.append(pdu.sequence_number)
+                elif P.response_class(pdu.command_id) is None:
+                    continue  # alert_notification: nothing to answer
+                elif status == CommandStatus.ESME_ROK:
+                    session.send(P.make_response(pdu, status, message_id=""))
+                else:
+                    session.send(P.error_response(pdu.command_id, pdu.sequence_number, status))
+            for ack_id, seqs in ok.items():
+                session.send_acks(ack_id, seqs)
+        except ProtocolError:
+            return  # session closed: the SMSC will redeliver
         if not await self._flush(stream, session):
             conn_scope.cancel()
 

@@ -196,6 +196,9 @@ _DECODE_FAILURES = (PduError, IndexError, struct.error)
 ResponseHandler = Callable[[P.Pdu, P.Pdu], None]
 AcceptedHandler = Callable[[list[tuple[int, str]]], None]
 _SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
+_ACKS = frozenset({int(C.DELIVER_SM_RESP), int(C.DATA_SM_RESP)})
+# A response of 17 octets: the header, then an empty message_id (its NUL, the "x" pad byte).
+_PACK_ACK = struct.Struct(">IIIIx").pack
 # The longest message_id of a submit_sm_resp, without its NUL (the codec's C-string limit of
 # 65 octets, pdu._MSGID_RESP_LAYOUT): a longer one takes the general path and its error.
 _MESSAGE_ID_MAX = 64
@@ -348,6 +351,19 @@ class Session:
         elif not plain:
             self.state = State.BINDING if cid in _BOUND_STATE_OF_BIND else State.UNBINDING
         return pdu
+
+    def send_acks(self, command_id: int, sequence_numbers: list[int]) -> None:
+        """Queue ESME_ROK answers with an empty message_id to the peer's requests
+        `sequence_numbers`, as one buffer: `command_id` is DELIVER_SM_RESP or DATA_SM_RESP
+        (their body is then a single NUL). What an ESME sends once per receipt, without
+        encoding a Pdu each. ProtocolError if the session is closed, ValueError for another
+        command_id; nothing is queued then."""
+        if command_id not in _ACKS:
+            raise ValueError(f"send_acks answers deliver_sm and data_sm, not 0x{command_id:08x}")
+        if self._state is _CLOSED:
+            raise ProtocolError("session closed")
+        pack = _PACK_ACK
+        self._outbox.append(b"".join([pack(17, command_id, 0, seq) for seq in sequence_numbers]))
 
     def _send_response(self, pdu: P.Pdu) -> None:
         if self._state is _CLOSED:
