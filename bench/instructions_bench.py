@@ -12,7 +12,8 @@ workload of bench/gateway_bench.py (100 recipients per request, 50 clients), as 
 with the measured process under `valgrind --tool=callgrind` (~50x slower): first the
 gateway together with its store writer process, then the simulator. Counting starts after
 a 2,000-message warm-up (`callgrind_control -z`) and stops when the last receipt of
-`--count` messages is stored (`callgrind_control -d`). Reported: instructions per message
+`--count` messages is stored (`callgrind_control -d`), both sent to this run's processes
+alone (a vgdb prefix of its own: benches running at once do not disturb each other). Reported: instructions per message
 of the gateway, the writer process and the simulator. The gateway runs slower than its
 peers under valgrind, so its batches are larger than in a real run: per-batch costs weigh
 less here; the counts compare code, not configurations.
@@ -52,11 +53,12 @@ def _callgrind(out: Path, name: str, children: bool = False) -> list[str]:
     return [
         "valgrind", "--tool=callgrind", f"--trace-children={'yes' if children else 'no'}",
         f"--callgrind-out-file={out}/{name}.%p", f"--log-file={out}/{name}.%p.log",
+        f"--vgdb-prefix={out}/vgdb-pipe",
     ]
 
 
 @contextlib.contextmanager
-def _simulator(tree: Path, prefix: list[str]) -> Iterator[int]:
+def _simulator(tree: Path, prefix: list[str]) -> Iterator[tuple[int, int]]:
     cmd = [
         *prefix, sys.executable, "-m", "simulators.smsc", "--port", "0",
         "--log-level", "warning", "--enquire-link-interval", "0",
@@ -67,7 +69,7 @@ def _simulator(tree: Path, prefix: list[str]) -> Iterator[int]:
         m = re.search(r":(\d+)", proc.stdout.readline())
         if not m:
             raise RuntimeError("the simulator did not start")
-        yield int(m.group(1))
+        yield int(m.group(1)), proc.pid
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(120)
@@ -85,12 +87,36 @@ async def _ready(admin: int) -> None:
             await trio.sleep(0.5)
 
 
+def _tree_pids(root: int) -> list[int]:
+    """`root` and its descendants (the gateway's writer process), from /proc."""
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return pids
+
+
+def _control(option: str, pids: list[int], out: Path) -> None:
+    """callgrind_control for these processes only. Without pids it acts on every callgrind
+    run it finds, so two benches at once zeroed and dumped each other's counts; and our runs
+    use a vgdb prefix of their own (_callgrind), which another bench's callgrind_control
+    does not look in."""
+    for pid in pids:
+        subprocess.run(
+            ["callgrind_control", f"--vgdb-prefix={out}/vgdb-pipe", option, str(pid)],
+            capture_output=True, check=False,
+        )
+
+
 def _run(tree: Path, count: int, measure: str, out: Path) -> bool:
     """One run with `measure` ("gateway" or "simulator") under callgrind; True if every
     message was delivered."""
     sim_prefix = _callgrind(out, "simulator") if measure == "simulator" else []
     gw_prefix = _callgrind(out, "gateway", children=True) if measure == "gateway" else []
-    with _simulator(tree, sim_prefix) as smsc_port, tempfile.TemporaryDirectory() as tmp:
+    with _simulator(tree, sim_prefix) as (smsc_port, sim_pid), tempfile.TemporaryDirectory() as tmp:
         api, admin = gb.free_port(), gb.free_port()
         cfg = gb.gateway_config(Path(tmp), smsc_port, api, admin, 2, 64, "builtin")
         env = dict(os.environ, PYTHONGC="1", PYTHONPATH=str(tree))
@@ -101,9 +127,10 @@ def _run(tree: Path, count: int, measure: str, out: Path) -> bool:
         try:
             trio.run(_ready, admin)
             trio.run(gb.run_workload, api, admin, WARMUP, 10, 100, 0, 600.0, False)
-            subprocess.run(["callgrind_control", "-z"], capture_output=True, check=False)
+            measured = _tree_pids(sim_pid if measure == "simulator" else gw.pid)
+            _control("-z", measured, out)
             r = trio.run(gb.run_workload, api, admin, count, 50, 100, 10**6, 1800.0, False)
-            subprocess.run(["callgrind_control", "-d"], capture_output=True, check=False)
+            _control("-d", measured, out)
         finally:
             gw.send_signal(signal.SIGTERM)
             gw.wait(120)
