@@ -33,6 +33,10 @@ they are but for the insert keys (`_from_wire` makes those hashable again), so i
 very code of thread mode (gateway.store.sqlite.execute_batch). States travel as their str
 values in both modes.
 
+SQLite runs single-threaded here (`_single_threaded_sqlite`): this process has one thread
+and one connection, so SQLite's mutexes and its memory statistics are pure overhead (~4 %
+of the writer's instructions, docs/benchmarks.md "Ninth session").
+
 SIGINT and SIGTERM are ignored: the gateway drains its queue through this process when it
 stops (a Ctrl-C or systemd's SIGTERM to the whole group must not kill it first); it exits
 when its stdin closes, which also happens when the gateway dies.
@@ -40,6 +44,7 @@ when its stdin closes, which also happens when the gateway dies.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sqlite3
@@ -81,6 +86,43 @@ def _from_wire(ops: list[list]) -> list[list]:
         if kind == _INSERT:
             op[1] = [(None if key is None else tuple(key), row, segs) for key, row, segs in data]
     return ops
+
+
+# sqlite3_config() options (sqlite3.h)
+_SQLITE_CONFIG_SINGLETHREAD = 1
+_SQLITE_CONFIG_MEMSTATUS = 9
+
+
+def _single_threaded_sqlite() -> bool:
+    """Switch the SQLite library of this process to single-thread mode without memory
+    statistics, before any connection is opened; True if it is.
+
+    The writer process uses SQLite from one thread only (serve), where the default
+    ("serialized") mode takes a mutex in every bind, step, malloc and free, and the memory
+    statistics take another one per allocation. sqlite3_config() only works while the
+    library is not initialised (Python's module may have initialised it): shutdown (no
+    connection is open yet), configure, initialise again. Called through the library the
+    sqlite3 module itself uses (symbols looked up from the _sqlite3 extension). Anything
+    unexpected leaves the defaults: this only saves CPU.
+
+    Never call this in a process whose SQLite may be used by several threads (the gateway
+    in thread mode: its read connection moves between trio's worker threads)."""
+    try:
+        import _sqlite3
+
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        config, shutdown, initialize = lib.sqlite3_config, lib.sqlite3_shutdown, lib.sqlite3_initialize
+    except (ImportError, OSError, AttributeError):
+        return False
+    if shutdown() != 0:
+        return False
+    single = config(_SQLITE_CONFIG_SINGLETHREAD) == 0
+    # MEMSTATUS takes a variadic int: passed as a plain int argument, which is how the
+    # Linux ABIs (x86-64, aarch64) pass it; not attempted elsewhere.
+    if single and sys.platform == "linux":
+        config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0))
+    initialize()  # (sqlite3_open initialises too, should this fail)
+    return single
 
 
 def serve(inp: BinaryIO, out: BinaryIO) -> int:
@@ -144,6 +186,7 @@ def main() -> int:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     inp = os.fdopen(os.dup(0), "rb")
+    _single_threaded_sqlite()
     gctune.tune()
     try:
         return serve(inp, out)
