@@ -649,7 +649,10 @@ class Channel:
             job.pdus = None  # only a retry would send them again; a new attempt rebuilds
             if job.outcomes:
                 job.outcomes.clear()
-            submitted(rec.id, now=now, channel=rec.channel, attempts=rec.attempts, segments=segs, via=via)
+            try:
+                submitted(rec.id, now=now, channel=rec.channel, attempts=rec.attempts, segments=segs, via=via)
+            except Exception:  # (a closed store) the rest of the read's results still apply
+                self.log.exception("result_callback_failed")
             awaiting[rec.id] = job
             if len(awaiting) > AWAITING_RECEIPTS_MAX:
                 self._evict_awaiting()

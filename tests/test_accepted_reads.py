@@ -223,3 +223,23 @@ async def test_the_channels_batch_path_makes_the_general_paths_changes():
     (state, calls) = results[0]
     assert [c[0] for c in calls].count("submitted_nowait") == 3
     assert state[3] == ["10", "11", "12", "13"]  # hex ids, canonical keys
+
+
+async def test_a_store_refusal_does_not_lose_the_rest_of_the_read():
+    """As with one callback per result: the store refusing one move (it is closed) leaves
+    the other results of the read applied."""
+
+    class Refusing(RecordingStore):
+        def submitted_nowait(self, message_id, **kw):
+            if message_id == "m0":
+                raise RuntimeError("the store is closed")
+            self.calls.append(("submitted_nowait", (message_id,), kw))
+
+    store = Refusing()
+    ch = Channel(ChannelConfig(name="c", system_id="s", password="p"), store, clock=lambda: 5.0)
+    jobs = [job(0), job(1)]
+    ch._inflight = 2
+    ch._on_accepted([(_Sent(ch, j, 0), f"id{i}") for i, j in enumerate(jobs)])
+    assert [c[1] for c in store.calls] == [("m1",)]
+    assert [j.record.state for j in jobs] == [State.SUBMITTED, State.SUBMITTED]
+    assert sorted(ch._awaiting) == ["m0", "m1"] and ch.stats.submitted_messages == 2
