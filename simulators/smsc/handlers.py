@@ -160,8 +160,9 @@ def on_submit_sm(conn: Connection, pdu: Any, now: float) -> None:
         wall,
         stat,
         policy.wanted(pdu.registered_delivery, stat),
-        STAT_STATE[stat],
-        wall,
+        1,  # copies
+        STAT_STATE[stat],  # state: final at once
+        wall,  # done
     )
     server.store.put(rec)
     st.messages_accepted += 1
