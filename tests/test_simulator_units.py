@@ -307,11 +307,11 @@ class FakeReceiver:
         self.window = window
         self.sent: list[Job] = []
 
-    def can_deliver(self) -> bool:
-        return len(self.sent) < self.window
-
-    def send_delivery(self, job: Job, now: float) -> None:
+    def offer(self, job: Job, now: float) -> bool:
+        if len(self.sent) >= self.window:
+            return False
         self.sent.append(job)
+        return True
 
 
 class _NullLog:
