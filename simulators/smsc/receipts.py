@@ -157,6 +157,10 @@ class ReceiptPolicy:
         self._excerpt_len = cfg.text_excerpt_length
         # Outcome without a draw: one weighted stat and no prefix rules (the benchmark case).
         self.fixed_outcome = self._single if not self._lengths else None
+        # wanted(rd, stat) as a table: wants[stat][rd & 3] (the submit_sm hot path)
+        self.wants = {
+            stat: tuple(self.wanted(rd, stat) for rd in range(4)) for stat in STAT_STATE
+        }
         # encoded(): the text between the id and the excerpt per (stat, submit second, done
         # second).
         self._middles: dict[tuple, bytes] = {}
