@@ -169,14 +169,15 @@ def on_submit_sm(conn: Connection, pdu: Any, now: float) -> None:
     store.ring[n & store.mask] = rec  # store.put(rec)
     st.messages_accepted += 1
     # submit_sm_resp from its template: message_id + NUL is the whole body (ids are ASCII).
+    bmid = mid.encode()
     conn.session.send(
-        _Encoded(_SUBMIT_SM_RESP, mid.encode() + b"\0", pdu.sequence_number)
-        if len(mid) < 65
+        _Encoded(_SUBMIT_SM_RESP, bmid + b"\0", pdu.sequence_number)
+        if len(bmid) < 65
         else _SubmitSmResp(sequence_number=pdu.sequence_number, message_id=mid)
     )
     st.resps_ok += 1
     if want:
-        acct.deliveries.deliver(Job(policy.encoded(rec)), now)
+        acct.deliveries.deliver(Job(policy.encoded(rec, bmid)), now)
 
 
 def _refuse(conn: Connection, pdu: Any, status: int) -> None:

@@ -291,7 +291,7 @@ class ReceiptPolicy:
             tlvs=tlvs,
         )
 
-    def encoded(self, rec: Record) -> P.Pdu | P.Encoded:
+    def encoded(self, rec: Record, mid: bytes | None = None) -> P.Pdu | P.Encoded:
         """`build(rec)` as wire bytes (a `P.Encoded` deliver_sm), for the common receipt:
         one destination, single-octet text (no UDH), no replace_sm text, no
         network_error_code. Anything else gets `build(rec)` itself. Same checks, same
@@ -302,9 +302,14 @@ class ReceiptPolicy:
         missed on every receipt of a gateway sending to many destinations: 2 us more per
         receipt than this); an address pair these checks do not pass goes through the
         codec, which writes it or raises its error. The receipt text between the id and
-        the excerpt depends only on the stat and the two dates: cached."""
+        the excerpt depends only on the stat and the two dates: cached.
+
+        `mid`: rec.id as bytes when the caller has them already (the submit_sm hot path)."""
         pdu = rec.pdu
-        sm = getattr(pdu, "short_message", None)
+        try:
+            sm = pdu.short_message
+        except AttributeError:  # data_sm
+            return self.build(rec)
         if (
             self._network_error
             or rec.short_message is not None
@@ -322,7 +327,9 @@ class ReceiptPolicy:
         if len(saddr) > 20 or len(daddr) > 20:
             return self.build(rec)  # raises as build() does
         stat = rec.stat
-        mid = rec.id.encode("latin-1")
+        if mid is None:
+            mid = rec.id.encode("latin-1")
+        lm = len(mid)
         if self._text:
             submitted = rec.submitted
             done = rec.done
@@ -333,12 +340,12 @@ class ReceiptPolicy:
             else:
                 middle = self._middle_bytes(stat, submitted, done)
             ex = sm[: self._excerpt_len]
-            n = 3 + len(mid) + len(middle) + len(ex)
+            n = 3 + lm + len(middle) + len(ex)
             if n > 255:
                 # The codec refuses it when sending, as before (after the addresses).
                 _head(pdu, saddr, daddr)
                 return self.build(rec)
-        elif self._tlvs and len(mid) + 1 > 0xFFFF:
+        elif self._tlvs and lm + 1 > 0xFFFF:
             _head(pdu, saddr, daddr)
             return self.build(rec)
         # The head (the mandatory fields before sm_length) and what follows it in one
@@ -353,7 +360,7 @@ class ReceiptPolicy:
             ston, snpi = pdu.source_addr_ton, pdu.source_addr_npi
             if self._text:
                 if self._tlvs:  # (the id is shorter than the text's 255 octets)
-                    rid = _RID_HEADS[len(mid) + 1]
+                    rid = _RID_HEADS[lm + 1]
                     body = self._full % (
                         dton, dnpi, s, ston, snpi, d, n, mid, middle, ex, rid, mid,
                         _STATE_TLV_BYTES[stat],
@@ -361,7 +368,7 @@ class ReceiptPolicy:
                 else:
                     body = self._full % (dton, dnpi, s, ston, snpi, d, n, mid, middle, ex)
             elif self._tlvs:
-                rid = _RID_HEAD.pack(_TAG_RECEIPTED_ID, len(mid) + 1)
+                rid = _RID_HEAD.pack(_TAG_RECEIPTED_ID, lm + 1)
                 body = self._full % (dton, dnpi, s, ston, snpi, d, rid, mid, _STATE_TLV_BYTES[stat])
             else:
                 body = self._full % (dton, dnpi, s, ston, snpi, d)
