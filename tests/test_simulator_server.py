@@ -242,6 +242,25 @@ async def test_query_sm_tracks_state():
         assert wrong_source.command_status == S.ESME_RQUERYFAIL
 
 
+async def test_immediate_final_state_queried_and_dated():
+    """The default account (receipts at once, the inlined hot path): the record is final
+    with its done date, as for a delayed receipt: query_sm answers DELIVERED with a
+    final_date, and the receipt's done date is the submit date (not the epoch)."""
+    async with simulator() as srv, esme(srv) as c:
+        resp = await c.request(submit())
+        fields = parse_receipt_text((await c.next_delivery()).short_message)
+        assert fields.done_date == fields.submit_date
+        q = await c.request(P.QuerySm(message_id=resp.message_id, source_addr="Acme"))
+        assert (q.command_status, q.message_state, len(q.final_date)) == (
+            0,
+            MessageState.DELIVERED,
+            16,
+        )
+        assert q.error_code == 0
+        rec = srv.store.get(srv.ids.parse(resp.message_id))
+        assert (rec.copies, rec.state, rec.done) == (1, MessageState.DELIVERED, rec.submitted)
+
+
 async def test_cancel_sm_deletes_pending_message():
     cfg = make_config([account(receipts={"delay": {"kind": "fixed", "seconds": 30}})])
     async with simulator(cfg) as srv, esme(srv) as c:

@@ -27,7 +27,7 @@ from simulators.smsc.ids import MessageIds
 from gateway.logs import mask_number
 from simulators.smsc.receipts import ReceiptPolicy, excerpt, smpp_absolute_time
 from simulators.smsc.stats import Stats
-from simulators.smsc.store import MessageStore, Record
+from simulators.smsc.store import STAT_STATE, MessageStore, Record
 from simulators.smsc.timers import TimerHeap
 
 S = CommandStatus
@@ -45,6 +45,15 @@ def test_message_ids():
     assert dec.next() == (1, "1") and dec.parse("0001") == 1 and dec.parse("ff") is None
     with pytest.raises(ValueError):
         MessageIds("octal")
+
+
+@pytest.mark.parametrize("fmt", ["hex", "decimal"])
+@pytest.mark.parametrize("width", [0, 1, 6, 64])
+def test_message_id_pattern_is_the_format_spec(fmt, width):
+    """`pattern % n` (the hot path's) writes what format(n, spec) writes."""
+    ids = MessageIds(fmt, width)
+    for n in (0, 1, 9, 10, 15, 16, 255, 0xFFFF, 10**6, 2**63, 16**70):
+        assert ids.pattern % n == format(n, ids.spec) == ids.format(n)
 
 
 def test_store_is_a_bounded_ring():
@@ -100,6 +109,14 @@ def test_wanted_follows_registered_delivery():
     assert [p.wanted(rd, "UNDELIV") for rd in (0, 1, 2, 3)] == [False, True, True, True]
     assert ReceiptPolicy(Receipts(when="always"), random.Random(0)).wanted(0, "DELIVRD")
     assert not ReceiptPolicy(Receipts(when="never"), random.Random(0)).wanted(1, "UNDELIV")
+
+
+@pytest.mark.parametrize("when", ["requested", "always", "never"])
+def test_wants_table_is_wanted(when):
+    p = ReceiptPolicy(Receipts(when=when), random.Random(0))
+    for stat in STAT_STATE:
+        for rd in range(256):
+            assert p.wants[stat][rd & 3] is p.wanted(rd, stat)
 
 
 def test_outcome_weights_and_prefixes():
@@ -307,11 +324,11 @@ class FakeReceiver:
         self.window = window
         self.sent: list[Job] = []
 
-    def can_deliver(self) -> bool:
-        return len(self.sent) < self.window
-
-    def send_delivery(self, job: Job, now: float) -> None:
+    def offer(self, job: Job, now: float) -> bool:
+        if len(self.sent) >= self.window:
+            return False
         self.sent.append(job)
+        return True
 
 
 class _NullLog:

@@ -70,12 +70,12 @@ class Connection:
         self.server = server
         self._stats = server.stats
         self.stream = stream
-        # Answers to our deliver_sm complete through _on_answer while the session decodes.
+        # Answers to our deliver_sm complete through _on_response while the session decodes.
         self.session = Session(
             Role.SMSC,
             window=cfg.window,
             response_timeout=cfg.response_timeout,
-            on_response=self._on_answer,
+            on_response=self._on_response,
         )
         self._now = trio.current_time()  # of the read being handled
         self.account: AccountRuntime | None = None
@@ -109,15 +109,17 @@ class Connection:
         if not w.is_set():
             w.set()
 
-    def can_deliver(self) -> bool:
+    def offer(self, job: Job, now: float) -> bool:
+        """Send `job` (a deliver_sm) now if this bind can take it: bound as a receiver, not
+        closing, a free window slot. True if sent (one call instead of a check and a send:
+        the delivery path runs once per receipt)."""
         s = self.session
-        return not self.closing and s.state in _RECEIVING and s.window_free > 0
-
-    def send_delivery(self, job: Job, now: float) -> None:
+        if self.closing or s.state not in _RECEIVING or s.window_free <= 0:
+            return False
         pdu = job.pdu
         if self.no_tlvs:
             pdu = without_tlvs(pdu)  # a copy: the job keeps its PDU for other binds / retries
-        self.inflight[self.session.send(pdu, now).sequence_number] = job
+        self.inflight[s.send(pdu, now).sequence_number] = job
         if job.kind is RECEIPT:
             self._stats.receipts_sent += 1
         else:
@@ -126,6 +128,7 @@ class Connection:
             w = self._wake
             if not w.is_set():
                 w.set()
+        return True
 
     def send_late_response(self, resp: P.Pdu, now: float) -> None:
         """Timer callback for slow_answer: the delayed submit_sm_resp."""
@@ -366,11 +369,10 @@ class Connection:
                     status=ev.pdu.command_status,
                 )
 
-    def _on_answer(self, resp: P.Pdu, request: P.Pdu) -> None:
-        """The session's response handler: deliver_sm_resp (and enquire_link_resp)."""
-        self._on_response(resp, request, self._now)
-
-    def _on_response(self, resp: P.Pdu, request: P.Pdu, now: float) -> None:
+    def _on_response(self, resp: P.Pdu, request: P.Pdu, now: float | None = None) -> None:
+        """An answer to our request: as the session's response handler (deliver_sm_resp,
+        enquire_link_resp, while it decodes: `now` is the read's time) or from a
+        ResponseReceived event."""
         if request.command_id == _DELIVER_SM:
             job = self.inflight.pop(resp.sequence_number, None)
             if job is not None:
@@ -380,13 +382,13 @@ class Connection:
                     and resp.command_id == _DELIVER_SM_RESP
                     and job.kind is RECEIPT
                 ):
-                    st = self.server.stats
+                    st = self._stats
                     st.receipts_acked += 1
                     st.deliver_sm_resp_ok += 1
                 else:
-                    deliveries.on_response(job, resp, now)
+                    deliveries.on_response(job, resp, self._now if now is None else now)
                 if deliveries.held:
-                    deliveries.refill(self, now)
+                    deliveries.refill(self, self._now if now is None else now)
 
     def _timed_out(self, expired: list[RequestTimedOut], now: float) -> None:
         for ev in expired:

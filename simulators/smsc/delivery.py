@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
+import math
+
 import msgspec
 
 from gateway.smpp.constants import CommandId, CommandStatus, is_retryable
@@ -45,8 +47,9 @@ class Job(msgspec.Struct, gc=False):
 
 
 class Receiver(Protocol):
-    def can_deliver(self) -> bool: ...
-    def send_delivery(self, job: Job, now: float) -> None: ...
+    def offer(self, job: Job, now: float) -> bool:
+        """Send `job` now if this bind has room; True if sent (nothing done otherwise)."""
+        ...
 
 
 class Deliveries:
@@ -71,7 +74,7 @@ class Deliveries:
         self._timers = timers
         self._log = log
         self._rr = -1
-        self._burst = -1.0
+        self._burst = math.nan  # the `now` of the current burst (nan: none yet)
         self._warned_full = False
 
     # ---- receivers -------------------------------------------------------------------
@@ -103,9 +106,7 @@ class Deliveries:
             start = (start + 1) % n
         for k in range(n):
             i = (start + k) % n
-            conn = rs[i]
-            if conn.can_deliver():
-                conn.send_delivery(job, now)
+            if rs[i].offer(job, now):
                 self._rr = i
                 return True
         return False
@@ -113,13 +114,13 @@ class Deliveries:
     def deliver(self, job: Job, now: float) -> None:
         """Send now if a receiver can take it, else hold it (FIFO, bounded)."""
         if not self.held:
-            rs = self.receivers
-            if len(rs) == 1:  # the common case, without the round-robin arithmetic
-                conn = rs[0]
-                if conn.can_deliver():
-                    conn.send_delivery(job, now)
+            if now == self._burst:
+                # The common case: the bind of this burst has room (_try_send's first try).
+                rs = self.receivers
+                i = self._rr
+                if i < len(rs) and rs[i].offer(job, now):
                     return
-            elif self._try_send(job, now):
+            if self._try_send(job, now):
                 return
         self._hold(job)  # behind the held jobs: no bind has room (see the module docstring)
 
@@ -146,8 +147,8 @@ class Deliveries:
         """`conn` has room again (it answered one of our deliver_sm): the oldest held jobs
         go to it. Every other bind's window is full while jobs are held."""
         held = self.held
-        while held and conn.can_deliver():
-            conn.send_delivery(held.popleft(), now)
+        while held and conn.offer(held[0], now):
+            held.popleft()
 
     def requeue(self, jobs: list[Job], now: float) -> None:
         """Jobs whose bind went away unanswered: first in line again."""

@@ -149,9 +149,10 @@ def on_submit_sm(conn: Connection, pdu: Any, now: float) -> None:
     ids = server.ids
     n = ids.n + 1
     ids.n = n
-    mid = format(n, ids.spec)
+    mid = ids.pattern % n
     stat = policy.fixed_outcome or policy.outcome(dest)
     wall = _time()
+    want = policy.wants[stat][pdu.registered_delivery & 3]
     rec = Record(
         n,
         mid,
@@ -159,21 +160,24 @@ def on_submit_sm(conn: Connection, pdu: Any, now: float) -> None:
         pdu,
         wall,
         stat,
-        policy.wanted(pdu.registered_delivery, stat),
-        STAT_STATE[stat],
-        wall,
+        want,
+        1,  # copies
+        STAT_STATE[stat],  # state: final at once
+        wall,  # done
     )
-    server.store.put(rec)
+    store = server.store
+    store.ring[n & store.mask] = rec  # store.put(rec)
     st.messages_accepted += 1
     # submit_sm_resp from its template: message_id + NUL is the whole body (ids are ASCII).
+    bmid = mid.encode()
     conn.session.send(
-        _Encoded(_SUBMIT_SM_RESP, mid.encode() + b"\0", pdu.sequence_number)
-        if len(mid) < 65
+        _Encoded(_SUBMIT_SM_RESP, bmid + b"\0", pdu.sequence_number)
+        if len(bmid) < 65
         else _SubmitSmResp(sequence_number=pdu.sequence_number, message_id=mid)
     )
     st.resps_ok += 1
-    if rec.receipt:
-        acct.deliveries.deliver(Job(policy.encoded(rec)), now)
+    if want:
+        acct.deliveries.deliver(Job(policy.encoded(rec, bmid)), now)
 
 
 def _refuse(conn: Connection, pdu: Any, status: int) -> None:

@@ -49,6 +49,15 @@ _RID_HEAD = struct.Struct(">HH")
 # C-string), esm_class 0x04, then protocol_id .. sm_default_msg_id all 0 or empty (the two
 # empty time C-strings are one NUL each), formatted as the codec's template does.
 _HEAD = b"\0%c%c%b\0%c%c%b\0" + bytes((ESM_CLASS_SMSC_RECEIPT,)) + bytes(8)
+# A receipt's body after the head: sm_length, "id:<id><middle><excerpt>", then the TLVs
+# receipted_message_id (tag, length, id, NUL) and message_state.
+_TAILS = {  # by (text, tlvs)
+    (True, True): b"%cid:%b%b%b%b%b\0%b",
+    (True, False): b"%cid:%b%b%b",
+    (False, True): b"\0%b%b\0%b",
+    (False, False): b"\0",  # sm_length 0
+}
+_RID_HEADS = [_RID_HEAD.pack(int(Tag.RECEIPTED_MESSAGE_ID), n) for n in range(257)]
 _CACHE_MAX = 4096  # text middles remembered per policy (bounded)
 
 
@@ -101,6 +110,16 @@ def user_data(pdu: Any, override: bytes | None = None) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
+def _head(pdu: Any, saddr: str, daddr: str) -> bytes:
+    """A receipt's mandatory fields before sm_length, written by the codec, which raises its
+    precise error for an address pair it does not take (the last octet it writes is
+    sm_length 0)."""
+    return P.DeliverSm(
+        0, 0, [], "", pdu.dest_addr_ton, pdu.dest_addr_npi, saddr,
+        pdu.source_addr_ton, pdu.source_addr_npi, daddr, ESM_CLASS_SMSC_RECEIPT,
+    ).encode()[16:-1]
+
+
 class ReceiptPolicy:
     """One account's receipt rules: which outcome, after how long, in what shape."""
 
@@ -138,9 +157,18 @@ class ReceiptPolicy:
         self._excerpt_len = cfg.text_excerpt_length
         # Outcome without a draw: one weighted stat and no prefix rules (the benchmark case).
         self.fixed_outcome = self._single if not self._lengths else None
+        # wanted(rd, stat) as a table: wants[stat][rd & 3] (the submit_sm hot path)
+        self.wants = {
+            stat: tuple(self.wanted(rd, stat) for rd in range(4)) for stat in STAT_STATE
+        }
         # encoded(): the text between the id and the excerpt per (stat, submit second, done
         # second).
         self._middles: dict[tuple, bytes] = {}
+        self._tail = _TAILS[(bool(self._text), bool(self._tlvs))]
+        self._full = _HEAD + self._tail  # head and tail in one formatting
+        self._last_stat: str | None = None
+        self._last_lo = 0.0
+        self._last_middle = b""
 
     # ---- decisions ---------------------------------------------------------------------
 
@@ -190,6 +218,23 @@ class ReceiptPolicy:
             f"submit date:{submitted} done date:{done} "
             f"stat:{stat} err:{self._err[stat]} text:"
         )
+
+    def _middle_bytes(self, stat: str, submitted_at: float, done_at: float) -> bytes:
+        """`_middle` as bytes, cached per (stat, submit second, done second); the last one
+        whose two dates fall in one second is also kept for encoded()'s one-compare path."""
+        sec = int(submitted_at)
+        mkey = (stat, sec, int(done_at))
+        middle = self._middles.get(mkey)
+        if middle is None:
+            middle = self._middle(stat, submitted_at, done_at).encode("latin-1")
+            if len(self._middles) >= _CACHE_MAX:
+                self._middles.clear()
+            self._middles[mkey] = middle
+        if sec == mkey[2] and submitted_at >= 0:
+            self._last_stat = stat
+            self._last_lo = float(sec)
+            self._last_middle = middle
+        return middle
 
     def build(
         self, rec: Record, dest: tuple[int, int, str] | None = None, stat: str | None = None
@@ -246,7 +291,7 @@ class ReceiptPolicy:
             tlvs=tlvs,
         )
 
-    def encoded(self, rec: Record) -> P.Pdu | P.Encoded:
+    def encoded(self, rec: Record, mid: bytes | None = None) -> P.Pdu | P.Encoded:
         """`build(rec)` as wire bytes (a `P.Encoded` deliver_sm), for the common receipt:
         one destination, single-octet text (no UDH), no replace_sm text, no
         network_error_code. Anything else gets `build(rec)` itself. Same checks, same
@@ -257,9 +302,14 @@ class ReceiptPolicy:
         missed on every receipt of a gateway sending to many destinations: 2 us more per
         receipt than this); an address pair these checks do not pass goes through the
         codec, which writes it or raises its error. The receipt text between the id and
-        the excerpt depends only on the stat and the two dates: cached."""
+        the excerpt depends only on the stat and the two dates: cached.
+
+        `mid`: rec.id as bytes when the caller has them already (the submit_sm hot path)."""
         pdu = rec.pdu
-        sm = getattr(pdu, "short_message", None)
+        try:
+            sm = pdu.short_message
+        except AttributeError:  # data_sm
+            return self.build(rec)
         if (
             self._network_error
             or rec.short_message is not None
@@ -276,57 +326,66 @@ class ReceiptPolicy:
         daddr = pdu.source_addr
         if len(saddr) > 20 or len(daddr) > 20:
             return self.build(rec)  # raises as build() does
+        stat = rec.stat
+        if mid is None:
+            mid = rec.id.encode("latin-1")
+        lm = len(mid)
+        if self._text:
+            submitted = rec.submitted
+            done = rec.done
+            # The middle of the last second seen (receipts come in bursts), else the cache.
+            lo = self._last_lo
+            if stat is self._last_stat and lo <= submitted < lo + 1.0 and lo <= done < lo + 1.0:
+                middle = self._last_middle
+            else:
+                middle = self._middle_bytes(stat, submitted, done)
+            ex = sm[: self._excerpt_len]
+            n = 3 + lm + len(middle) + len(ex)
+            if n > 255:
+                # The codec refuses it when sending, as before (after the addresses).
+                _head(pdu, saddr, daddr)
+                return self.build(rec)
+        elif self._tlvs and lm + 1 > 0xFFFF:
+            _head(pdu, saddr, daddr)
+            return self.build(rec)
+        # The head (the mandatory fields before sm_length) and what follows it in one
+        # formatting: sm_length, the text, the TLVs (`_TAILS`).
         try:
             s = saddr.encode("latin-1")
             d = daddr.encode("latin-1")
-            head = (
-                None
-                if 0 in s or 0 in d
-                else _HEAD
-                % (
-                    pdu.dest_addr_ton,
-                    pdu.dest_addr_npi,
-                    s,
-                    pdu.source_addr_ton,
-                    pdu.source_addr_npi,
-                    d,
-                )
-            )
+            if 0 in s or 0 in d:
+                raise TypeError
+            # ton/npi that are not octets raise here (%c), as in the codec's template.
+            dton, dnpi = pdu.dest_addr_ton, pdu.dest_addr_npi
+            ston, snpi = pdu.source_addr_ton, pdu.source_addr_npi
+            if self._text:
+                if self._tlvs:  # (the id is shorter than the text's 255 octets)
+                    rid = _RID_HEADS[lm + 1]
+                    body = self._full % (
+                        dton, dnpi, s, ston, snpi, d, n, mid, middle, ex, rid, mid,
+                        _STATE_TLV_BYTES[stat],
+                    )
+                else:
+                    body = self._full % (dton, dnpi, s, ston, snpi, d, n, mid, middle, ex)
+            elif self._tlvs:
+                rid = _RID_HEAD.pack(_TAG_RECEIPTED_ID, lm + 1)
+                body = self._full % (dton, dnpi, s, ston, snpi, d, rid, mid, _STATE_TLV_BYTES[stat])
+            else:
+                body = self._full % (dton, dnpi, s, ston, snpi, d)
+            return P.Encoded(_DELIVER_SM, body)
         except (AttributeError, UnicodeEncodeError, TypeError, OverflowError):
-            head = None
-        if head is None:
-            # The codec writes the fields or raises its precise error (the last octet it
-            # writes is sm_length 0).
-            head = P.DeliverSm(
-                0, 0, [], "", pdu.dest_addr_ton, pdu.dest_addr_npi, saddr,
-                pdu.source_addr_ton, pdu.source_addr_npi, daddr, ESM_CLASS_SMSC_RECEIPT,
-            ).encode()[16:-1]
-        stat = rec.stat
-        mid = rec.id.encode("latin-1")
+            pass
+        # The codec writes the head or raises its precise error.
+        head = _head(pdu, saddr, daddr)
         if self._text:
-            mkey = (stat, int(rec.submitted), int(rec.done))
-            middle = self._middles.get(mkey)
-            if middle is None:
-                middle = self._middle(stat, rec.submitted, rec.done).encode("latin-1")
-                if len(self._middles) >= _CACHE_MAX:
-                    self._middles.clear()
-                self._middles[mkey] = middle
-            text = b"id:%b%b%b" % (mid, middle, sm[: self._excerpt_len])
-            if len(text) > 255:
-                return self.build(rec)  # the codec refuses it when sending, as before
+            if self._tlvs:
+                rid = _RID_HEADS[len(mid) + 1]
+                body = head + self._tail % (n, mid, middle, ex, rid, mid, _STATE_TLV_BYTES[stat])
+            else:
+                body = head + self._tail % (n, mid, middle, ex)
+        elif self._tlvs:
+            rid = _RID_HEAD.pack(_TAG_RECEIPTED_ID, len(mid) + 1)
+            body = head + self._tail % (rid, mid, _STATE_TLV_BYTES[stat])
         else:
-            text = b""
-        if self._tlvs:
-            if len(mid) + 1 > 0xFFFF:
-                return self.build(rec)
-            body = b"%b%c%b%b%b\0%b" % (
-                head,
-                len(text),
-                text,
-                _RID_HEAD.pack(_TAG_RECEIPTED_ID, len(mid) + 1),
-                mid,
-                _STATE_TLV_BYTES[stat],
-            )
-        else:
-            body = b"%b%c%b" % (head, len(text), text)
+            body = head + self._tail
         return P.Encoded(_DELIVER_SM, body)

@@ -223,9 +223,7 @@ class SmscServer:
                 continue
             for k in range(rec.copies):
                 job = Job(pdu if k == 0 else msgspec.structs.replace(pdu))
-                if prefer is not None and prefer.can_deliver():
-                    prefer.send_delivery(job, now)
-                else:
+                if prefer is None or not prefer.offer(job, now):
                     acct.deliveries.deliver(job, now)
 
     def cancel(self, rec: Record, now: float) -> None:

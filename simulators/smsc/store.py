@@ -42,23 +42,24 @@ class Record(msgspec.Struct, gc=False):
 
 
 class MessageStore:
-    __slots__ = ("_mask", "_ring", "size")
+    __slots__ = ("mask", "ring", "size")
 
     def __init__(self, capacity: int) -> None:
         size = 1
         while size < capacity:
             size <<= 1
         self.size = size
-        self._mask = size - 1
-        self._ring: list[Record | None] = [None] * size
+        self.mask = size - 1
+        # put() is `ring[n & mask] = rec` (inlined on the submit_sm hot path)
+        self.ring: list[Record | None] = [None] * size
 
     def put(self, rec: Record) -> None:
-        self._ring[rec.n & self._mask] = rec
+        self.ring[rec.n & self.mask] = rec
 
     def get(self, n: int) -> Record | None:
-        rec = self._ring[n & self._mask]
+        rec = self.ring[n & self.mask]
         return rec if rec is not None and rec.n == n else None
 
     def records(self):
         """Every remembered record (oldest slots first in ring order); for rare scans."""
-        return (r for r in self._ring if r is not None)
+        return (r for r in self.ring if r is not None)
