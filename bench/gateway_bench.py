@@ -50,9 +50,8 @@ def free_port() -> int:
 def gateway_config(
     tmp: Path, smsc_port: int, api: int, admin: int, binds: int, window: int, server: str,
     batch_wait_ms: float = 2.0, store_writer: str = "process", batch_max: int = 3000,
-    receipt_journal: bool = True, writer_nice: int | None = None,
+    receipt_journal: bool = True,
 ) -> Path:
-    nice = "" if writer_nice is None else f"writer_nice = {writer_nice}\n"
     text = f"""
 [listeners]
 api = "127.0.0.1:{api}"
@@ -64,7 +63,7 @@ batch_wait_ms = {batch_wait_ms}
 batch_max = {batch_max}
 writer = "{store_writer}"
 receipt_journal = {"true" if receipt_journal else "false"}
-{nice}[logging]
+[logging]
 level = "warning"
 format = "json"
 [[channels]]
@@ -321,10 +320,6 @@ def main() -> int:
         "--receipt-journal", choices=["on", "off"], default="on",
         help="store.receipt_journal of the gateway (off: receipts acknowledged after their commit)",
     )
-    p.add_argument(
-        "--writer-nice", type=int, default=None,
-        help="store.writer_nice of the gateway (default: the gateway's default)",
-    )
     a = p.parse_args()
     workloads = ["single", "batch"] if a.workload == "both" else [a.workload]
     reports = {}
@@ -332,7 +327,7 @@ def main() -> int:
         api, admin = free_port(), free_port()
         cfg = gateway_config(
             Path(tmp), smsc_port, api, admin, a.binds, a.window, a.server, a.batch_wait_ms,
-            a.store_writer, a.batch_max, a.receipt_journal == "on", a.writer_nice,
+            a.store_writer, a.batch_max, a.receipt_journal == "on",
         )
         env = dict(os.environ, PYTHONGC="1")
         gw = subprocess.Popen(
