@@ -76,12 +76,6 @@ class StoreConfig(_Base, kw_only=True):
     # gateway.store.sqlite_writer, fed over a pipe; own GIL) or a worker thread of the
     # gateway (shares its GIL). Process by default: docs/architecture.md (measured)
     writer: Literal["thread", "process"] = "process"
-    # How much lower the writer process's CPU priority is than the gateway's (nice
-    # increment, 0-19). Waking a process of equal priority lets it preempt the event loop,
-    # which then waits on the run queue; the loop is the pipeline's bottleneck, and a
-    # writer that runs a little later commits bigger batches. docs/architecture.md
-    # ("The writer process's priority").
-    writer_nice: int = 5
     # Receipts are acknowledged to the SMSC once durable in an append-only journal beside
     # the database (`<path>.receipts.*`), and stored by the next group commit; false: once
     # committed (slower under load: the SMSC's window of unanswered receipts fills).
@@ -256,7 +250,6 @@ def validate(cfg: Config, file: str | None = None) -> None:
     number(cfg.listeners.max_body_bytes, "$.listeners.max_body_bytes", 1024, 1 << 30)
     number(cfg.store.batch_max, "$.store.batch_max", 1, 1_000_000)
     number(cfg.store.batch_wait_ms, "$.store.batch_wait_ms", 0, 1000)
-    number(cfg.store.writer_nice, "$.store.writer_nice", 0, 19)
 
     names: set[str] = set()
     for i, ch in enumerate(cfg.channels):

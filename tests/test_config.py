@@ -42,8 +42,6 @@ def test_example_config_is_valid():
         ('[listeners]\napi = "nowhere"\n', "$.listeners.api"),
         ("[store]\nbatch_max = 0\n", "$.store.batch_max"),
         ('[store]\nwriter = "fork"\n', "$.store.writer"),
-        ("[store]\nwriter_nice = 20\n", "$.store.writer_nice"),
-        ("[store]\nwriter_nice = -1\n", "$.store.writer_nice"),
         ("[store]\nwriters = 2\n", "$.store"),
         ("this is not toml", "$"),
     ],

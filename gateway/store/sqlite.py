@@ -623,19 +623,6 @@ class _Flight:
         self.inserts = any(op.kind == _INSERT for op in batch)
 
 
-def _lower_priority(pid: int, by: int) -> None:
-    """Run process `pid` (single-threaded: nice is per thread on Linux) `by` nice levels
-    below this one (at most 19): woken, it then does not preempt our event loop (config
-    `store.writer_nice`). Lowering a child's priority needs no privilege; a failure only
-    costs speed, so it is logged, not raised."""
-    if by <= 0:
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + by))
-    except (AttributeError, OSError) as e:
-        log.warning("writer_priority_unchanged", pid=pid, error=str(e))
-
-
 class _LockHeld(Exception):
     def __init__(self, holder: int | None) -> None:
         super().__init__(holder)
@@ -1334,7 +1321,6 @@ class SqliteStore(Store):
             stdout=subprocess.PIPE,
             env=env,
         )
-        _lower_priority(proc.pid, self.config.writer_nice)
         pipe = _Pipe(proc)
         try:
             await pipe.send(
