@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 import time
 from pathlib import Path
 
@@ -398,13 +397,13 @@ async def test_a_round_ending_with_frames_buffered_starts_the_next(tmp_path, mon
 
 async def test_a_round_whose_thread_cannot_start_keeps_its_frames(tmp_path, monkeypatch):
     j, _ = reopen(tmp_path)
-    real = threading.Thread.start
+    real = trio.lowlevel.start_thread_soon
 
-    def no_thread(self):  # the process is out of threads, once
-        monkeypatch.setattr(threading.Thread, "start", real)
+    def no_thread(*args, **kw):  # the process is out of threads, once
+        monkeypatch.setattr(trio.lowlevel, "start_thread_soon", real)
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    monkeypatch.setattr(trio.lowlevel, "start_thread_soon", no_thread)
     one = j.reserve(b"one")
     with pytest.raises(JournalError):
         await j.synced(one)
@@ -415,29 +414,6 @@ async def test_a_round_whose_thread_cannot_start_keeps_its_frames(tmp_path, monk
     j.close()
     _, replay = reopen(tmp_path)
     assert replay == [(1, b"one"), (2, b"two")]
-
-
-async def test_rounds_run_in_the_journals_own_thread_under_sched_batch(tmp_path, monkeypatch):
-    """Waking it must not preempt the event loop (gateway.store.iothread): the rounds'
-    write and fdatasync run in one thread of the journal's, under SCHED_BATCH, which
-    ends when the journal closes."""
-    seen = []
-    real = os.fdatasync
-
-    def fdatasync(fd):
-        seen.append((threading.current_thread().name, os.sched_getscheduler(0)))
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    j, _ = reopen(tmp_path)
-    seen.clear()  # the new file's head, synced by open()
-    await write(j, b"one")
-    await write(j, b"two")
-    thread = j._thread._thread
-    assert seen == [("receipt-journal", os.SCHED_BATCH)] * 2
-    j.close()
-    thread.join(2)
-    assert not thread.is_alive()
 
 
 def frame(seq: int, payload: bytes) -> bytes:

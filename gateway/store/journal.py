@@ -55,7 +55,6 @@ import structlog
 import trio
 
 from gateway.errors import GatewayError
-from gateway.store.iothread import IoThread
 
 __all__ = ["MAX_PAYLOAD", "JournalCorrupt", "JournalError", "JournalStats", "ReceiptJournal"]
 
@@ -198,7 +197,6 @@ class ReceiptJournal:
         self._round: trio.Event | None = None  # set when the running round is over
         self._closing = False
         self._broken = False
-        self._thread = IoThread("receipt-journal")  # runs the rounds; started by the first
         self.committed_seq = 0  # the store's mark, as last reported (open, committed())
 
     def exists(self) -> bool:
@@ -357,14 +355,12 @@ class ReceiptJournal:
             raise JournalError("receipt journal write failed", prefix=self.prefix, seq=seq)
 
     def _start_round(self) -> None:
-        """Hand everything buffered to the journal's thread as one round (no checkpoint).
-        The thread's end is delivered straight to _round_over by run_sync_soon: the
-        waiters wake in the next event-loop pass, and the next round starts at once if
-        frames were reserved meanwhile. (Through trio.to_thread a round took ~8 ms end to
-        end under load for ~1 ms of write and fdatasync: two more passes to resume the task
-        that ran it, then one to wake the waiters and start the next.) The thread is the
-        journal's own, under SCHED_BATCH (gateway.store.iothread): waking a thread of trio's
-        cache cost the event loop ~0.4 ms a round on the run queue."""
+        """Hand everything buffered to a worker thread as one round (trio thread, no
+        checkpoint). The thread's end is delivered straight to _round_over by
+        run_sync_soon: the waiters wake in the next event-loop pass, and the next round
+        starts at once if frames were reserved meanwhile. (Through trio.to_thread a round
+        took ~8 ms end to end under load for ~1 ms of write and fdatasync: two more passes
+        to resume the task that ran it, then one to wake the waiters and start the next.)"""
         lo, hi = self._done + 1, self._last
         self._buf.insert(0, _mark(lo))
         data = b"".join(self._buf)
@@ -375,14 +371,14 @@ class ReceiptJournal:
         done = trio.Event()
         token = trio.lowlevel.current_trio_token()
 
-        def deliver(result: _Outcome | None, error: BaseException | None) -> None:  # in the thread
+        def deliver(result: Any) -> None:  # in the worker thread; an outcome.Outcome
             try:
-                token.run_sync_soon(self._round_over, result, error, roll, lo, hi, len(data), done)
+                token.run_sync_soon(self._round_over, result, roll, lo, hi, len(data), done)
             except trio.RunFinishedError:  # the run ended first: nobody is waiting
                 pass
 
         try:
-            self._thread.submit(
+            trio.lowlevel.start_thread_soon(
                 functools.partial(self._io, self._fd, self._size, data, roll, lo), deliver
             )
         except RuntimeError as e:  # no thread (resources): nothing written, frames kept
@@ -391,20 +387,15 @@ class ReceiptJournal:
         self._round = done
 
     def _round_over(
-        self,
-        result: _Outcome | None,
-        error: BaseException | None,
-        roll: str | None,
-        lo: int,
-        hi: int,
-        size: int,
-        done: trio.Event,
+        self, result: Any, roll: str | None, lo: int, hi: int, size: int, done: trio.Event
     ) -> None:
         """A round's end, in the trio thread: record it, wake its waiters, chain the next."""
-        if result is None:  # a bug in _io: its frames count as failed
-            result = _Outcome(self._fd, OSError(f"round raised {error!r}"), False, 0.0)  # type: ignore[arg-type]
+        try:
+            out = result.unwrap()
+        except BaseException as e:  # a bug in _io: its frames count as failed
+            out = _Outcome(self._fd, OSError(f"round raised {e!r}"), False, 0.0)  # type: ignore[arg-type]
         self._round = None
-        self._finish(result, roll, lo, hi, size)
+        self._finish(out, roll, lo, hi, size)
         done.set()
         if self._buf and self._fd is not None and not (self._broken or self._closing):
             try:
@@ -490,7 +481,6 @@ class ReceiptJournal:
             self._close_now()
 
     def _close_now(self) -> None:
-        self._thread.stop()
         if self._fd is not None:
             _close_quietly(self._fd)
             self._fd = None
