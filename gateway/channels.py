@@ -937,34 +937,40 @@ class Channel:
         settling = self.scope.settling
         if settling and self.journal is not None:
             self.scope.prune_settled(self.journal.committed_seq)
+        stats = self.stats
+        by_key = self._by_key
         for record in records:
-            self.stats.receipts += 1
+            stats.receipts += 1
             key = record.id_key
             seg_state = record.state
             if key in settling:  # made final by a receipt the store has not committed yet
-                self.stats.receipts_duplicate += 1
+                stats.receipts_duplicate += 1
                 continue
-            if targets is None:
-                found = self._by_key.get(key) if key else None  # this channel's own, mostly
-                target = (self, *found) if found is not None else self._in_memory(key) if key else None
-                if target is None and key and key not in self._early:
-                    target = await self._find_in_store(key)
-                    # The resp may have landed (on another bind) while the store was read.
-                    target = target or self._in_memory(key)
+            found = by_key.get(key) if targets is None and key else None  # this channel's own, mostly
+            if found is not None:
+                owner = self
+                job, idx = found
             else:
-                target = targets.get(key) if key else None
-            if target is None:
-                self.stats.receipts_unmatched += 1
-                record.message_id = record.seq = None
-                stored.append(record)
-                if targets is None and key and seg_state is not None and key not in self._early:
-                    # Probably ahead of its submit_sm_resp: hold it for the resp to claim.
-                    self.stats.receipts_early += 1
-                    self._hold_early(key, seg_state, record.error_code, now)
+                if targets is None:
+                    target = self._in_memory(key) if key else None
+                    if target is None and key and key not in self._early:
+                        target = await self._find_in_store(key)
+                        # The resp may have landed (on another bind) while the store was read.
+                        target = target or self._in_memory(key)
                 else:
-                    self.log.warning("receipt_unmatched", smsc_message_id=record.smsc_message_id)
-                continue
-            owner, job, idx = target
+                    target = targets.get(key) if key else None
+                if target is None:
+                    stats.receipts_unmatched += 1
+                    record.message_id = record.seq = None
+                    stored.append(record)
+                    if targets is None and key and seg_state is not None and key not in self._early:
+                        # Probably ahead of its submit_sm_resp: hold it for the resp to claim.
+                        stats.receipts_early += 1
+                        self._hold_early(key, seg_state, record.error_code, now)
+                    else:
+                        self.log.warning("receipt_unmatched", smsc_message_id=record.smsc_message_id)
+                    continue
+                owner, job, idx = target
             seg = job.segments[idx]
             in_flight = job.receipts_in_flight
             if (
@@ -974,14 +980,14 @@ class Channel:
                 or (in_flight is not None and idx in in_flight)
                 or (job.final_move is not None and len(job.segments) == 1)
             ):
-                self.stats.receipts_duplicate += 1
+                stats.receipts_duplicate += 1
                 continue
             if seg_state is not None:
                 seen.add(key)
                 to_apply.append((owner, job, idx, seg_state, record.error_code))
             record.message_id, record.seq = seg.message_id, seg.seq
             stored.append(record)
-            self.stats.receipts_matched += 1
+            stats.receipts_matched += 1
         if replayed is not None:
             # Queued even when nothing is left to store: the journal's mark passes the frame.
             segments, moves = _receipt_effects(to_apply, now)
@@ -1061,10 +1067,35 @@ class Channel:
         """Make a stored (or queued) receipt batch's effects in memory."""
         multipart: dict[str, tuple[Channel, Job]] | None = None
         for owner, job, idx, seg_state, error_code in to_apply:
-            if job.receipts_in_flight is not None:  # (one-segment messages: never)
+            segs = job.segments
+            if len(segs) == 1:
+                # Most receipts: _apply_receipt(stored=True) and _moved inlined.
+                seg = segs[0]
+                if seg_state is None or seg.state in SEGMENT_FINAL:
+                    continue
+                seg.state = seg_state
+                seg.receipt_error = error_code
+                seg.receipt_at = now
+                rec = job.record
+                final = job.final_move  # what its receipt batch computed and stored
+                if rec.state is not _SUBMITTED or final is None:
+                    if seg.id_key:
+                        owner._by_key.pop(seg.id_key, None)
+                    if rec.state is _SUBMITTED:
+                        owner._check_complete(job)
+                    continue
+                rec.state = final
+                if final is not _DELIVERED and error_code is not None:
+                    rec.error_code = error_code
+                rec.done_at = rec.updated_at = now
+                owner._awaiting.pop(rec.id, None)
+                if seg.id_key:
+                    owner._by_key.pop(seg.id_key, None)
+                continue
+            if job.receipts_in_flight is not None:
                 _done_in_flight(job, idx)
             owner._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
-            if len(job.segments) > 1:
+            if len(segs) > 1:
                 if multipart is None:
                     multipart = {}
                 multipart[job.record.id] = (owner, job)
