@@ -37,7 +37,7 @@ from gateway.errors import Unavailable
 from gateway.lanes import Lanes
 from gateway.smpp import pdu as P
 from gateway.smpp import text as T
-from gateway.smpp.constants import CommandStatus, MessageState, status_name
+from gateway.smpp.constants import CommandStatus, status_name
 from gateway.smpp.esme import EsmeClient, Outcome, SubmitResult
 from gateway.smpp.receipt import receipt_id_key, receipt_outcome
 from gateway.states import State
@@ -890,6 +890,7 @@ class Channel:
         (take_receipts), then applied; the ESME acknowledges them after this returns."""
         now = self._wall()
         records: list[ReceiptRecord] = []
+        name, id_format = self.name, self.cfg.receipt_id_format
         for pdu in pdus:
             outcome = receipt_outcome(pdu)
             if outcome is None:
@@ -900,13 +901,15 @@ class Channel:
                     self.log.info("mo_received", command=pdu.command_name)
                 continue
             raw_id, state, error_code, intermediate, text = outcome
-            raw_id = raw_id or ""
             records.append(
                 ReceiptRecord(
-                    channel=self.name,
-                    smsc_message_id=raw_id,
-                    id_key=receipt_id_key(raw_id, self.cfg.receipt_id_format) if raw_id else "",
-                    state=_segment_state(state, intermediate),
+                    channel=name,
+                    smsc_message_id=raw_id or "",
+                    id_key=receipt_id_key(raw_id, id_format) if raw_id else "",
+                    # The segment state it reports, None for none: an intermediate
+                    # notification (esm_class 0x20) reports progress, not an outcome
+                    # (stored, matched, never applied: UNDELIV there means "retrying").
+                    state=None if state is None or intermediate else RECEIPT_SEGMENT_STATE.get(state),
                     error_code=error_code,
                     raw=text,
                     received_at=now,
@@ -1243,16 +1246,6 @@ def _deciding_error(segments: Iterable[tuple[str, str | None]]) -> str | None:
         if state in _SEGMENT_FAILED:
             return error
     return None
-
-
-def _segment_state(state: MessageState | None, intermediate: bool) -> str | None:
-    """The segment state a receipt reports (its message state, whether it is an
-    intermediate notification), None if it reports no outcome. An intermediate notification
-    (esm_class 0x20) reports progress, not an outcome: stored, matched, never applied
-    (UNDELIV there means "retrying")."""
-    if state is None or intermediate:
-        return None
-    return RECEIPT_SEGMENT_STATE.get(state)
 
 
 def _done_in_flight(job: Job, idx: int) -> None:

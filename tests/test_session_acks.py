@@ -33,7 +33,7 @@ def test_acks_are_the_codecs_responses_and_complete_the_peers_requests():
 
 
 def test_acks_refuse_other_commands_and_a_closed_session():
-    esme, smsc = bound_pair()
+    esme, _ = bound_pair()
     with pytest.raises(ValueError):
         esme.send_acks(CommandId.SUBMIT_SM_RESP, [1])
     esme.abandon_all()  # closed
