@@ -156,20 +156,23 @@ class ReceiptScope:
         # `submitted`, so another receipt for one (a retransmission, a sibling bind) is a
         # duplicate, not a match found in the store. Pruned as the store commits.
         self.settling: dict[str, int] = {}
-        self._settling_order: deque[tuple[int, str]] = deque()
+        self._settling_order: deque[tuple[int, list[str]]] = deque()  # (seq, its keys)
 
-    def settle(self, key: str, seq: int) -> None:
-        self.settling[key] = seq
-        self._settling_order.append((seq, key))
+    def settle(self, keys: list[str], seq: int) -> None:
+        """The receipts of journal frame `seq` made the segments of `keys` final."""
+        if keys:
+            self.settling.update(dict.fromkeys(keys, seq))
+            self._settling_order.append((seq, keys))
 
     def prune_settled(self, committed: int) -> None:
         """Forget the keys whose store op has committed (journal seq <= `committed`)."""
         order = self._settling_order
         settling = self.settling
         while order and order[0][0] <= committed:
-            seq, key = order.popleft()
-            if settling.get(key) == seq:
-                del settling[key]
+            seq, keys = order.popleft()
+            for key in keys:
+                if settling.get(key) == seq:
+                    del settling[key]
 
 
 class Channel:
@@ -1033,10 +1036,7 @@ class Channel:
         if seq is not None:
             # The frame and the op are queued in the same step: store ops follow frame order.
             self.store.record_receipts_nowait(records, segments=segments, moves=moves, journal_seq=seq)
-            for _owner, job, idx, _state, _error in to_apply:
-                key = job.segments[idx].id_key
-                if key:
-                    self.scope.settle(key, seq)
+            self.scope.settle([k for _o, job, idx, _s, _e in to_apply if (k := job.segments[idx].id_key)], seq)
             self._apply_stored(to_apply, moves, now)
             try:
                 await journal.synced(seq)  # type: ignore[union-attr]
