@@ -1,0 +1,153 @@
+"""Instructions per message of the channel's accept + receipt path, in one process.
+
+    .venv/bin/python bench/channel_path_bench.py            # callgrind: 2,000 and 6,000 messages
+    .venv/bin/python bench/channel_path_bench.py --run N    # the workload alone (timings)
+
+What runs (no sockets, no store, no simulator): N one-segment jobs of one channel are
+accepted per read (`Channel._on_accepted`, 64 per read, hex message ids); then their
+receipts, 64 per read, are decoded by an ESME-role `Session`, handed to
+`Channel._on_deliver` (receipt_outcome, matching, the journaled store op, the effects
+applied in memory) and answered with `Session.send_acks`. The store accepts every call and
+does nothing; the receipt journal reserves seqs and is synced at once. Building the jobs
+and encoding the receipts (the harness's own work) is in the count too, the same for every
+commit compared.
+
+Under callgrind (the default) the workload runs for 2,000 and for 6,000 messages and the
+difference of the two totals, over 4,000, is reported: start-up and imports cancel out,
+and the count repeats to ~0.05 %, where bench/instructions_bench.py (three processes,
+timing-dependent batches) moves by ~1 %. For changes inside the channel, the session or the
+receipt parser. Needs valgrind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+READ = 64  # PDUs per read, as a window of 64 answers
+
+
+class _Store:
+    """Takes every store call (the path's own work is what is counted)."""
+
+    def __getattr__(self, name: str):
+        return lambda *a, **kw: None
+
+
+class _Journal:
+    """Reserves seqs; synced at once."""
+
+    committed_seq = 0
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def reserve(self, payload: bytes) -> int:
+        self.seq += 1
+        return self.seq
+
+    async def synced(self, seq: int) -> None:
+        return None
+
+
+async def workload(n: int) -> dict[str, float]:
+    from gateway.channels import Channel, Job, _Sent
+    from gateway.config import ChannelConfig
+    from gateway.smpp import pdu as P
+    from gateway.smpp import session as S
+    from gateway.smpp.constants import CommandId, Tag
+    from gateway.states import State
+    from gateway.store.records import MessageRecord, SegmentRecord
+
+    cfg = ChannelConfig(
+        name="c", system_id="s", password="p", message_id_format="hex", receipt_id_format="hex"
+    )
+    ch = Channel(cfg, _Store(), clock=time.time)  # type: ignore[arg-type]
+    ch.journal = _Journal()  # type: ignore[assignment]
+    jobs = []
+    for i in range(n):
+        rec = MessageRecord(
+            id=f"m{i:012d}", tenant="t", source_addr="Acme", destination=f"49151{i:08d}",
+            text="hello", category="otp", priority=0, state=State.SUBMITTING, channel="c",
+            data_coding=0, segment_count=1, created_at=0.0, updated_at=0.0, expires_at=1e12,
+            attempts=1,
+        )
+        jobs.append(Job(rec, [SegmentRecord(message_id=rec.id, seq=1)], pending=1))
+    ids = [format(0x1000000 + i, "x") for i in range(n)]
+    ch._inflight = n
+    t0 = time.process_time()
+    for k in range(0, n, READ):
+        ch._on_accepted([(_Sent(ch, jobs[i], 0), ids[i]) for i in range(k, min(n, k + READ))])
+    t1 = time.process_time()
+    text = (
+        "id:{} sub:001 dlvrd:001 submit date:2611262300 done date:2611262300 stat:DELIVRD"
+        " err:000 text:hello there"
+    )
+    reads = [
+        b"".join(
+            P.DeliverSm(
+                sequence_number=i + 1, source_addr=f"49151{i:08d}", destination_addr="Acme",
+                esm_class=4, short_message=text.format(ids[i]).encode(),
+                tlvs=[P.Tlv(int(Tag.RECEIPTED_MESSAGE_ID), ids[i]), P.Tlv(int(Tag.MESSAGE_STATE), 2)],
+            ).encode()
+            for i in range(k, min(n, k + READ))
+        )
+        for k in range(0, n, READ)
+    ]
+    session = S.Session(S.Role.ESME)
+    session.state = S.State.BOUND_TRX
+    t2 = time.process_time()
+    for data in reads:
+        session.receive_data(data)
+        pdus = [e.pdu for e in session.next_events()]
+        await ch._on_deliver(pdus)
+        session.send_acks(CommandId.DELIVER_SM_RESP, [p.sequence_number for p in pdus])
+        session.data_to_send()
+    t3 = time.process_time()
+    if ch.stats.receipts_matched != n or ch.stats.submitted_messages != n:
+        raise SystemExit(f"the workload did not complete: {ch.stats}")
+    return {"accept_us": (t1 - t0) / n * 1e6, "receipt_us": (t3 - t2) / n * 1e6}
+
+
+def _callgrind_total(n: int, out: Path) -> int:
+    log = out / f"log.{n}"
+    subprocess.run(
+        [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.{n}",
+            f"--log-file={log}", sys.executable, __file__, "--run", str(n),
+        ],
+        check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONHASHSEED="0"),
+    )
+    m = re.search(r"Collected : (\d+)", log.read_text())
+    if not m:
+        raise SystemExit(f"no callgrind total in {log}")
+    return int(m.group(1))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=int, metavar="N", help="run the workload for N messages (no callgrind)")
+    a = ap.parse_args()
+    if a.run:
+        import trio
+
+        r = trio.run(workload, a.run)
+        print(f"{a.run} messages: accept {r['accept_us']:.2f} us, receipt {r['receipt_us']:.2f} us per message (CPU)")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        small, big = _callgrind_total(2000, Path(tmp)), _callgrind_total(6000, Path(tmp))
+    print(f"channel accept + receipt path: {(big - small) // 4000:,} instructions per message")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
