@@ -437,11 +437,18 @@ class Channel:
         responses frees many slots), and the awaits of the general path (a slot, the queue,
         the send) cost ~3 us of task machinery per message. Anything else (multipart,
         no token, no room) is left to the general path."""
+        if self._stores_submitting:
+            # Every submit must wait for its SUBMITTING move to commit (_dispatch_recorded).
+            # A reload can switch a channel to "unknown" while a dispatcher awaits inside a
+            # job; the burst that follows must not send on the old rule.
+            return
         queue, bucket = self.queue, self.rate.bucket
         room = client.free_slots()
         # The burst takes microseconds: one reading of each clock for all of it.
         clock = trio.current_time()
         now = self._wall()
+        submit = client.submit_nowait
+        stats = self.stats
         while room > 0 and not self._draining:
             job = queue.peek()
             if job is None or len(job.segments) != 1 or job.segments[0].state != _PENDING:
@@ -450,14 +457,25 @@ class Channel:
                 return
             queue.get_nowait()
             room -= 1
-            if self._expired(job, now):
+            rec = job.record
+            if rec.expires_at <= now and self._expired(job, now):
                 continue
-            self._mark_submitting(job, now)
-            if self._prepare(job, now):
-                if job.outcomes:  # a retry: the last attempt's outcomes go (a first: empty)
-                    job.outcomes = {}
-                job.pending = 1
-                self._send_one(client, job, 0)
+            # _mark_submitting inlined (SUBMITTING is not stored first here: above)
+            rec.attempts += 1
+            rec.state = _SUBMITTING
+            rec.updated_at = now
+            stats.dispatched += 1
+            if job.pdus is None and not self._prepare(job, now):
+                continue
+            if job.outcomes:  # a retry: the last attempt's outcomes go (a first: empty)
+                job.outcomes = {}
+            job.pending = 1
+            # _send_one inlined
+            if submit(job.pdus[0], _Sent(self, job, 0)):  # type: ignore[index]
+                self._inflight += 1
+                stats.segments_sent += 1
+            else:
+                self._on_result(job, 0, SubmitResult(Outcome.NOT_SENT))
 
     async def _dispatch_recorded(self, client: EsmeClient, first: Job) -> None:
         """Dispatch for `on_submitting_recovery = "unknown"`: the SMSC must never get a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import msgspec
 import trio
 
 from gateway.channels import Channel, Job
@@ -147,3 +148,16 @@ async def test_the_reader_refill_does_not_overtake_a_multipart_job(nursery):
     assert order[:2] == ["00", "00"]  # both segments of the multipart message first
     assert sorted(order[2:]) == [f"{i:02d}" for i in range(1, 21)]
     await client.close()
+
+
+async def test_the_burst_sends_nothing_once_submitting_must_be_recorded_first():
+    """A reload may switch the channel to on_submitting_recovery = "unknown" while a
+    dispatcher awaits inside a job; the burst it runs next must not send anything whose
+    SUBMITTING move is not committed (that is _dispatch_recorded's job)."""
+    ch, store = channel(tps=1000, burst=1000)
+    for i in range(3):
+        ch.queue.put(job(i), 0)
+    ch.retune(msgspec.structs.replace(ch.cfg, on_submitting_recovery="unknown"))
+    client = Client(room=8)
+    ch._burst(client)
+    assert client.sent == [] and len(ch.queue) == 3 and store.moves == []
