@@ -731,7 +731,12 @@ def receipt_outcome(pdu: Any) -> ReceiptOutcome | None:
                 elif tag == _TAG_MESSAGE_STATE:
                     if state_value is _UNSEEN:
                         state_value = t.value
-            tlv_id = None if tlv_id is _UNSEEN or tlv_id is None else _clean_str(tlv_id)
+            if tlv_id is _UNSEEN or tlv_id is None:
+                tlv_id = None
+            elif type(tlv_id) is str:  # the codec's reading: _clean_str's first case
+                tlv_id = tlv_id.strip(_BLANK_NUL) or None
+            else:
+                tlv_id = _clean_str(tlv_id)
             kind = esm & ESM_CLASS_RECEIPT_MASK
             if (
                 tlv_id is None
@@ -741,7 +746,9 @@ def receipt_outcome(pdu: Any) -> ReceiptOutcome | None:
                 return None  # not flagged as a receipt (receipt_from_pdu is not lenient here)
             text_id, stat, err = m.groups()
             state = None
-            if state_value is not _UNSEEN and state_value is not None:
+            if type(state_value) is int:  # the codec's reading: _message_state's first case
+                state = _STATE_BY_VALUE.get(state_value)
+            elif state_value is not _UNSEEN and state_value is not None:
                 state = _message_state(state_value)
             if state is None:
                 state = stat_to_state(stat)
