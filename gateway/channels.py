@@ -53,6 +53,7 @@ from gateway.store.records import (
     encode_receipts,
 )
 from gateway.submission import (
+    MESSAGE_STATE_OF_SEGMENT,
     RECEIPT_SEGMENT_STATE,
     SEGMENT_FINAL,
     SubmitTemplates,
@@ -1236,7 +1237,7 @@ def _receipt_effects(
             # Its receipt alone decides, and final_move marks it in flight (_on_deliver
             # counts another receipt for it as a duplicate): no in-flight dict needed.
             if job.record.state is _SUBMITTED and job.final_move is None:
-                final = job.final_move = message_state_from_segments([seg_state])
+                final = job.final_move = MESSAGE_STATE_OF_SEGMENT.get(seg_state)
                 # a failure carries its receipt error; delivered carries none
                 moves.append(StateMove(job.record.id, final, now, None if final is _DELIVERED else error_code))
             continue

@@ -180,18 +180,23 @@ _FAILED_SEGMENT_TO_MESSAGE = {
     SegmentState.FAILED: State.FAILED,
     SegmentState.UNKNOWN: State.UNKNOWN,
 }
-_DELIVERED = State.DELIVERED  # a global: an Enum class attribute read costs ~150 ns
 SEGMENT_FINAL = frozenset(
     {SegmentState.DELIVERED, *_FAILED_SEGMENT_TO_MESSAGE}
 )
+
+
+# A one-segment message's state from its segment's (None: not final yet).
+MESSAGE_STATE_OF_SEGMENT: dict[str, State] = {
+    SegmentState.DELIVERED: State.DELIVERED,
+    **_FAILED_SEGMENT_TO_MESSAGE,
+}
 
 
 def message_state_from_segments(states: list[str]) -> State | None:
     """All delivered -> delivered; any final failure -> that failure (the first one);
     otherwise None (still waiting for receipts)."""
     if len(states) == 1:  # most messages
-        s = states[0]
-        return _DELIVERED if s == SegmentState.DELIVERED else _FAILED_SEGMENT_TO_MESSAGE.get(s)
+        return MESSAGE_STATE_OF_SEGMENT.get(states[0])
     for s in states:
         failed = _FAILED_SEGMENT_TO_MESSAGE.get(s)
         if failed is not None:
