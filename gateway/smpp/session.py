@@ -24,6 +24,12 @@ each bind state. Rules it enforces on its own, because every SMPP peer needs the
   sets `on_accepted` gets the read's accepting submit_sm_resps (ESME_ROK, a message_id
   and nothing else) as one list of (sequence number, message_id), after the read's other
   calls: no Pdu is built for them (the common response, once per message);
+- a driver that sets `on_request` gets the peer's plain message traffic (the windowed
+  requests legal in this state that the session has nothing to do for: submit_sm, data_sm,
+  ... in the SMSC role, deliver_sm, data_sm, alert_notification in the ESME role) as calls
+  `on_request(pdu)` from inside `receive_data`, in wire order, instead of RequestReceived
+  events; binds, enquire_link, unbind, refused and undecodable requests are handled as
+  without it. Same error contract as `on_response`;
 - every request carries a deadline (`now + response_timeout`); `expire(now)` reports the
   overdue ones and forgets them, so no request is ever left without an outcome;
 - `window`: at most that many outstanding "windowed" requests (message traffic); `send`
@@ -195,6 +201,7 @@ _DECODE_FAILURES = (PduError, IndexError, struct.error)
 
 ResponseHandler = Callable[[P.Pdu, P.Pdu], None]
 AcceptedHandler = Callable[[list[tuple[int, str]]], None]
+RequestHandler = Callable[[P.Pdu], None]
 _SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
 _ACKS = frozenset({int(C.DELIVER_SM_RESP), int(C.DATA_SM_RESP)})
 # A response of 17 octets: the header, then an empty message_id (its NUL, the "x" pad byte).
@@ -202,6 +209,15 @@ _PACK_ACK = struct.Struct(">IIIIx").pack
 # The longest message_id of a submit_sm_resp, without its NUL (the codec's C-string limit of
 # 65 octets, pdu._MSGID_RESP_LAYOUT): a longer one takes the general path and its error.
 _MESSAGE_ID_MAX = 64
+_PACK_HEADER = P.HEADER.pack
+# What send_encoded_response takes: responses that cannot answer a peer's bind.
+_ENCODABLE_RESPONSES = frozenset(
+    int(c)
+    for c in CommandId
+    if c & RESPONSE_BIT
+    and c != C.GENERIC_NACK
+    and c & ~RESPONSE_BIT not in _BOUND_STATE_OF_BIND
+)
 
 
 def _tolerated(e: PduError, how: str) -> PduError:
@@ -224,6 +240,7 @@ class Session:
         max_pdu_length: int = P.DEFAULT_MAX_PDU_LENGTH,
         on_response: ResponseHandler | None = None,
         on_accepted: AcceptedHandler | None = None,
+        on_request: RequestHandler | None = None,
     ) -> None:
         self.role = role
         # Set: responses to requests other than bind and unbind complete through
@@ -233,6 +250,9 @@ class Session:
         # a message_id alone) go to `on_accepted([(seq, message_id), ...])` once, after
         # the read's other handler calls, instead of one `on_response` each (no Pdu built).
         self.on_accepted = on_accepted
+        # Set: the peer's plain message traffic (requests in `_plain_receive`) goes to
+        # `on_request(pdu)` during receive_data, in wire order, instead of as events.
+        self.on_request = on_request
         self.peer_role = Role.SMSC if role is Role.ESME else Role.ESME
         self._bound_as: State | None = None  # the bound state an UNBINDING session came from
         self.state = State.OPEN
@@ -365,6 +385,30 @@ class Session:
         pack = _PACK_ACK
         self._outbox.append(b"".join([pack(17, command_id, 0, seq) for seq in sequence_numbers]))
 
+    def send_encoded_response(
+        self, command_id: int, sequence_number: int, body: bytes, command_status: int = 0
+    ) -> None:
+        """Queue a response whose body is wire bytes already (everything after the 16-octet
+        header, exactly as the codec encodes it: the caller's responsibility, as for
+        `P.Encoded`): the header is packed in front of it, no PDU object is built or encoded.
+        For the responses a peer's bind cannot be waiting for: a bind_*_resp or a
+        generic_nack (which may answer a bind) is refused with ValueError, as is a request
+        id; those go through `send`. ProtocolError if the session is closed. Nothing is
+        queued when it raises."""
+        if command_id not in _ENCODABLE_RESPONSES:
+            raise ValueError(
+                f"send_encoded_response takes responses that cannot answer a bind, not 0x{command_id:08x}"
+            )
+        if self._state is _CLOSED:
+            raise ProtocolError("session closed")
+        if self._peer_pending and sequence_number in self._peer_pending:
+            # Answers the peer's pending bind by its number: the general path decides.
+            self._send_response(P.Encoded(command_id, body, sequence_number, command_status))
+            return
+        self._outbox.append(
+            _PACK_HEADER(16 + len(body), command_id, command_status, sequence_number) + body
+        )
+
     def _send_response(self, pdu: P.Pdu) -> None:
         if self._state is _CLOSED:
             raise ProtocolError("session closed")
@@ -395,8 +439,8 @@ class Session:
     # ---- receiving -----------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the socket. Complete PDUs become events (or, for responses with
-        an `on_response` handler set, handler calls); partial ones wait."""
+        """Feed bytes from the socket. Complete PDUs become events (or, with an
+        `on_response` / `on_request` handler set, handler calls); partial ones wait."""
         if self._state is _CLOSED and not self._outstanding:
             return
         rest = self._rest
@@ -411,6 +455,7 @@ class Session:
         unpack = _UNPACK_HEADER
         decoders = _DECODERS
         accepting = self.on_accepted is not None
+        on_request = self.on_request  # read once per call
         accepted: list[tuple[int, str]] = []
         try:
             while end - pos >= 16:
@@ -474,7 +519,10 @@ class Session:
                     else:
                         self._handle_response(pdu)
                 elif cid in self._plain_receive:
-                    events.append(RequestReceived(pdu))
+                    if on_request is not None:
+                        on_request(pdu)
+                    else:
+                        events.append(RequestReceived(pdu))
                 else:
                     self._handle_request(pdu)
         finally:

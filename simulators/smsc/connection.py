@@ -2,8 +2,10 @@
 
 Three tasks in a nursery owned by the connection:
 
-- reader: receive_some -> session.receive_data -> handle every event of the batch (which
-  queues answers, receipts, ... on the session) -> write everything queued in ONE send_all,
+- reader: receive_some -> session.receive_data (which hands each submit_sm... to
+  `_on_request` and each deliver_sm_resp to `_on_response` as it decodes) -> handle the
+  read's events (binds, link checks, ...; all of it queues answers, receipts, ... on the
+  session) -> write everything queued in ONE send_all,
   itself, at once. Writing from the reader (rather than waking the writer) gets this
   connection's responses out before the other connections' batches are processed, so the
   client works on them while the simulator works on the rest (measured: the end-to-end rate
@@ -70,12 +72,14 @@ class Connection:
         self.server = server
         self._stats = server.stats
         self.stream = stream
-        # Answers to our deliver_sm complete through _on_response while the session decodes.
+        # Answers to our deliver_sm complete through _on_response, and the ESME's message
+        # traffic (submit_sm...) is handled by _on_request, while the session decodes.
         self.session = Session(
             Role.SMSC,
             window=cfg.window,
             response_timeout=cfg.response_timeout,
             on_response=self._on_response,
+            on_request=self._on_request,
         )
         self._now = trio.current_time()  # of the read being handled
         self.account: AccountRuntime | None = None
@@ -324,31 +328,12 @@ class Connection:
     # ---- events ------------------------------------------------------------------------
 
     def _handle(self, events: list[Any], now: float) -> None:
-        handlers = HANDLERS
         for ev in events:
             if self.closing:
                 return
             cls = ev.__class__
-            if cls is RequestReceived:
-                pdu = ev.pdu
-                handler = handlers.get(pdu.command_id)
-                try:
-                    if handler is not None:
-                        handler(self, pdu, now)
-                    else:  # legal but not something we serve (cannot happen for an SMSC)
-                        self.session.send(
-                            P.error_response(
-                                pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RINVCMDID
-                            )
-                        )
-                except Exception:
-                    self.log.exception("handler_failed", command=pdu.command_name)
-                    if self.session.state is not State.CLOSED:
-                        self.session.send(
-                            P.error_response(
-                                pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RSYSERR
-                            )
-                        )
+            if cls is RequestReceived:  # a bind (message traffic goes to _on_request)
+                self._on_request(ev.pdu)  # `now` is self._now
             elif cls is ResponseReceived:
                 self._on_response(ev.pdu, ev.request, now)
             elif cls is LinkChecked:
@@ -367,6 +352,32 @@ class Connection:
                     command=ev.pdu.command_name,
                     sequence_number=ev.pdu.sequence_number,
                     status=ev.pdu.command_status,
+                )
+
+    def _on_request(self, pdu: Any) -> None:
+        """Answer a request through its handler (a handler's bug answers ESME_RSYSERR): as
+        the session's request handler, the ESME's message traffic (submit_sm, data_sm, ...)
+        while it decodes the read whose time is `_now`; binds from `_handle`. Nothing is
+        served once the connection is closing, as for the events of the read."""
+        if self.closing:
+            return
+        handler = HANDLERS.get(pdu.command_id)
+        try:
+            if handler is not None:
+                handler(self, pdu, self._now)
+            else:  # legal but not something we serve (cannot happen for an SMSC)
+                self.session.send(
+                    P.error_response(
+                        pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RINVCMDID
+                    )
+                )
+        except Exception:
+            self.log.exception("handler_failed", command=pdu.command_name)
+            if self.session.state is not State.CLOSED:
+                self.session.send(
+                    P.error_response(
+                        pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RSYSERR
+                    )
                 )
 
     def _on_response(self, resp: P.Pdu, request: P.Pdu, now: float | None = None) -> None:

@@ -37,7 +37,6 @@ _BIND_TYPES = {
 }
 _SC_INTERFACE_VERSION = [P.Tlv(int(Tag.SC_INTERFACE_VERSION), INTERFACE_VERSION_34)]
 _SubmitSmResp = P.SubmitSmResp
-_Encoded = P.Encoded
 _SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
 
 
@@ -170,11 +169,10 @@ def on_submit_sm(conn: Connection, pdu: Any, now: float) -> None:
     st.messages_accepted += 1
     # submit_sm_resp from its template: message_id + NUL is the whole body (ids are ASCII).
     bmid = mid.encode()
-    conn.session.send(
-        _Encoded(_SUBMIT_SM_RESP, bmid + b"\0", pdu.sequence_number)
-        if len(bmid) < 65
-        else _SubmitSmResp(sequence_number=pdu.sequence_number, message_id=mid)
-    )
+    if len(bmid) < 65:
+        conn.session.send_encoded_response(_SUBMIT_SM_RESP, pdu.sequence_number, bmid + b"\0")
+    else:
+        conn.session.send(_SubmitSmResp(sequence_number=pdu.sequence_number, message_id=mid))
     st.resps_ok += 1
     if want:
         acct.deliveries.deliver(Job(policy.encoded(rec, bmid)), now)
