@@ -243,3 +243,29 @@ async def test_a_store_refusal_does_not_lose_the_rest_of_the_read():
     assert [c[1] for c in store.calls] == [("m1",)]
     assert [j.record.state for j in jobs] == [State.SUBMITTED, State.SUBMITTED]
     assert sorted(ch._awaiting) == ["m0", "m1"] and ch.stats.submitted_messages == 2
+
+
+async def test_the_one_segment_receipt_apply_makes_the_general_applys_changes():
+    """Channel._apply_stored applies a one-segment message's receipt inline; the general
+    _apply_receipt(stored=True) makes the same changes (delivered with its move carried,
+    a failure with its error, and a receipt whose move another batch carries)."""
+    cfg = ChannelConfig(name="c", system_id="s", password="p", message_id_format="hex")
+    outcomes = []
+    for inline in (True, False):
+        ch = Channel(cfg, RecordingStore(), clock=lambda: 5.0)
+        jobs = [job(i) for i in range(3)]
+        ch._inflight = 3
+        ch._on_accepted([(_Sent(ch, j, 0), f"{i + 10:x}") for i, j in enumerate(jobs)])
+        jobs[0].final_move = State.DELIVERED
+        jobs[1].final_move = State.UNDELIVERABLE
+        effects = [(ch, jobs[0], 0, "delivered", None), (ch, jobs[1], 0, "undeliverable", "001"),
+                   (ch, jobs[2], 0, "delivered", None)]  # jobs[2]: no move carried here
+        if inline:
+            ch._apply_stored(effects, [], 7.0)
+        else:
+            for owner, j, idx, seg_state, error in effects:
+                owner._apply_receipt(j, idx, seg_state, error, 7.0, stored=True)
+        outcomes.append((state_of(ch, jobs), ch.store.calls))
+    assert outcomes[0] == outcomes[1]
+    state = outcomes[0][0]
+    assert [r["state"] for r in state[0]] == ["delivered", "undeliverable", "delivered"]
