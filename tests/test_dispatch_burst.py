@@ -161,3 +161,34 @@ async def test_the_burst_sends_nothing_once_submitting_must_be_recorded_first():
     client = Client(room=8)
     ch._burst(client)
     assert client.sent == [] and len(ch.queue) == 3 and store.moves == []
+
+
+async def test_the_burst_marks_and_sends_as_mark_submitting_and_send_one_do():
+    """The burst inlines _mark_submitting and _send_one: a burst and those two called per
+    job leave the same records, counters and PDUs."""
+    results = []
+    for burst in (True, False):
+        ch, store = channel(tps=1000, burst=1000)
+        jobs = [job(i) for i in range(4)]
+        for j in jobs:
+            ch.queue.put(j, 0)
+        client = Client(room=4)
+        if burst:
+            ch._burst(client)
+        else:
+            for j in jobs:
+                ch.queue.get_nowait()
+                ch._mark_submitting(j, 1.0)
+                assert ch._prepare(j, 1.0)
+                j.pending = 1
+                ch._send_one(client, j, 0)
+        results.append((
+            [msgspec.to_builtins(j.record) for j in jobs],
+            [j.pending for j in jobs],
+            [p.encode() for p in client.sent],
+            msgspec.to_builtins(ch.stats),
+            ch._inflight,
+            store.moves,
+        ))
+    assert results[0] == results[1]
+    assert [r["attempts"] for r in results[0][0]] == [1, 1, 1, 1]
