@@ -641,7 +641,7 @@ class Channel:
         by_key = self._by_key
         submitted = self.store.submitted_nowait
         via = None if self._stores_submitting else _SUBMITTING
-        awaiting = self._awaiting
+        remember = self._remember_for_receipts
         fast = 0
         for sent, message_id in done:
             job = sent.job
@@ -675,9 +675,7 @@ class Channel:
                 submitted(rec.id, now=now, channel=rec.channel, attempts=rec.attempts, segments=segs, via=via)
             except Exception:  # (a closed store) the rest of the read's results still apply
                 self.log.exception("result_callback_failed")
-            awaiting[rec.id] = job
-            if len(awaiting) > AWAITING_RECEIPTS_MAX:
-                self._evict_awaiting()
+            remember(job)
         stats.segments_accepted += fast
         stats.submitted_messages += fast
 
@@ -826,15 +824,11 @@ class Channel:
     def _remember_for_receipts(self, job: Job) -> None:
         self._awaiting[job.record.id] = job
         if len(self._awaiting) > AWAITING_RECEIPTS_MAX:
-            self._evict_awaiting()
-
-    def _evict_awaiting(self) -> None:
-        """Forget the oldest submitted job (dicts keep insertion order): the store still
-        matches its receipts."""
-        old = self._awaiting.pop(next(iter(self._awaiting)))
-        for seg in old.segments:
-            if seg.id_key:
-                self._by_key.pop(seg.id_key, None)
+            # Oldest first (dicts keep insertion order); the store still matches them.
+            old = self._awaiting.pop(next(iter(self._awaiting)))
+            for seg in old.segments:
+                if seg.id_key:
+                    self._by_key.pop(seg.id_key, None)
 
     def _forget(self, job: Job) -> None:
         self._awaiting.pop(job.record.id, None)

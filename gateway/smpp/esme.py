@@ -646,12 +646,7 @@ class EsmeClient:
                 self.log.exception("result_callback_failed")
             return
         for seq, message_id in accepted:
-            on_result = waiters.pop(seq, None)
-            if on_result is not None:
-                try:
-                    on_result(SubmitResult(_ACCEPTED, 0, message_id))
-                except Exception:
-                    self.log.exception("result_callback_failed")
+            self._finish(seq, SubmitResult(_ACCEPTED, 0, message_id))
 
     def _count(self, result: SubmitResult) -> None:
         o = result.outcome
