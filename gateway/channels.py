@@ -339,6 +339,14 @@ class Channel:
         self.queue.put(job, job.record.priority, front=front)
         self.stats.queued += 1
 
+    def enqueue_new(self, jobs: list[Job], priority: int) -> None:
+        """`enqueue` of messages just stored at intake, all of `priority` (one request: one
+        category) and already recorded on this channel: one lane append for the lot."""
+        if self._draining:
+            raise RuntimeError(f"channel {self.name} is draining")
+        self.queue.put_many(jobs, priority)
+        self.stats.queued += len(jobs)
+
     def take_queued(self) -> list[Job]:
         """Remove everything waiting in the queue (failover moves it elsewhere)."""
         return self.queue.drain()

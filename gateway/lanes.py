@@ -42,6 +42,17 @@ class Lanes(Generic[T]):
         if self._lot:  # someone waits in get() (a ParkingLot is falsy when empty)
             self._lot.unpark()
 
+    def put_many(self, items: list[T], priority: int) -> None:
+        """`put` of each of `items` (at the back of one lane, in order), with one wake-up."""
+        if not items:
+            return
+        lanes = self._lanes
+        lane = lanes[priority] if 0 <= priority < LANES else lanes[0 if priority < 0 else LANES - 1]
+        lane.extend(items)
+        self._size += len(items)
+        if self._lot:
+            self._lot.unpark(count=len(items))
+
     def get_nowait(self) -> T | None:
         if not self._size:
             return None

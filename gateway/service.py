@@ -483,17 +483,22 @@ class Gateway:
         if wait.cancelled_caught:
             self.limiter.refund(tenant.id, len(built), wall)
             raise Unavailable(f"the store did not answer within {INSERT_WAIT:.0f} s")
-        out = []
         duplicates = 0
         conflicts = 0
+        fresh: dict[str | None, list[Job]] = {}  # per channel chosen, in intake order
         for (rec, segs), res in zip(built, results):
-            stored = res.record
             if res.existing:
                 duplicates += 1
-                conflicts += not _same_message(stored, rec)
+                conflicts += not _same_message(res.record, rec)
             else:
-                self._enqueue_new(Job(rec, segs))
-            out.append(_accepted(stored, res.existing))
+                jobs = fresh.get(rec.channel)
+                if jobs is None:
+                    jobs = fresh[rec.channel] = []
+                jobs.append(Job(rec, segs))
+        for name, jobs in fresh.items():
+            self._enqueue_new(name, jobs, jobs[0].record.priority)
+        # after the queueing: a message routed again answers with the channel it went to
+        out = [_accepted(res.record, res.existing) for res in results]
         if duplicates:
             self.limiter.refund(tenant.id, duplicates, wall)
         if conflicts and duplicates == len(built):
@@ -555,16 +560,21 @@ class Gateway:
 
     # ---- routing between channels ---------------------------------------------------------
 
-    def _enqueue_new(self, job: Job) -> None:
-        """A message just stored: onto the channel chosen at intake. A reload may have
-        removed that channel while the insert committed (the client must still get its
-        answer: the message is stored), so it is routed again; a draining gateway leaves
-        it `queued` in the store, where the next start finds it."""
-        ch = self.channels.get(job.record.channel or "")
+    def _enqueue_new(self, channel: str | None, jobs: list[Job], priority: int) -> None:
+        """Messages of one request just stored (`queued`, all of `priority`): onto the
+        channel chosen at intake, in one lane append. A reload may have removed that
+        channel while the insert committed (the client must still get its answer: the
+        messages are stored), so they are routed again; a draining gateway leaves them
+        `queued` in the store, where the next start finds them."""
+        ch = self.channels.get(channel or "")
         if ch is None:
-            self._route_job(job, initial=False)
-        else:
-            self._put(ch, job)
+            for job in jobs:
+                self._route_job(job, initial=False)
+            return
+        try:
+            ch.enqueue_new(jobs, priority)
+        except RuntimeError:  # draining (SIGTERM): stays queued in the store
+            pass
 
     def fits(self, job: Job, cfg: C.ChannelConfig) -> bool:
         """True if channel `cfg` splits the message as intake did (same data coding, same

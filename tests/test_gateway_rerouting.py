@@ -3,6 +3,7 @@ insert commits, channels that split a text differently, held messages released."
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from gateway import config as C
@@ -34,7 +35,8 @@ async def states(gw: Gateway, tenant, ids: list[str]) -> list[State]:
     return [(await gw.message(tenant, i)).message.state for i in ids]
 
 
-async def test_a_channel_removed_while_the_insert_commits_still_answers_and_sends(tmp_path):
+@pytest.mark.parametrize("count", [1, 3])
+async def test_a_channel_removed_while_the_insert_commits_still_answers_and_sends(tmp_path, count):
     async with simulator(sim_config()) as srv, trio.open_nursery() as n:
         cfg = C.parse(config_text(tmp_path / "gw.db", [("a", srv.port, "udh8"), ("b", srv.port, "udh8")]))
         gw = Gateway(cfg, SqliteStore(cfg.store))
@@ -54,16 +56,18 @@ async def test_a_channel_removed_while_the_insert_commits_still_answers_and_send
         out = {}
 
         async def send():
-            out["sent"] = await gw.accept(tenant, SendMessage(to="4915112345678", text="x"))
+            to = "4915112345678" if count == 1 else [f"4915112{i:06d}" for i in range(count)]
+            out["sent"] = await gw.accept(tenant, SendMessage(to=to, text="x"))
 
         n.start_soon(send)
         await committed.wait()
         await gw.apply_config(C.parse(config_text(tmp_path / "gw.db", [("b", srv.port, "udh8")])))
         go.set()
         await wait_until(lambda: "sent" in out)
-        (m,) = out["sent"]
-        assert m.channel == "b" and not m.duplicate  # stored, and routed again
-        await wait_until(lambda: gw.channels["b"].stats.submitted_messages == 1, timeout=10)
+        assert len(out["sent"]) == count
+        for m in out["sent"]:
+            assert m.channel == "b" and not m.duplicate  # stored, and routed again
+        await wait_until(lambda: gw.channels["b"].stats.submitted_messages == count, timeout=10)
         n.cancel_scope.cancel()
 
 
@@ -236,4 +240,31 @@ async def test_a_channel_step_failing_on_reload_does_not_stop_the_others(tmp_pat
         assert d.retuned == ("a",) and d.added == ("b",) and d.removed == ("c",)
         assert "b" in gw.channels and "c" not in gw.channels and gw.cfg is new
         await wait_until(lambda: gw.channels["b"].up)
+        n.cancel_scope.cancel()
+
+
+async def test_a_batch_accepted_while_its_channel_drains_stays_queued_in_the_store(tmp_path):
+    """SIGTERM's drain started while a request's insert committed: the client gets its
+    answer, the messages stay `queued` in the store (the next start sends them) and none
+    is put on the draining channel's queue."""
+    async with simulator(sim_config()) as srv, trio.open_nursery() as n:
+        cfg = C.parse(config_text(tmp_path / "gw.db", [("a", srv.port, "udh8")]))
+        gw = Gateway(cfg, SqliteStore(cfg.store))
+        await n.start(gw.run)
+        tenant = gw.authenticate(API_KEY)
+        await wait_until(lambda: gw.channels["a"].up)
+        ch = gw.channels["a"]
+        insert = gw.store.insert_messages
+
+        async def insert_then_drain(built):
+            result = await insert(built)
+            ch._draining = True  # as Channel.drain sets it first
+            return result
+
+        gw.store.insert_messages = insert_then_drain
+        sent = await gw.accept(tenant, SendMessage(to=[f"4915112{i:06d}" for i in range(3)], text="x"))
+        assert [m.state for m in sent] == ["queued"] * 3
+        assert len(ch.queue) == 0 and ch.stats.queued == 0
+        await gw.store.flush()
+        assert await states(gw, tenant, [m.id for m in sent]) == [State.QUEUED] * 3
         n.cancel_scope.cancel()

@@ -133,6 +133,48 @@ async def test_lanes_get_waits_for_put():
     assert got == ["x"]
 
 
+@given(
+    ops=st.lists(
+        st.tuples(st.integers(-2, 4), st.lists(st.integers(0, 99), max_size=5), st.booleans()),
+        max_size=12,
+    )
+)
+def test_lanes_put_many_is_put_of_each(ops):
+    many: Lanes[int] = Lanes()
+    each: Lanes[int] = Lanes()
+    for priority, items, batched in ops:
+        if batched:
+            many.put_many(items, priority)
+        else:
+            for x in items:
+                many.put(x, priority)
+        for x in items:
+            each.put(x, priority)
+    assert many.lengths() == each.lengths() and len(many) == len(each)
+    assert [many.get_nowait() for _ in range(len(many))] == [
+        each.get_nowait() for _ in range(len(each))
+    ]
+
+
+async def test_lanes_put_many_wakes_a_getter_per_item():
+    q: Lanes[str] = Lanes()
+    got: list[str] = []
+
+    async def getter():
+        got.append(await q.get())
+
+    async with trio.open_nursery() as n:
+        for _ in range(3):
+            n.start_soon(getter)
+        await trio.sleep(0.01)
+        q.put_many(["a", "b"], 1)
+        await trio.sleep(0.01)
+        assert sorted(got) == ["a", "b"]  # two items: two of the three getters woke
+        q.put_many([], 1)
+        q.put("c", 0)
+    assert sorted(got) == ["a", "b", "c"] and len(q) == 0
+
+
 def test_lanes_drain_with_filter():
     q: Lanes[int] = Lanes()
     for i in range(6):
