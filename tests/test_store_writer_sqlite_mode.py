@@ -58,7 +58,7 @@ def test_the_writer_process_commits_in_that_mode(tmp_path):
         cfg = {{"path": {str(path)!r}, "synchronous": "FULL", "busy_timeout": 1.0, "chunk_rows": 128}}
         H = struct.Struct(">I")
         inp = io.BytesIO(b"".join(H.pack(len(p)) + p for p in map(msgspec.msgpack.encode, [
-            cfg, [True, [[S._INSERT, [[None, row, []]]]]], [True, [move]]])))
+            cfg, [True, [[S._INSERT, S._insert_columns([tuple(row)], None)]]], [True, [move]]])))
         out = io.BytesIO()
         assert sqlite_writer.serve(inp, out) == 0
         print(sqlite3.connect({str(path)!r}).execute("SELECT state FROM messages").fetchall())

@@ -29,8 +29,8 @@ Protocol, over stdin/stdout, every frame a 4-byte big-endian length then msgspec
 - end of stdin: PRAGMA optimize, close, exit 0.
 
 msgpack has no tuples: the data comes back as lists, which the batch execution takes as
-they are but for the insert keys (`_from_wire` makes those hashable again), so it is the
-very code of thread mode (gateway.store.sqlite.execute_batch). States travel as their str
+they are (it builds every key it hashes itself), so it is the very code of thread mode
+(gateway.store.sqlite.execute_batch). States travel as their str
 values in both modes.
 
 SQLite runs single-threaded here (`_single_threaded_sqlite`): this process has one thread
@@ -57,7 +57,7 @@ import msgspec
 
 from gateway import gctune
 from gateway.store.migrations import StoreVersionError
-from gateway.store.sqlite import _INSERT, execute_batch, open_writer, writer_lock
+from gateway.store.sqlite import execute_batch, open_writer, writer_lock
 
 _HEADER = struct.Struct(">I")
 
@@ -76,16 +76,6 @@ def _read_frame(inp: BinaryIO) -> bytes | None:
 def _write_frame(out: BinaryIO, payload: bytes) -> None:
     out.write(_HEADER.pack(len(payload)) + payload)
     out.flush()
-
-
-def _from_wire(ops: list[list]) -> list[list]:
-    """Make the insert keys (tenant, client_ref) hashable again (msgpack brings tuples back
-    as lists). The batch execution builds its other keys by indexing, lists or tuples."""
-    for op in ops:
-        kind, data = op
-        if kind == _INSERT:
-            op[1] = [(None if key is None else tuple(key), row, segs) for key, row, segs in data]
-    return ops
 
 
 # sqlite3_config() options (sqlite3.h)
@@ -160,7 +150,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
                 continue
             bulk, ops = msg
             try:
-                counts = execute_batch(conn, _from_wire(ops), bulk, chunk)
+                counts = execute_batch(conn, ops, bulk, chunk)
             except Exception as e:  # environment (disk, lock, I/O) or a bug: batch failed
                 reply = ["fail", type(e).__name__, str(e)]
                 poisoned = True
