@@ -133,8 +133,6 @@ class ReceiptFrame(msgspec.Struct, array_like=True, frozen=True):
 
 
 encode_frame = msgspec.msgpack.Encoder().encode
-encode_receipts = encode_frame  # (the channel's frames until it builds ReceiptFrames)
-decode_receipts = msgspec.msgpack.Decoder(list[ReceiptRecord]).decode
 _decode_frame = msgspec.msgpack.Decoder(ReceiptFrame).decode
 _decode_records = msgspec.msgpack.Decoder(list[ReceiptRecord]).decode
 
