@@ -955,7 +955,8 @@ class Channel:
         its name), matched only there (by id_key: the segments of the messages it left,
         which running channels keep as orphans).
 
-        Where each is stored (store v7; docs/architecture.md, "Store"):
+        Where each is stored (store v7; docs/architecture.md, "Receipts in their segment's
+        row"):
         - one that settles its segment (matched, reports a final state): its text in the
           segment's row, written with its state (SegmentReceipt.receipt), no row of its own;
         - one that settles nothing at once: a row of the receipts table (ReceiptRecord).
@@ -984,7 +985,7 @@ class Channel:
         by_key = self._by_key
         for receipt in receipts:
             stats.receipts += 1
-            _smsc_id, key, seg_state, error_code, raw = receipt
+            smsc_id, key, seg_state, error_code, raw = receipt
             if key in settling:  # made final by a receipt the store has not committed yet
                 stats.receipts_duplicate += 1
                 continue
@@ -1010,7 +1011,7 @@ class Channel:
                         stats.receipts_early += 1
                         self._hold_early(key, seg_state, error_code, raw, now)
                     else:
-                        self.log.warning("receipt_unmatched", smsc_message_id=_smsc_id)
+                        self.log.warning("receipt_unmatched", smsc_message_id=smsc_id)
                     continue
                 owner, job, idx = target
             seg = job.segments[idx]

@@ -1577,7 +1577,9 @@ class SqliteStore(Store):
     ) -> None:
         """Store receipts durably (one deliver batch of a bind) together with what they
         change, in one transaction: their segments' receipt columns (state, receipt_error,
-        receipt_at; over a version queued by update_segment_nowait in the same batch) and
+        receipt_at and the text of the receipt that settles the segment, which gets no
+        receipts row: `receipts` are those that settle nothing at once; over a version
+        queued by update_segment_nowait in the same batch) and
         the moves of their messages (like set_state_nowait, with their error_code), after
         every op queued before.
         A receipt acknowledged to the SMSC is never stored without its effect."""
