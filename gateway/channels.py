@@ -1054,11 +1054,11 @@ class Channel:
 
         With the receipt journal (if the gateway runs one): the batch's receipts (`frame`,
         all of them) become a journal frame, its store op is queued under the frame's seq,
-        its effects are applied
-        at once, and this returns when the frame is synced: the SMSC's deliver_sm_resp does
-        not wait for the store's group commit (tens of ms under load, and the SMSC keeps at
-        most a window of receipts unanswered). A restart replays the frames above the
-        store's mark (gateway.service, docs/architecture.md "Receipt journal").
+        its effects are applied at once, and this returns when the frame is synced: the
+        SMSC's deliver_sm_resp does not wait for the store's group commit (tens of ms under
+        load, and the SMSC keeps at most a window of receipts unanswered). A restart
+        replays the frames above the store's mark (gateway.service, docs/architecture.md
+        "Receipt journal").
 
         Without it: one commit, awaited, then the effects are applied. Batches of several
         binds are stored concurrently: each one's effects are computed over the receipts
