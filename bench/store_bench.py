@@ -46,9 +46,10 @@ from gateway.config import StoreConfig
 from gateway.states import State
 from gateway.store.records import (
     MessageRecord,
-    ReceiptRecord,
+    SegmentReceipt,
     SegmentRecord,
     SegmentState,
+    StateMove,
 )
 from gateway.store.sqlite import SqliteStore
 
@@ -141,23 +142,17 @@ async def scenario(
             async with recv:
                 async for rec, seg in recv:
                     now = time.time()
-                    await store.record_receipt(
-                        ReceiptRecord(
-                            channel="ch1",
-                            smsc_message_id=seg.smsc_message_id,
-                            id_key=seg.id_key,
-                            state=SegmentState.DELIVERED,
-                            raw=f"id:{seg.smsc_message_id} sub:001 dlvrd:001 submit date:2401011200"
-                            " done date:2401011201 stat:DELIVRD err:000 text:Your code is",
-                            received_at=now,
-                            message_id=rec.id,
-                            seq=seg.seq,
-                        )
+                    # as the gateway stores a matched receipt (store v7): its text in its
+                    # segment's row, with the state, and the message's move, one op
+                    raw = (
+                        f"id:{seg.smsc_message_id} sub:001 dlvrd:001 submit date:2401011200"
+                        " done date:2401011201 stat:DELIVRD err:000 text:Your code is"
                     )
-                    seg.state = SegmentState.DELIVERED
-                    seg.receipt_at = now
-                    store.update_segment_nowait(seg)
-                    store.set_state_nowait(rec.id, State.DELIVERED, now=now)
+                    await store.record_receipts(
+                        [],
+                        segments=[SegmentReceipt(rec.id, seg.seq, SegmentState.DELIVERED, None, now, raw)],
+                        moves=[StateMove(rec.id, State.DELIVERED, now)],
+                    )
 
         async def burn() -> None:
             # Stands in for the rest of the gateway (SMPP codec, HTTP): Python work on the
@@ -279,7 +274,7 @@ def main() -> None:
         f"\nswitch interval {sys.getswitchinterval() * 1e3:g} ms;"
         f" writer {args.store_writer};"
         f" SqliteStore: {args.callers} intake callers + {args.callers} receipt workers;"
-        " per message: insert + submit update + durable receipt + receipt update"
+        " per message: insert + submit update + durable receipt with its segment and move (one op)"
     )
     head = (
         f"{'synchronous':<11} {'write':<5} {'trio':<4} {'msgs/call':>9} {'wait ms':>7}"

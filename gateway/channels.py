@@ -45,12 +45,15 @@ from gateway.store.base import Store
 from gateway.store.journal import JournalError, ReceiptJournal
 from gateway.store.records import (
     MessageRecord,
+    Receipt,
+    ReceiptFrame,
     ReceiptRecord,
     SegmentReceipt,
     SegmentRecord,
     SegmentState,
     StateMove,
-    encode_receipts,
+    encode_frame,
+    receipt_record,
 )
 from gateway.submission import (
     MESSAGE_STATE_OF_SEGMENT,
@@ -85,8 +88,8 @@ _ALERT_NOTIFICATION = P.AlertNotification.command_id
 _SEGMENT_FAILED = SEGMENT_FINAL - {SegmentState.DELIVERED}
 
 # A matched receipt to apply: (owning channel, job, segment index, segment state it
-# reports, error code)
-ReceiptEffect = tuple["Channel", "Job", int, "str | None", "str | None"]
+# reports, error code, its text: stored in the segment's row with its state)
+ReceiptEffect = tuple["Channel", "Job", int, "str | None", "str | None", str]
 
 
 class Job(msgspec.Struct, eq=False):
@@ -216,9 +219,9 @@ class Channel:
         # None: receipt batches are acknowledged after their commit.
         self.journal: ReceiptJournal | None = None
         self._awaiting: dict[str, Job] = {}  # message id -> job waiting for receipts
-        # receipts that overtook their submit_sm_resp: id_key -> (receipt, received at)
-        # receipts ahead of their resp: id key -> (segment state, error code, held since)
-        self._early: dict[str, tuple[str, str | None, float]] = {}
+        # receipts ahead of their resp: id key -> (segment state, error code, held since,
+        # text)
+        self._early: dict[str, tuple[str, str | None, float, str]] = {}
         self._inflight = 0  # segments sent, response pending
         self._sending = 0  # jobs a dispatcher is handing to the ESME right now
         # on_submitting_recovery = "unknown": jobs whose SUBMITTING move is (being) committed
@@ -361,24 +364,25 @@ class Channel:
             return 0
         # a receipt cannot be older than the earliest submit it could answer
         since = min((s.submitted_at for j in jobs for s in j.segments if s.submitted_at), default=0.0)
-        to_apply: list[ReceiptEffect] = []
-        taken: set[str] = set()  # one receipt per segment (the first stored)
+        applied = 0
+        now = self._wall()
         for r in await self.store.unmatched_receipts(self.name, since - 60.0):
             found = self._by_key.get(r.id_key) if r.id_key and r.state is not None else None
-            if found is None or r.id_key in taken:
+            if found is None:
                 continue
             job, idx = found
-            if job.segments[idx].state in SEGMENT_FINAL:
-                continue
-            taken.add(r.id_key)
-            to_apply.append((self, job, idx, r.state, r.error_code))
             seg = job.segments[idx]
+            if seg.state in SEGMENT_FINAL:  # one receipt per segment (the first stored)
+                continue
+            # As when the resp claims an early receipt (_on_result): linked, and applied
+            # by the segment's new version (its text with it), then the message's move.
             self.store.match_receipt_nowait(self.name, r.id_key, seg.message_id, seg.seq)
-        if not to_apply:
-            return 0
-        await self._store_receipts([], to_apply, self._wall())  # links them too
-        self.stats.receipts_matched += len(to_apply)
-        return len(to_apply)
+            self._apply_receipt(job, idx, r.state, r.error_code, now, r.raw)
+            applied += 1
+        if applied:
+            await self.store.flush()  # applied when this returns, as before a crash
+            self.stats.receipts_matched += applied
+        return applied
 
     def awaiting_jobs(self) -> list[Job]:
         """Submitted messages held for their receipts (a stopped channel hands them on)."""
@@ -724,8 +728,8 @@ class Channel:
                     self.store.match_receipt_nowait(self.name, key, seg.message_id, seg.seq)
                     self.stats.receipts_matched += 1
                     self.stats.receipts_unmatched -= 1
-                    seg_state, error_code, _ = early
-                    self._apply_receipt(job, idx, seg_state, error_code, now)
+                    seg_state, error_code, _, raw = early
+                    self._apply_receipt(job, idx, seg_state, error_code, now, raw)
         elif result.throttled:
             self.stats.throttled += 1
             self.rate.on_throttled(trio.current_time())
@@ -913,8 +917,8 @@ class Channel:
         """One batch of deliver_sm from a bind: receipts are read, matched, made durable
         (take_receipts), then applied; the ESME acknowledges them after this returns."""
         now = self._wall()
-        records: list[ReceiptRecord] = []
-        name, id_format = self.name, self.cfg.receipt_id_format
+        receipts: list[Receipt] = []
+        id_format = self.cfg.receipt_id_format
         for pdu in pdus:
             outcome = receipt_outcome(pdu)
             if outcome is None:
@@ -925,40 +929,61 @@ class Channel:
                     self.log.info("mo_received", command=pdu.command_name)
                 continue
             raw_id, state, error_code, intermediate, text = outcome
-            records.append(
-                ReceiptRecord(
-                    channel=name,
-                    smsc_message_id=raw_id or "",
-                    id_key=receipt_id_key(raw_id, id_format) if raw_id else "",
+            receipts.append(
+                (  # a Receipt (gateway.store.records): no ReceiptRecord unless it needs a row
+                    raw_id or "",
+                    receipt_id_key(raw_id, id_format) if raw_id else "",
                     # The segment state it reports, None for none: an intermediate
                     # notification (esm_class 0x20) reports progress, not an outcome
                     # (stored, matched, never applied: UNDELIV there means "retrying").
-                    state=None if state is None or intermediate else RECEIPT_SEGMENT_STATE.get(state),
-                    error_code=error_code,
-                    raw=text,
-                    received_at=now,
+                    None if state is None or intermediate else RECEIPT_SEGMENT_STATE.get(state),
+                    error_code,
+                    text,
                 )
             )
-        if records:
-            await self.take_receipts(records, now)
+        if receipts:
+            await self.take_receipts(receipts, now)
         return [CommandStatus.ESME_ROK] * len(pdus)
 
     async def take_receipts(
         self,
-        records: list[ReceiptRecord],
+        receipts: list[Receipt],
         now: float,
         *,
         replayed: int | None = None,
         targets: dict[str, tuple[Channel, Job, int]] | None = None,
+        channel: str | None = None,
     ) -> None:
         """Match receipts of this channel (`state`: the segment state each reports, None for
-        none) to their segments, store them with their effects and apply them. Durable when
-        this returns: in the receipt journal (then stored by the next group commit) or, with
-        no journal, committed. `replayed`: the journal frame they come from (a restart's
-        replay, gateway.service): stored under its seq, not journaled again. `targets`: a
-        replay's receipts of a channel not running any more, matched only there (by id_key:
-        the segments of the messages it left, which running channels keep as orphans)."""
-        stored: list[ReceiptRecord] = []
+        none), received at `now`, to their segments, store them with their effects and apply
+        them. Durable when this returns: in the receipt journal (then stored by the next
+        group commit) or, with no journal, committed. `replayed`: the journal frame they
+        come from (a restart's replay, gateway.service): stored under its seq, not journaled
+        again. `targets`: a replay's receipts of a channel not running any more (`channel`,
+        its name), matched only there (by id_key: the segments of the messages it left,
+        which running channels keep as orphans).
+
+        Where each is stored (store v7; docs/architecture.md, "Receipts in their segment's
+        row"):
+        - one that settles its segment (matched, reports a final state): its text in the
+          segment's row, written with its state (SegmentReceipt.receipt), no row of its own;
+        - one that settles nothing at once: a row of the receipts table (ReceiptRecord).
+          Unmatched ones, kept for audits and for apply_stored_receipts; those that overtook
+          their submit_sm_resp are linked to their segment when it lands (and their text
+          goes into it as they are applied, _on_result). Matched ones that report no state
+          (an intermediate notification, ENROUTE, a stat the gateway does not know), linked
+          to their segment: the SMSC's account of what happened in between, which an
+          operator asking "why so late" wants;
+        - duplicates, none: a second receipt for a segment that is final or being made
+          final (an SMSC's retransmission when our deliver_sm_resp was late or lost, a
+          sibling bind's copy; counted in stats.receipts_duplicate). Their effect is nil and
+          a retransmitted window would be a window of rows; the receipt that settled the
+          segment is in its row. They are not journaled either (a replay would match them
+          again against a store that has not committed the first).
+        """
+        name = self.name if channel is None else channel
+        rows: list[ReceiptRecord] = []  # the receipts table's
+        kept: list[Receipt] = []  # every receipt stored (rows and settling ones): the frame
         to_apply: list[ReceiptEffect] = []
         seen: set[str] = set()
         settling = self.scope.settling
@@ -966,10 +991,9 @@ class Channel:
             self.scope.prune_settled(self.journal.committed_seq)
         stats = self.stats
         by_key = self._by_key
-        for record in records:
+        for receipt in receipts:
             stats.receipts += 1
-            key = record.id_key
-            seg_state = record.state
+            smsc_id, key, seg_state, error_code, raw = receipt
             if key in settling:  # made final by a receipt the store has not committed yet
                 stats.receipts_duplicate += 1
                 continue
@@ -988,14 +1012,14 @@ class Channel:
                     target = targets.get(key) if key else None
                 if target is None:
                     stats.receipts_unmatched += 1
-                    record.message_id = record.seq = None
-                    stored.append(record)
+                    rows.append(receipt_record(name, now, receipt))
+                    kept.append(receipt)
                     if targets is None and key and seg_state is not None and key not in self._early:
                         # Probably ahead of its submit_sm_resp: hold it for the resp to claim.
                         stats.receipts_early += 1
-                        self._hold_early(key, seg_state, record.error_code, now)
+                        self._hold_early(key, seg_state, error_code, raw, now)
                     else:
-                        self.log.warning("receipt_unmatched", smsc_message_id=record.smsc_message_id)
+                        self.log.warning("receipt_unmatched", smsc_message_id=smsc_id)
                     continue
                 owner, job, idx = target
             seg = job.segments[idx]
@@ -1011,17 +1035,18 @@ class Channel:
                 continue
             if seg_state is not None:
                 seen.add(key)
-                to_apply.append((owner, job, idx, seg_state, record.error_code))
-            record.message_id, record.seq = seg.message_id, seg.seq
-            stored.append(record)
+                to_apply.append((owner, job, idx, seg_state, error_code, raw))
+            else:
+                rows.append(receipt_record(name, now, receipt, seg.message_id, seg.seq))
+            kept.append(receipt)
             stats.receipts_matched += 1
         if replayed is not None:
             # Queued even when nothing is left to store: the journal's mark passes the frame.
             segments, moves = _receipt_effects(to_apply, now)
-            self.store.record_receipts_nowait(stored, segments=segments, moves=moves, journal_seq=replayed)
+            self.store.record_receipts_nowait(rows, segments=segments, moves=moves, journal_seq=replayed)
             self._apply_stored(to_apply, moves, now)
-        elif stored:
-            await self._store_receipts(stored, to_apply, now, journaled=True)
+        elif kept:
+            await self._store_receipts(rows, to_apply, now, frame=kept)
 
     async def _store_receipts(
         self,
@@ -1029,17 +1054,19 @@ class Channel:
         to_apply: list[ReceiptEffect],
         now: float,
         *,
-        journaled: bool = False,
+        frame: list[Receipt],
     ) -> None:
-        """Store receipts with their effects in one store op, apply the effects in memory,
-        and return once they are durable.
+        """Store receipts (`records`: the receipts table's rows; `to_apply`: those that
+        settle their segment) with their effects in one store op, apply the effects in
+        memory, and return once they are durable.
 
-        With the receipt journal (`journaled` and the gateway runs one): the batch becomes a
-        journal frame, its store op is queued under the frame's seq, its effects are applied
-        at once, and this returns when the frame is synced: the SMSC's deliver_sm_resp does
-        not wait for the store's group commit (tens of ms under load, and the SMSC keeps at
-        most a window of receipts unanswered). A restart replays the frames above the
-        store's mark (gateway.service, docs/architecture.md "Receipt journal").
+        With the receipt journal (if the gateway runs one): the batch's receipts (`frame`,
+        all of them) become a journal frame, its store op is queued under the frame's seq,
+        its effects are applied at once, and this returns when the frame is synced: the
+        SMSC's deliver_sm_resp does not wait for the store's group commit (tens of ms under
+        load, and the SMSC keeps at most a window of receipts unanswered). A restart
+        replays the frames above the store's mark (gateway.service, docs/architecture.md
+        "Receipt journal").
 
         Without it: one commit, awaited, then the effects are applied. Batches of several
         binds are stored concurrently: each one's effects are computed over the receipts
@@ -1047,17 +1074,17 @@ class Channel:
         carries its final move. A batch that fails is not applied (the SMSC sends its
         receipts again) and takes back the moves it carried."""
         segments, moves = _receipt_effects(to_apply, now)
-        journal = self.journal if journaled else None
+        journal = self.journal
         seq = None
         if journal is not None:
             try:
-                seq = journal.reserve(encode_receipts(records))
+                seq = journal.reserve(encode_frame(ReceiptFrame(self.name, now, frame)))
             except JournalError as e:  # the store alone makes them durable (below)
                 self.log.error("receipt_journal_unavailable", error=str(e))
         if seq is not None:
             # The frame and the op are queued in the same step: store ops follow frame order.
             self.store.record_receipts_nowait(records, segments=segments, moves=moves, journal_seq=seq)
-            self.scope.settle([k for _o, job, idx, _s, _e in to_apply if (k := job.segments[idx].id_key)], seq)
+            self.scope.settle([k for _o, job, idx, _s, _e, _r in to_apply if (k := job.segments[idx].id_key)], seq)
             self._apply_stored(to_apply, moves, now)
             try:
                 await journal.synced(seq)  # type: ignore[union-attr]
@@ -1080,7 +1107,7 @@ class Channel:
                 raise Unavailable(f"receipts not committed within {RECEIPT_COMMIT_WAIT:.0f} s")
         except BaseException:
             moved = {m.message_id for m in moves}
-            for _owner, job, idx, _state, _error in to_apply:
+            for _owner, job, idx, _state, _error, _raw in to_apply:
                 _done_in_flight(job, idx)
                 if job.record.id in moved:
                     job.final_move = None
@@ -1090,7 +1117,7 @@ class Channel:
     def _apply_stored(self, to_apply: list[ReceiptEffect], moves: list[StateMove], now: float) -> None:
         """Make a stored (or queued) receipt batch's effects in memory."""
         multipart: dict[str, tuple[Channel, Job]] | None = None
-        for owner, job, idx, seg_state, error_code in to_apply:
+        for owner, job, idx, seg_state, error_code, raw in to_apply:
             segs = job.segments
             if len(segs) == 1:
                 # Most receipts: _apply_receipt(stored=True) and _moved inlined.
@@ -1100,6 +1127,7 @@ class Channel:
                 seg.state = seg_state
                 seg.receipt_error = error_code
                 seg.receipt_at = now
+                seg.receipt = raw
                 rec = job.record
                 final = job.final_move  # what its receipt batch computed and stored
                 if rec.state is not _SUBMITTED or final is None:
@@ -1118,7 +1146,7 @@ class Channel:
                 continue
             if job.receipts_in_flight is not None:
                 _done_in_flight(job, idx)
-            owner._apply_receipt(job, idx, seg_state, error_code, now, stored=True)
+            owner._apply_receipt(job, idx, seg_state, error_code, now, raw, stored=True)
             if len(segs) > 1:
                 if multipart is None:
                     multipart = {}
@@ -1141,13 +1169,14 @@ class Channel:
         elif job.final_move is None and not job.receipts_in_flight:
             self._check_complete(job)
 
-    def _hold_early(self, key: str, seg_state: str, error_code: str | None, now: float) -> None:
+    def _hold_early(self, key: str, seg_state: str, error_code: str | None, raw: str, now: float) -> None:
         early = self._early
-        early[key] = (seg_state, error_code, now)
+        # its text too: applied, it goes into the segment's row like any settling receipt's
+        early[key] = (seg_state, error_code, now, raw)
         self.scope.early_held = True
         # Oldest first: forget what no resp claimed in time (it stays stored, unmatched).
         while early:
-            oldest, (_, _, at) = next(iter(early.items()))
+            oldest, (_, _, at, _) = next(iter(early.items()))
             if len(early) <= EARLY_RECEIPTS_MAX and at >= now - EARLY_RECEIPT_HOLD:
                 break
             del early[oldest]
@@ -1159,18 +1188,20 @@ class Channel:
         seg_state: str | None,
         error_code: str | None,
         now: float,
+        raw: str,
         *,
         stored: bool = False,
     ) -> None:
-        """Apply a receipt (the segment state it reports) to the job in memory; `stored`:
-        its effects were committed with the receipt (_receipt_effects), else they are
-        queued now."""
+        """Apply a receipt (the segment state it reports, its text `raw`) to the job in
+        memory; `stored`: its effects were committed with the receipt (_receipt_effects),
+        else they are queued now."""
         seg = job.segments[idx]
         if seg_state is None or seg.state in SEGMENT_FINAL:
             return
         seg.state = seg_state
         seg.receipt_error = error_code
         seg.receipt_at = now
+        seg.receipt = raw
         if not stored:
             self.store.update_segment_nowait(seg)
         if seg.id_key:
@@ -1226,15 +1257,17 @@ def _receipt_effects(
     whose final move this batch carries; Channel._apply_receipt (and, for multipart
     messages, Channel._complete_multipart) makes the changes in memory once they are
     stored. A move to a failure carries the receipt error of the segment that decided it
-    (the first failed one), a move to delivered none."""
+    (the first failed one), a move to delivered none. A receipt whose segment another batch
+    made final since it was matched (while this batch read the store) is a duplicate: no
+    effect, and it is not stored (take_receipts)."""
     segments: list[SegmentReceipt] = []
     states: dict[str, tuple[Job, dict[int, tuple[str, str | None]]]] = {}
     moves: list[StateMove] = []
-    for _owner, job, idx, seg_state, error_code in to_apply:
+    for _owner, job, idx, seg_state, error_code, raw in to_apply:
         seg = job.segments[idx]
         if seg_state is None or seg.state in SEGMENT_FINAL:
             continue
-        segments.append(SegmentReceipt(seg.message_id, seg.seq, seg_state, error_code, now))
+        segments.append(SegmentReceipt(seg.message_id, seg.seq, seg_state, error_code, now, raw))
         if len(job.segments) == 1:
             # Its receipt alone decides, and final_move marks it in flight (_on_deliver
             # counts another receipt for it as a duplicate): no in-flight dict needed.

@@ -37,9 +37,9 @@ from gateway.store.records import (
     PRIORITY,
     MessageRecord,
     MessageView,
-    ReceiptRecord,
     SegmentRecord,
-    decode_receipts,
+    decode_frames,
+    receipt_record,
 )
 from gateway.throttle import SECONDS_PER_DAY, TenantLimiter, utc_day
 
@@ -209,19 +209,18 @@ class Gateway:
         receipts = 0
         for seq, payload in frames:
             try:
-                records = decode_receipts(payload)
+                batches = decode_frames(payload)  # by channel (frames before v7: several)
             except msgspec.DecodeError as e:  # its CRC passed: written by another version
                 raise JournalCorrupt(f"receipt journal frame {seq} cannot be read: {e}", seq=seq) from e
-            groups: dict[str, list[ReceiptRecord]] = {}
-            for r in records:  # one bind's batch: one channel (grouped all the same)
-                groups.setdefault(r.channel, []).append(r)
-            if not groups:
+            if not batches:
                 self.store.record_receipts_nowait([], journal_seq=seq)
-            for k, (name, group) in enumerate(groups.items()):
-                last = k == len(groups) - 1  # the frame's seq goes with its last op
+            for k, batch in enumerate(batches):
+                last = k == len(batches) - 1  # the frame's seq goes with its last op
+                name, now, group = batch.channel, batch.received_at, batch.receipts
+                receipts += len(group)
                 ch = self.channels.get(name)
                 if ch is not None:
-                    await ch.take_receipts(group, group[0].received_at, replayed=seq if last else None)
+                    await ch.take_receipts(group, now, replayed=seq if last else None)
                     continue
                 # Its channel is not running any more (removed or disabled since): the
                 # messages it submitted are kept as orphans by running channels, and
@@ -230,17 +229,15 @@ class Gateway:
                 if targets:
                     keeper = next(iter(self.channels.values()))
                     await keeper.take_receipts(
-                        group, group[0].received_at, replayed=seq if last else None, targets=targets
+                        group, now, replayed=seq if last else None, targets=targets, channel=name
                     )
                     continue
                 # No message of it is kept: stored unmatched, as on arrival.
-                for r in group:
-                    r.message_id = r.seq = None
+                rows = [receipt_record(name, now, r) for r in group]
                 if last:
-                    self.store.record_receipts_nowait(group, journal_seq=seq)
+                    self.store.record_receipts_nowait(rows, journal_seq=seq)
                 else:
-                    await self.store.record_receipts(group)
-            receipts += len(records)
+                    await self.store.record_receipts(rows)
         if frames:
             await self.store.flush()
             log.warning("receipt_journal_replayed", frames=len(frames), receipts=receipts)

@@ -258,14 +258,15 @@ async def test_the_one_segment_receipt_apply_makes_the_general_applys_changes():
         ch._on_accepted([(_Sent(ch, j, 0), f"{i + 10:x}") for i, j in enumerate(jobs)])
         jobs[0].final_move = State.DELIVERED
         jobs[1].final_move = State.UNDELIVERABLE
-        effects = [(ch, jobs[0], 0, "delivered", None), (ch, jobs[1], 0, "undeliverable", "001"),
-                   (ch, jobs[2], 0, "delivered", None)]  # jobs[2]: no move carried here
+        effects = [(ch, jobs[0], 0, "delivered", None, "id:a"), (ch, jobs[1], 0, "undeliverable", "001", "id:b"),
+                   (ch, jobs[2], 0, "delivered", None, "id:c")]  # jobs[2]: no move carried here
         if inline:
             ch._apply_stored(effects, [], 7.0)
         else:
-            for owner, j, idx, seg_state, error in effects:
-                owner._apply_receipt(j, idx, seg_state, error, 7.0, stored=True)
+            for owner, j, idx, seg_state, error, raw in effects:
+                owner._apply_receipt(j, idx, seg_state, error, 7.0, raw, stored=True)
         outcomes.append((state_of(ch, jobs), ch.store.calls))
     assert outcomes[0] == outcomes[1]
     state = outcomes[0][0]
     assert [r["state"] for r in state[0]] == ["delivered", "undeliverable", "delivered"]
+    assert [segs[0]["receipt"] for segs in state[1]] == ["id:a", "id:b", "id:c"]  # as stored

@@ -53,6 +53,8 @@ async def test_send_and_read_back_with_receipt(setup):
     assert status == 200
     assert view["segments"][0]["state"] == "delivered"
     assert view["segments"][0]["smsc_message_id"]
+    # the receipt that settled it, as the SMSC sent it (store v7)
+    assert "stat:DELIVRD" in view["segments"][0]["receipt"]
     assert view["done_at"] >= view["created_at"]
 
 

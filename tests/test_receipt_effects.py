@@ -106,3 +106,68 @@ async def test_a_receipt_stored_unmatched_before_a_crash_is_applied_at_restart(n
     assert stored(db, mid) == ("delivered", ["delivered"])
     assert await gw.store.unmatched_receipts() == []
     assert gw.channels["a"].stats.receipts_matched == 1
+    assert receipts_of(db) == [("delivered", mid, 1)]  # its row, linked
+    assert seg_receipt(db, mid) == "id:1 stat:DELIVRD"  # and its text in the segment's row
+
+
+def receipts_of(db) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT state, message_id, seq FROM receipts ORDER BY id").fetchall()
+
+
+def seg_receipt(db, message_id: str) -> str | None:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT seg_receipt FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
+
+
+def _receipt_pdu(smsc_id: str) -> P.DeliverSm:
+    return P.DeliverSm(
+        esm_class=0x04,
+        short_message=f"id:{smsc_id} sub:001 dlvrd:001 submit date:2611260101 done date:2611260101 stat:DELIVRD err:000 text:".encode(),
+        tlvs=[P.Tlv(Tag.RECEIPTED_MESSAGE_ID, smsc_id), P.Tlv(Tag.MESSAGE_STATE, 2)],
+    )
+
+
+async def test_a_receipt_ahead_of_its_resp_keeps_its_row_and_settles_its_segment(nursery, tmp_path):
+    """Store v7: a receipt that overtook its submit_sm_resp is stored as a receipts row
+    (unmatched), linked to its segment when the resp lands, and applied: its text goes into
+    the segment's row too. Counted once by the store."""
+    from tests.scripted_smsc import accept
+
+    smsc = ScriptedSmsc()
+    held: list[P.Pdu] = []
+
+    def receipt_first(conn, pdu):
+        if pdu.command_name != "submit_sm":
+            return accept(conn, pdu)
+        conn.server.counter += 1
+        smsc_id = f"{conn.server.counter:x}"
+        held.append(P.make_response(pdu, message_id=smsc_id))  # the resp waits
+        return [_receipt_pdu(smsc_id)]
+
+    smsc.on_submit = receipt_first
+    port = await nursery.start(smsc.serve)
+    db = tmp_path / "gw.db"
+    cfg = gateway_config(db, [("a", port)], binds=1)
+    gw = Gateway(cfg, SqliteStore(cfg.store))
+    await nursery.start(gw.run)
+    await wait_until(lambda: gw.channels["a"].up)
+    status, body = await AsgiClient(TenantApp(gw)).request(
+        "POST", "/v1/messages", {"to": "4915100000001", "text": "hi", "category": "otp"}
+    )
+    mid = body["messages"][0]["id"]
+    conn = smsc.connections[0]
+    await wait_until(lambda: conn.deliver_statuses == [0])
+    await gw.store.flush()
+    assert receipts_of(db) == [("delivered", None, None)]  # unmatched, acknowledged
+    assert gw.channels["a"].stats.receipts_early == 1
+    await conn.push(held[0])
+    await wait_until(lambda: stored(db, mid)[0] == "delivered")
+    await gw.store.flush()
+    assert stored(db, mid) == ("delivered", ["delivered"])
+    assert receipts_of(db) == [("delivered", mid, 1)]
+    assert seg_receipt(db, mid) == _receipt_pdu("1").short_message.decode()
+    s = gw.store.stats
+    assert (s.receipts, s.receipt_rows, s.receipts_matched) == (1, 1, 1)
+    view = await gw.store.get_view(mid)
+    assert view.segments[0].receipt == seg_receipt(db, mid)

@@ -414,7 +414,7 @@ def test_segment_1_rides_on_its_message_move_exactly(starts, moves, versions, bu
                                             id_key=f"k{n}", submitted_at=T0 + n, receipt_error=error)
                         seg_ops.append((S._SEGMENT, S._segment_row(seg)))
                     else:
-                        seg_ops.append((S._RECEIPT, ([], [(state, error, T0 + 9 + n, mid, 1)], [], None)))
+                        seg_ops.append((S._RECEIPT, ([], [(state, error, T0 + 9 + n, f"id:{n} stat:x", mid, 1)], [], None)))
                 if split:
                     counts = S.execute_batch(conn, state_ops, bulk, 4)
                     counts.add(S.execute_batch(conn, seg_ops, bulk, 4))
@@ -932,8 +932,13 @@ async def test_v4_file_moves_segment_1_into_the_message_row(db_path, nursery):
             f"INSERT INTO messages ({S._cols(S._MSG_FIELDS)}) VALUES ({S._marks(len(row))})",
             [v.value if isinstance(v, State) else v for v in row],
         )
+        v4_cols = [r[1] for r in conn.execute("PRAGMA table_info(segments)")]  # v4's
         for seg in segs:
-            conn.execute(S._INSERT_SEGMENT, msgspec.structs.astuple(seg))
+            row = msgspec.structs.asdict(seg)
+            conn.execute(
+                f"INSERT INTO segments ({', '.join(v4_cols)}) VALUES ({', '.join('?' * len(v4_cols))})",
+                [row[c] for c in v4_cols],
+            )
         views.append(MessageView(message=rec, segments=segs))
     conn.close()
     s = await open_store(nursery, db_path)  # v4 -> v5
@@ -947,6 +952,69 @@ async def test_v4_file_moves_segment_1_into_the_message_row(db_path, nursery):
     assert await s.find_segment("c1", "k1-3") == views[1].segments[2]
     assert await s.find_segment("c1", "k2-1") == views[2].segments[0]
     assert await s.find_segment("c2", "k2-1") is None
+
+
+async def test_v6_file_keeps_its_receipts_and_settles_each_segment_with_its_text(db_path, nursery):
+    """v7 stores the text of the receipt that settled a segment in the segment's row. A v6
+    file's matched receipts that reported a state fill it in (the latest by id per
+    segment); every receipts row stays as it was (nothing lost, unmatched ones still
+    unmatched); rows naming nothing that exists (bad input) change nothing."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:6])
+    msg_cols = [r[1] for r in conn.execute("PRAGMA table_info(messages)")]  # v6's
+    seg_cols = [r[1] for r in conn.execute("PRAGMA table_info(segments)")]
+    one, _ = msg(1, state=State.DELIVERED)  # one segment, two receipts (the later wins)
+    two, two_segs = msg(2, segments=3, state=State.UNDELIVERABLE)  # receipts for 1 and 3
+    ongoing, _ = msg(3, state=State.SUBMITTED)  # an intermediate receipt only: no text
+    bare, _ = msg(4, state=State.DELIVERED)  # no segment 1 (v4 era): stays without one
+    for rec in (one, two, ongoing, bare):
+        row = msgspec.structs.asdict(rec)
+        row["state"] = rec.state.value
+        row["seg_state"] = None if rec is bare else SegmentState.DELIVERED
+        conn.execute(
+            f"INSERT INTO messages ({', '.join(msg_cols)}) VALUES ({', '.join('?' * len(msg_cols))})",
+            [row.get(c) for c in msg_cols],
+        )
+    for seg in two_segs[1:]:
+        seg.state = SegmentState.UNDELIVERABLE if seg.seq == 3 else SegmentState.DELIVERED
+        row = msgspec.structs.asdict(seg)
+        conn.execute(
+            f"INSERT INTO segments ({', '.join(seg_cols)}) VALUES ({', '.join('?' * len(seg_cols))})",
+            [row[c] for c in seg_cols],
+        )
+    receipts = [  # (smsc id, state, message_id, seq); raw = "raw-<n>"
+        ("a", "delivered", one.id, 1),
+        ("a", "delivered", one.id, 1),  # a later one for the same segment (the latest wins)
+        ("b1", "delivered", two.id, 1),
+        ("b3", "undeliverable", two.id, 3),
+        ("c", None, ongoing.id, 1),  # intermediate: settled nothing
+        ("d", "delivered", bare.id, 1),  # its message has no segment 1
+        ("e", "delivered", "m999999", 1),  # names no message
+        ("f", "delivered", two.id, 7),  # names no segment
+        ("g", "delivered", None, None),  # unmatched
+        ("h", None, None, None),  # unmatched, intermediate
+    ]
+    for n, (smsc_id, state, mid, seq) in enumerate(receipts):
+        conn.execute(
+            "INSERT INTO receipts (channel, smsc_message_id, id_key, state, error_code, raw,"
+            " received_at, message_id, seq) VALUES ('c1', ?, ?, ?, NULL, ?, ?, ?, ?)",
+            (smsc_id, smsc_id, state, f"raw-{n}", T0 + n, mid, seq),
+        )
+    before = conn.execute("SELECT * FROM receipts ORDER BY id").fetchall()
+    conn.close()
+
+    s = await open_store(nursery, db_path)  # v6 -> v7
+    assert [seg.receipt for seg in (await s.get_view(one.id)).segments] == ["raw-1"]
+    assert [seg.receipt for seg in (await s.get_view(two.id)).segments] == ["raw-2", None, "raw-3"]
+    assert [seg.receipt for seg in (await s.get_view(ongoing.id)).segments] == [None]
+    assert (await s.get_view(bare.id)).segments == []
+    assert [r.smsc_message_id for r in await s.unmatched_receipts()] == ["g", "h"]
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT * FROM receipts ORDER BY id").fetchall() == before
+    assert conn.execute("SELECT seg_receipt FROM messages WHERE id = ?", (bare.id,)).fetchone() == (None,)
+    assert conn.execute("SELECT count(*) FROM messages").fetchone() == (4,)
+    assert conn.execute("SELECT count(*) FROM segments").fetchone() == (2,)
+    assert migrations.version(conn) == LATEST
 
 
 async def test_segment_1_and_the_others_are_written_where_they_live(store, db_path):
@@ -1145,12 +1213,13 @@ async def test_query_plans_use_the_indexes(store, db_path):
                 sql = S._sized(S.state_sql(new, ("channel",), bulk=True), n, 7)
                 row = ["x", "queued", 1.0, "c", 1, "e", "err"]  # a queued move
                 assert values + "SEARCH messages " + pk in plan(sql, row * n)
-        sql = S._sized(S._BULK_UPDATE_SEGMENT, n, 10)
-        assert values + "SEARCH segments USING PRIMARY KEY" in plan(sql, [None] * 10 * n)
+        cols = len(S._SEG_FIELDS)
+        sql = S._sized(S._BULK_UPDATE_SEGMENT, n, cols)
+        assert values + "SEARCH segments USING PRIMARY KEY" in plan(sql, [None] * cols * n)
     for new in State:
         if S.state_sql(new) is not None:
             assert plan(S.state_sql(new, ("channel",)), ("x", 1.0, "c")) == "SEARCH messages " + pk
-    assert "USING PRIMARY KEY" in plan(S._UPDATE_SEGMENT, (None,) * 10)
+    assert "USING PRIMARY KEY" in plan(S._UPDATE_SEGMENT, (None,) * len(S._SEG_FIELDS))
     assert plan(S._UNFINISHED_MESSAGES, ()) == "SCAN messages USING INDEX messages_open"
     assert plan(S._UNFINISHED_SEGMENTS, ()) == (
         "SCAN m USING INDEX messages_open | SEARCH s USING PRIMARY KEY (message_id=?)"
@@ -1203,15 +1272,17 @@ async def test_receipts_commit_with_their_effects(store):
     rec, segs = msg(1, state=State.SUBMITTED)
     done, done_segs = msg(2, state=State.DELIVERED)
     await store.insert_messages([(rec, segs), (done, done_segs)])
-    seg = msgspec.structs.replace(segs[0], state=SegmentState.DELIVERED, receipt_at=T0 + 5)
-    change = SegmentReceipt(rec.id, 1, SegmentState.DELIVERED, None, T0 + 5)
-    receipt = ReceiptRecord(
-        channel="ch1", smsc_message_id="a1", id_key="161", state=SegmentState.DELIVERED,
-        raw="id:a1 stat:DELIVRD", received_at=T0 + 5, message_id=rec.id, seq=1,
+    seg = msgspec.structs.replace(
+        segs[0], state=SegmentState.DELIVERED, receipt_at=T0 + 5, receipt="id:a1 stat:DELIVRD"
+    )
+    change = SegmentReceipt(rec.id, 1, SegmentState.DELIVERED, None, T0 + 5, "id:a1 stat:DELIVRD")
+    unmatched = ReceiptRecord(  # settles nothing: a row of its own
+        channel="ch1", smsc_message_id="b2", id_key="178", state=SegmentState.DELIVERED,
+        raw="id:b2 stat:DELIVRD", received_at=T0 + 5,
     )
     batches = store.stats.batches
     await store.record_receipts(
-        [receipt],
+        [unmatched],
         segments=[change],
         moves=[StateMove(rec.id, State.DELIVERED, T0 + 5), StateMove(done.id, State.EXPIRED, T0 + 5)],
     )
@@ -1221,7 +1292,62 @@ async def test_receipts_commit_with_their_effects(store):
     assert view.segments == [seg]
     assert (await store.get_message("acme", done.id)).message.state is State.DELIVERED  # refused
     assert store.stats.transitions_refused == 1 and store.stats.finished == {"delivered": 1}
-    assert store.stats.receipts == 1
+    # both receipts are counted, one of them as a row of the receipts table
+    assert (store.stats.receipts, store.stats.receipt_rows) == (2, 1)
+    assert await store.unmatched_receipts() == [unmatched]
+
+
+async def test_a_receipt_that_settles_its_segment_is_stored_in_the_segment_row(store, db_path):
+    """v7: the receipt's text is written with its state, error and time, in segment 1's
+    message row (riding on the message's move, or alone) or in `segments`, over a whole
+    version queued in the same batch too; no receipts row. An op the store refuses (bad
+    input) changes nothing, its segments included."""
+    one, one_segs = msg(1, state=State.SUBMITTED)
+    three, three_segs = msg(2, segments=3, state=State.SUBMITTED)
+    await store.insert_messages([(one, one_segs), (three, three_segs)])
+    await store.record_receipts(
+        [],
+        segments=[
+            SegmentReceipt(one.id, 1, SegmentState.DELIVERED, None, T0 + 5, "id:1 stat:DELIVRD"),
+            SegmentReceipt(three.id, 1, SegmentState.DELIVERED, None, T0 + 5, "id:31 stat:DELIVRD"),
+            SegmentReceipt(three.id, 3, SegmentState.UNDELIVERABLE, "001", T0 + 5, "id:33 stat:UNDELIV"),
+        ],
+        moves=[StateMove(one.id, State.DELIVERED, T0 + 5)],
+    )
+    seg2 = msgspec.structs.replace(three_segs[1], state=SegmentState.SUBMITTED, channel="c", id_key="k")
+    store.update_segment_nowait(seg2)
+    store.record_receipts_nowait(
+        [],
+        segments=[SegmentReceipt(three.id, 2, SegmentState.DELIVERED, "000", T0 + 6, "id:32 stat:DELIVRD")],
+        journal_seq=None,
+    )
+    await store.flush()
+    view = await store.get_view(one.id)
+    assert view.message.state is State.DELIVERED
+    assert [(g.state, g.receipt) for g in view.segments] == [("delivered", "id:1 stat:DELIVRD")]
+    view = await store.get_view(three.id)
+    assert [(g.state, g.receipt_error, g.receipt) for g in view.segments] == [
+        ("delivered", None, "id:31 stat:DELIVRD"),
+        ("delivered", "000", "id:32 stat:DELIVRD"),
+        ("undeliverable", "001", "id:33 stat:UNDELIV"),
+    ]
+    assert view.segments[1].id_key == "k"  # the whole version, the receipt over it
+    assert (store.stats.receipts, store.stats.receipt_rows) == (4, 0)
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM receipts").fetchone() == (0,)
+    conn.close()
+
+    # bad input: a receipts row the table refuses (raw NULL) fails its whole op
+    bad = ReceiptRecord(channel="c", smsc_message_id="x", id_key="x", state=None, raw=None, received_at=T0)
+    before = await store.get_view(three.id)
+    with pytest.raises(StoreRejected):
+        await store.record_receipts(
+            [bad],
+            segments=[SegmentReceipt(three.id, 1, SegmentState.UNDELIVERABLE, "009", T0 + 7, "id:31 again")],
+            moves=[StateMove(three.id, State.UNDELIVERABLE, T0 + 7, "009")],
+        )
+    assert await store.get_view(three.id) == before
+    assert (store.stats.receipts, store.stats.receipt_rows) == (4, 0)
 
 
 async def test_a_receipt_move_stores_its_error_code(store):
@@ -1596,13 +1722,14 @@ def test_a_journaled_receipt_op_applied_before_is_skipped(db_path, writer_mode):
         rec, _ = msg(1, state=State.SUBMITTED)
         _insert(w, 1)
         w.execute("UPDATE messages SET state = 'submitted', seg_state = 'submitted' WHERE id = ?", (rec.id,))
-        receipt = ReceiptRecord(
+        receipt = ReceiptRecord(  # unmatched: a row
             channel="c", smsc_message_id="ab", id_key="ab", state="delivered", raw="id:ab stat:DELIVRD",
-            received_at=T0 + 5, message_id=rec.id, seq=1,
+            received_at=T0 + 5,
         )
         op = S._receipt_op(
             [receipt],
-            [SegmentReceipt(message_id=rec.id, seq=1, state=SegmentState.DELIVERED, receipt_error=None, receipt_at=T0 + 5)],
+            [SegmentReceipt(message_id=rec.id, seq=1, state=SegmentState.DELIVERED, receipt_error=None,
+                            receipt_at=T0 + 5, receipt="id:cd stat:DELIVRD")],
             [StateMove(message_id=rec.id, state=State.DELIVERED, at=T0 + 5)],
             7,
         )
@@ -1612,13 +1739,15 @@ def test_a_journaled_receipt_op_applied_before_is_skipped(db_path, writer_mode):
         third = S.execute_batch(w, [(later.kind, later.data)], True, 128)
     finally:
         w.close()
-    assert (first.receipts, first.applied, first.applied_before) == (1, 1, 0)
+    assert (first.receipts, first.receipt_rows, first.applied, first.applied_before) == (2, 1, 1, 0)
     assert (again.receipts, again.applied, again.seg_updated, again.applied_before) == (0, 0, 0, 1)
     assert (third.receipts, third.applied_before) == (1, 0)
     check = sqlite3.connect(str(db_path))
     try:
         assert check.execute("SELECT count(*) FROM receipts").fetchone()[0] == 2
         assert check.execute("SELECT seq FROM receipt_journal").fetchone()[0] == 8
-        assert check.execute("SELECT state FROM messages").fetchone()[0] == "delivered"
+        assert check.execute("SELECT state, seg_receipt FROM messages").fetchone() == (
+            "delivered", "id:cd stat:DELIVRD"
+        )
     finally:
         check.close()

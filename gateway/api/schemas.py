@@ -63,6 +63,7 @@ class SegmentView(msgspec.Struct, kw_only=True):
     submitted_at: float | None
     receipt_error: str | None
     receipt_at: float | None
+    receipt: str | None  # the text of the receipt that settled it, as the SMSC sent it
 
     @classmethod
     def of(cls, s: SegmentRecord) -> SegmentView:
@@ -74,6 +75,7 @@ class SegmentView(msgspec.Struct, kw_only=True):
             submitted_at=s.submitted_at,
             receipt_error=s.receipt_error,
             receipt_at=s.receipt_at,
+            receipt=s.receipt,
         )
 
 

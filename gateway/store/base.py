@@ -101,7 +101,10 @@ class Store(abc.ABC):
     ) -> None:
         """Store a batch of receipts durably in one write (one deliver_sm batch of a bind),
         together with what they change in their segments and the message moves they cause:
-        one transaction, so an acknowledged receipt is never stored without its effect."""
+        one transaction, so an acknowledged receipt is never stored without its effect.
+        A receipt that settles its segment is one of `segments` (its text in
+        SegmentReceipt.receipt, stored in the segment's row); `receipts` are the rows of
+        the receipts table: those that settle nothing at once (unmatched, intermediate)."""
 
     @abc.abstractmethod
     def record_receipts_nowait(

@@ -11,7 +11,7 @@ Rules for adding a version: append, never edit a released script; a script holds
 statements valid inside a transaction (no VACUUM, no `PRAGMA journal_mode`); table columns
 mirror the msgspec Structs of gateway.store.records (the tests compare them): `messages`
 is MessageRecord's fields, then segment 1's columns (SegmentRecord's non-key fields, each
-prefixed `seg_`, v5).
+prefixed `seg_`, v5); SegmentRecord's last field, `receipt`, is v7's column.
 """
 
 from __future__ import annotations
@@ -156,6 +156,34 @@ INSERT INTO receipt_journal (id, seq) VALUES (1, 0);
 DROP INDEX receipts_message;
 """
 
+# The text of the receipt that settled a segment lives in the segment's row (segment 1:
+# messages.seg_receipt, the others: segments.receipt), written by the same UPDATE that
+# records the receipt's state, error and time: a matched receipt no longer costs a row in
+# `receipts`, which keeps the receipts that settled nothing at once (unmatched ones, those
+# that overtook their submit_sm_resp and are linked later, intermediate ones).
+# docs/architecture.md, "Store". Backfilled from the matched receipts that reported a
+# state (the latest by id per segment; in practice a segment has one, later ones were
+# duplicates and not stored); those rows stay where they are, nothing is deleted. One
+# GROUP BY pass each: no index leads from a segment to its receipts since v6.
+V7 = """
+ALTER TABLE messages ADD COLUMN seg_receipt TEXT;
+ALTER TABLE segments ADD COLUMN receipt TEXT;
+UPDATE messages SET seg_receipt = r.raw
+FROM (
+    SELECT message_id, raw, max(id) FROM receipts
+    WHERE message_id IS NOT NULL AND seq = 1 AND state IS NOT NULL
+    GROUP BY message_id
+) AS r
+WHERE messages.id = r.message_id AND messages.seg_state IS NOT NULL;
+UPDATE segments SET receipt = r.raw
+FROM (
+    SELECT message_id, seq, raw, max(id) FROM receipts
+    WHERE message_id IS NOT NULL AND seq > 1 AND state IS NOT NULL
+    GROUP BY message_id, seq
+) AS r
+WHERE segments.message_id = r.message_id AND segments.seq = r.seq;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, V1),
     (2, V2),
@@ -163,6 +191,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (4, V4),
     (5, V5),
     (6, V6),
+    (7, V7),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -58,17 +58,23 @@ class SegmentRecord(msgspec.Struct, kw_only=True):
     submitted_at: float | None = None
     receipt_error: str | None = None
     receipt_at: float | None = None
+    # The text of the receipt that settled the segment (store v7), as received (latin-1).
+    # Such a receipt has no row of its own in `receipts` (ReceiptRecord): that table keeps
+    # the receipts that settled nothing at once (unmatched, early, intermediate).
+    receipt: str | None = None
 
 
 class SegmentReceipt(msgspec.Struct, frozen=True, gc=False):
     """What a receipt changes in its segment (store.record_receipts): the state it reports,
-    its error, when it came. The segment's other columns are the submit's."""
+    its error, when it came, and its text: the segment's receipt columns (SegmentRecord's
+    fields of the same names). The segment's other columns are the submit's."""
 
     message_id: str
     seq: int
     state: str
     receipt_error: str | None
     receipt_at: float
+    receipt: str | None = None
 
 
 class ReceiptRecord(msgspec.Struct, kw_only=True):
@@ -83,9 +89,73 @@ class ReceiptRecord(msgspec.Struct, kw_only=True):
     seq: int | None = None
 
 
-# A receipt batch as a receipt journal frame (gateway.store.journal): msgpack of the records.
-encode_receipts = msgspec.msgpack.Encoder().encode
-decode_receipts = msgspec.msgpack.Decoder(list[ReceiptRecord]).decode
+# A receipt as a channel reads it from a deliver_sm, before it is matched: ReceiptRecord's
+# fields without those its batch shares (channel, received_at) and those of its match
+# (message_id, seq), in this order. A tuple, not a Struct: one is built per receipt on the
+# gateway's one busy core, and most receipts never become a ReceiptRecord (the one that
+# settles a segment is stored in the segment's row: SegmentReceipt.receipt).
+Receipt = tuple[str, str, str | None, str | None, str]
+RECEIPT_FIELDS = ("smsc_message_id", "id_key", "state", "error_code", "raw")
+assert RECEIPT_FIELDS == tuple(
+    f.name
+    for f in msgspec.structs.fields(ReceiptRecord)
+    if f.name not in ("channel", "received_at", "message_id", "seq")
+), "Receipt is ReceiptRecord's own fields, in order"
+
+
+def receipt_record(
+    channel: str, received_at: float, r: Receipt, message_id: str | None = None, seq: int | None = None
+) -> ReceiptRecord:
+    """A Receipt as a row of the receipts table."""
+    smsc_message_id, id_key, state, error_code, raw = r
+    return ReceiptRecord(
+        channel=channel,
+        smsc_message_id=smsc_message_id,
+        id_key=id_key,
+        state=state,
+        error_code=error_code,
+        raw=raw,
+        received_at=received_at,
+        message_id=message_id,
+        seq=seq,
+    )
+
+
+class ReceiptFrame(msgspec.Struct, array_like=True, frozen=True):
+    """A receipt batch as a receipt journal frame (gateway.store.journal): one bind's
+    deliver batch, the receipts it stores (matched or not; not the duplicates), msgpack,
+    an array. Frames written before store v7 are a list of ReceiptRecord maps
+    (decode_frames reads both)."""
+
+    channel: str
+    received_at: float
+    receipts: list[Receipt]
+
+
+encode_frame = msgspec.msgpack.Encoder().encode
+_decode_frame = msgspec.msgpack.Decoder(ReceiptFrame).decode
+_decode_records = msgspec.msgpack.Decoder(list[ReceiptRecord]).decode
+
+
+def decode_frames(payload: bytes) -> list[ReceiptFrame]:
+    """A journal frame's receipts, by channel (one frame, or none for an empty one, for a
+    frame of this version). msgspec.DecodeError if it is neither form."""
+    try:
+        return [_decode_frame(payload)]
+    except msgspec.DecodeError:
+        pass
+    records = _decode_records(payload)  # before v7: ReceiptRecords (their match is redone)
+    groups: dict[str, list[ReceiptRecord]] = {}
+    for r in records:  # one bind's batch: one channel (grouped all the same)
+        groups.setdefault(r.channel, []).append(r)
+    return [
+        ReceiptFrame(
+            name,
+            group[0].received_at,
+            [(r.smsc_message_id, r.id_key, r.state, r.error_code, r.raw) for r in group],
+        )
+        for name, group in groups.items()
+    ]
 
 
 class StateMove(msgspec.Struct, frozen=True):

@@ -150,7 +150,10 @@ class StoreStats(msgspec.Struct, kw_only=True):
     finished: dict[str, int] = msgspec.field(default_factory=dict)
     segments_updated: int = 0
     segments_missing: int = 0  # segment updates naming no stored segment
+    # receipts stored: in the row of the segment each settled (v7), or as rows of the
+    # receipts table (those that settled nothing: unmatched, intermediate)
     receipts: int = 0
+    receipt_rows: int = 0  # of those, rows of the receipts table
     receipts_matched: int = 0  # stored unmatched, linked later by match_receipt_nowait
     # receipt ops skipped: their journal frame was applied by an earlier commit (a batch
     # requeued after a writer process died between its COMMIT and its reply)
@@ -268,8 +271,11 @@ _UPDATE_SEG1, _BULK_UPDATE_SEG1 = _seg1_updates(_SEG1_FIELDS)
 # What a receipt changes in its segment (record_receipts): only these columns, so the
 # id_key index is left alone and fewer values are bound; a full version of the same segment
 # queued in the same batch is written whole instead (_apply). Row: these, then the key.
-_RECEIPT_SEG_FIELDS = ("state", "receipt_error", "receipt_at")
+# The receipt's text is one of them (v7): the receipt that settles a segment is stored by
+# this write, with no row in `receipts`.
+_RECEIPT_SEG_FIELDS = ("state", "receipt_error", "receipt_at", "receipt")
 _RECEIPT_SEG_AT = tuple(_SEG_FIELDS.index(n) - 2 for n in _RECEIPT_SEG_FIELDS)
+assert tuple(f.name for f in msgspec.structs.fields(SegmentReceipt)) == _SEG_KEY + _RECEIPT_SEG_FIELDS
 
 
 def _segment_row(seg: SegmentRecord) -> tuple:
@@ -319,7 +325,7 @@ def _insert_rows(data: Sequence[Any]) -> list[tuple]:
 
 def _with_receipt(version: tuple, receipt: tuple) -> tuple:
     """A whole segment version (update_segment_nowait's layout) with a receipt's columns
-    (record_receipts' layout: state, receipt_error, receipt_at, message_id, seq) over it."""
+    (record_receipts' layout: _RECEIPT_SEG_FIELDS, message_id, seq) over it."""
     row = list(version)
     for i, at in enumerate(_RECEIPT_SEG_AT):
         row[at] = receipt[i]
@@ -334,7 +340,7 @@ def _receipt_op(
 ) -> _Op:
     """A receipt batch's op: (receipt rows, segment receipt columns, moves, journal seq)."""
     rows = [msgspec.structs.astuple(r) for r in receipts]
-    seg_rows = [(g.state, g.receipt_error, g.receipt_at, g.message_id, g.seq) for g in segments]
+    seg_rows = [(g.state, g.receipt_error, g.receipt_at, g.receipt, g.message_id, g.seq) for g in segments]
     states = [  # set_state_nowait's layout: id, state, now, channel, attempts, error_code, error
         (m.message_id, (m.state if type(m.state) is State else State(m.state))._value_, m.at,
          None, None, m.error_code, None)
@@ -544,6 +550,7 @@ class _Counts:
         "seg_updated",
         "seg_missing",
         "receipts",
+        "receipt_rows",
         "matched",
         "applied_before",
         "rejected",
@@ -1317,6 +1324,7 @@ class SqliteStore(Store):
         s.segments_updated += counts.seg_updated
         s.segments_missing += counts.seg_missing
         s.receipts += counts.receipts
+        s.receipt_rows += counts.receipt_rows
         s.receipts_matched += counts.matched
         s.receipt_ops_applied_before += counts.applied_before
         s.isolated_batches += counts.isolated
@@ -1611,7 +1619,9 @@ class SqliteStore(Store):
     ) -> None:
         """Store receipts durably (one deliver batch of a bind) together with what they
         change, in one transaction: their segments' receipt columns (state, receipt_error,
-        receipt_at; over a version queued by update_segment_nowait in the same batch) and
+        receipt_at and the text of the receipt that settles the segment, which gets no
+        receipts row: `receipts` are those that settle nothing at once; over a version
+        queued by update_segment_nowait in the same batch) and
         the moves of their messages (like set_state_nowait, with their error_code), after
         every op queued before.
         A receipt acknowledged to the SMSC is never stored without its effect."""
@@ -2038,8 +2048,11 @@ def _apply(
                 if seq > journaled:
                     journaled = seq
             receipts.extend(rows)
+            # Each segment receipt is a receipt too: the one that settled its segment,
+            # stored (its text) in that segment's row.
+            counts.receipts += len(seg_receipts)
             for r in seg_receipts:  # what the receipts changed, in the same transaction
-                key = (r[3], r[4])
+                key = (r[-2], r[-1])
                 if key in full:  # a whole version queued in this batch: the receipt over it
                     segments[key] = _with_receipt(segments[key], r)
                 else:
@@ -2104,6 +2117,7 @@ def _apply(
     if receipts:
         _write(conn, _BULK_INSERT_RECEIPT, _INSERT_RECEIPT, receipts, bulk, chunk)
         counts.receipts += len(receipts)
+        counts.receipt_rows += len(receipts)
     if matches:  # after the receipts: a receipt and its match may share a batch
         counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
     if journaled:
