@@ -7,7 +7,8 @@ What runs (no sockets, no store, no simulator): N one-segment jobs queued in one
 are dispatched in bursts of 64 (`Channel._burst`: rate bucket, submit_sm from templates,
 a client that takes each PDU without sending it), accepted per read
 (`Channel._on_accepted`, 64 per read, hex message ids); then their
-receipts, 64 per read, are decoded by an ESME-role `Session`, handed to
+receipts, 64 per read, are read by an ESME-role `Session` (`on_deliveries`: each
+a `P.ReceiptRead`, as `EsmeClient.read_receipts` has them), handed to
 `Channel._on_deliver` (receipt_outcome, matching, the journaled store op, the effects
 applied in memory) and answered with `Session.send_acks`. The store accepts every call and
 does nothing; the receipt journal reserves seqs and is synced at once. Building the jobs
@@ -126,17 +127,18 @@ async def workload(n: int) -> dict[str, float]:
         )
         for k in range(0, n, READ)
     ]
-    session = S.Session(S.Role.ESME)
+    delivered: list = []
+    session = S.Session(S.Role.ESME, on_deliveries=delivered.extend)
     session.state = S.State.BOUND_TRX
     t3 = time.process_time()
     for data in reads:
         session.receive_data(data)
-        pdus = [e.pdu for e in session.next_events()]
-        await ch._on_deliver(pdus)
-        session.send_acks(CommandId.DELIVER_SM_RESP, [p.sequence_number for p in pdus])
+        await ch._on_deliver(delivered)
+        session.send_acks(CommandId.DELIVER_SM_RESP, [r[0] for r in delivered])
         session.data_to_send()
+        delivered.clear()
     t4 = time.process_time()
-    if ch.stats.receipts_matched != n or ch.stats.submitted_messages != n:
+    if ch.stats.receipts_matched != n or ch.stats.submitted_messages != n or session.next_events():
         raise SystemExit(f"the workload did not complete: {ch.stats}")
     us = 1e6 / n
     return {"dispatch_us": (t1 - t0) * us, "accept_us": (t2 - t1) * us, "receipt_us": (t4 - t3) * us}

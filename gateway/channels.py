@@ -39,7 +39,12 @@ from gateway.smpp import pdu as P
 from gateway.smpp import text as T
 from gateway.smpp.constants import CommandStatus, status_name
 from gateway.smpp.esme import EsmeClient, Outcome, SubmitResult
-from gateway.smpp.receipt import receipt_id_key, receipt_outcome
+from gateway.smpp.receipt import (
+    receipt_id_key,
+    receipt_outcome,
+    receipt_outcome_read,
+    receipt_read_pdu,
+)
 from gateway.states import State
 from gateway.store.base import Store
 from gateway.store.journal import JournalError, ReceiptJournal
@@ -278,6 +283,7 @@ class Channel:
         )
         client.on_window_free = partial(self._refill, client)
         client.on_accepted = self._on_accepted
+        client.read_receipts = True  # receipts come as P.ReceiptRead tuples (_on_deliver)
         self.clients.append(client)
         self._nursery.start_soon(self._client_life, client)
 
@@ -913,15 +919,18 @@ class Channel:
 
     # ---- receipts and MO -----------------------------------------------------------------
 
-    async def _on_deliver(self, pdus: list[P.Pdu]) -> list[int]:
+    async def _on_deliver(self, pdus: list[P.Pdu | P.ReceiptRead]) -> list[int]:
         """One batch of deliver_sm from a bind: receipts are read, matched, made durable
-        (take_receipts), then applied; the ESME acknowledges them after this returns."""
+        (take_receipts), then applied; the ESME acknowledges them after this returns. The
+        usual receipt comes read by the session already, as a P.ReceiptRead tuple."""
         now = self._wall()
         receipts: list[Receipt] = []
         id_format = self.cfg.receipt_id_format
         for pdu in pdus:
-            outcome = receipt_outcome(pdu)
+            outcome = receipt_outcome_read(pdu) if type(pdu) is tuple else receipt_outcome(pdu)
             if outcome is None:
+                if type(pdu) is tuple:  # never: a read receipt is flagged one (read_receipt)
+                    pdu = receipt_read_pdu(pdu)
                 if pdu.command_id == _ALERT_NOTIFICATION:  # a handset is reachable again
                     self.stats.alerts += 1
                 else:

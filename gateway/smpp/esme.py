@@ -161,6 +161,8 @@ _ACK_ID = {
     int(CommandId.DELIVER_SM): int(CommandId.DELIVER_SM_RESP),
     int(CommandId.DATA_SM): int(CommandId.DATA_SM_RESP),
 }
+_DELIVER_SM = int(CommandId.DELIVER_SM)
+_DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
 
 
 class _Waiter:
@@ -194,7 +196,9 @@ AcceptedSink = Callable[[list[tuple[Callable[[SubmitResult], None], str]]], None
 
 # Gets the deliver_sm/data_sm/alert_notification PDUs received since the last call and
 # returns one command_status per PDU (ESME_ROK = taken; anything else refuses that PDU).
-DeliverHandler = Callable[[list[P.Pdu]], Awaitable[list[int]]]
+# With EsmeClient.read_receipts, a plain delivery receipt comes as a P.ReceiptRead tuple
+# instead of its DeliverSm (Session.on_deliveries).
+DeliverHandler = Callable[[list[Any]], Awaitable[list[int]]]
 
 
 async def _accept_all(pdus: list[P.Pdu]) -> list[int]:
@@ -236,6 +240,11 @@ class EsmeClient:
         # back as one call, `on_accepted([(on_result, message_id), ...])` with the on_result
         # each was submitted with, instead of one on_result(SubmitResult) call each.
         self.on_accepted: AcceptedSink | None = None
+        # Set (before run): the handler gets plain delivery receipts as P.ReceiptRead
+        # tuples (sequence_number, esm_class, short_message, receipted_message_id,
+        # message_state), read per read with no Pdu (Session.on_deliveries), in wire
+        # order with the Pdus of everything else delivered.
+        self.read_receipts = False
         self.name = name
         self.stats = EsmeStats()
         self.log = log.bind(channel=name, smsc=f"{settings.host}:{settings.port}")
@@ -249,7 +258,7 @@ class EsmeClient:
         self._wake_writer = trio.Event()
         self._writer_woken = False  # _wake_writer was set by submit_nowait, not yet flushed
         self._window_lot = trio.lowlevel.ParkingLot()
-        self._deliver_pending: list[P.Pdu] = []
+        self._deliver_pending: list[Any] = []
         self._delivering = 0  # deliver batches with the handler (answered when it returns)
         self._deliver_wake = trio.Event()
         self._deliver_room = trio.lowlevel.ParkingLot()
@@ -437,6 +446,7 @@ class EsmeClient:
             response_timeout=st.response_timeout,
             on_response=self._on_response,
             on_accepted=self._on_accepted,
+            on_deliveries=self._on_deliveries if self.read_receipts else None,
         )
         self._stream, self._session = stream, session
         self._now = trio.lowlevel.current_clock().current_time
@@ -648,6 +658,17 @@ class EsmeClient:
         for seq, message_id in accepted:
             self._finish(seq, SubmitResult(_ACCEPTED, 0, message_id))
 
+    def _on_deliveries(self, items: list[Any]) -> None:
+        """The session's handler for what a read delivered (receipts read as tuples,
+        anything else as Pdus, in wire order): queued for the deliver task, woken once."""
+        pending = self._deliver_pending
+        if pending:
+            pending += items
+        else:
+            self._deliver_pending = items  # the session's list: a new one per read
+        self.stats.delivered_in += len(items)
+        self._deliver_wake.set()
+
     def _count(self, result: SubmitResult) -> None:
         o = result.outcome
         if o is Outcome.ACCEPTED:
@@ -744,7 +765,7 @@ class EsmeClient:
         stream: trio.abc.Stream,
         session: S.Session,
         conn_scope: trio.CancelScope,
-        batch: list[P.Pdu],
+        batch: list[Any],
         slots: trio.Semaphore,
     ) -> None:
         self._delivering += 1
@@ -759,10 +780,11 @@ class EsmeClient:
         stream: trio.abc.Stream,
         session: S.Session,
         conn_scope: trio.CancelScope,
-        batch: list[P.Pdu],
+        batch: list[Any],
     ) -> None:
         """Call the handler, queue one answer per PDU with its status, send them (from
-        here, not by waking the writer: one event-loop pass sooner)."""
+        here, not by waking the writer: one event-loop pass sooner). A P.ReceiptRead is
+        a deliver_sm's: its sequence number first."""
         try:
             statuses = await self.on_deliver(batch)
             if len(statuses) != len(batch):
@@ -774,6 +796,15 @@ class EsmeClient:
         ok: dict[int, list[int]] = {}  # ESME_ROK answers by response id: one buffer each
         try:
             for pdu, status in zip(batch, statuses, strict=True):
+                if type(pdu) is tuple:  # a receipt read per read (P.ReceiptRead)
+                    if status == 0:
+                        seqs = ok.get(_DELIVER_SM_RESP)
+                        if seqs is None:
+                            seqs = ok[_DELIVER_SM_RESP] = []
+                        seqs.append(pdu[0])
+                    else:
+                        session.send(P.error_response(_DELIVER_SM, pdu[0], status))
+                    continue
                 ack_id = acks.get(pdu.command_id)
                 if ack_id is not None and status == 0:
                     seqs = ok.get(ack_id)

@@ -43,6 +43,7 @@ time fields of any length, and standard TLVs of a non-standard length kept as ra
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -871,6 +872,96 @@ AlertNotification: type[Pdu]
 BIND_REQUESTS = frozenset(
     {CommandId.BIND_RECEIVER, CommandId.BIND_TRANSMITTER, CommandId.BIND_TRANSCEIVER}
 )
+
+
+# ---------------------------------------------------------------------------------------
+# Receipts read without a Pdu (what an ESME receives once per message)
+
+# (sequence_number, esm_class, short_message, receipted_message_id, message_state): a
+# deliver_sm receipt as `read_receipt` reads it; the last two None when absent.
+ReceiptRead = tuple[int, int, bytes, "str | None", "int | None"]
+
+_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+assert TLV_TYPES[_MESSAGE_STATE] == _INT1
+# The other TLVs a receipt may carry: skipped, when the strict decoder takes them (an
+# integer tag of its size, by this table; a C-string or octets of any length). The
+# receipt path reads message_payload (the text when short_message is empty): never
+# skipped (-1 is no length).
+_SKIPPED_TLV_SIZE: dict[int, int] = {
+    tag: kind for tag, kind in TLV_TYPES.items() if kind.__class__ is int
+}
+_SKIPPED_TLV_SIZE[int(Tag.MESSAGE_PAYLOAD)] = -1
+# esm_class values whose message type (bits 5-2, constants.ESM_CLASS_RECEIPT_MASK) says
+# SMSC delivery receipt (0x04) or intermediate notification (0x20).
+_RECEIPT_ESM_CLASSES = bytes(v for v in range(256) if v & 0x3C in (0x04, 0x20))
+# A deliver_sm's mandatory fields up to sm_length, as the strict decoder takes them
+# (service_type, source_addr and destination_addr: a NUL within 6, 21 and 21 octets), with
+# a receipt's esm_class and both times empty. Matched within the frame (endpos): it reads
+# nothing past it.
+_RECEIPT_HEAD = re.compile(
+    rb"[^\0]{0,5}\0..[^\0]{0,20}\0..[^\0]{0,20}\0"
+    rb"(?=[" + b"".join(re.escape(bytes((v,))) for v in _RECEIPT_ESM_CLASSES) + rb"])"
+    rb"...\0\0.....",  # esm_class .. priority_flag, the times, .. sm_default_msg_id, sm_length
+    re.DOTALL,
+).match
+_UNPACK_TLV_HEAD = _TLV_HEAD.unpack_from
+
+
+def read_receipt(b: bytes, p: int, end: int, seq: int) -> ReceiptRead | None:
+    """The deliver_sm body b[p:end] as a `ReceiptRead`, if it is a plain delivery receipt;
+    else None, and the caller decodes it (`_decode_DeliverSm`). What a gateway needs of a
+    receipt, read with no Pdu, Tlv list, or str per address built.
+
+    It reads only what the strict decoder takes, to the same values, and declines
+    everything else, and the unusual: an esm_class that is not a receipt or intermediate
+    notification (0x04 / 0x20 in its message type bits), a schedule_delivery_time or
+    validity_period that is not empty (a deliver_sm has none), a receipted_message_id
+    without its NUL, a message_payload (the receipt path reads it). Other TLVs
+    (network_error_code, source_network_type, vendor tags...) are checked as the decoder
+    checks them and skipped: the receipt path reads none of them. So whatever this
+    returns, the strict decoder gives a DeliverSm with that esm_class and short_message,
+    whose first receipted_message_id and first message_state are these (None: none), and
+    no message_payload. C-strings are checked as the decoder checks them (a NUL within
+    the spec maximum); sm_length and TLV lengths must fit the body exactly.
+
+    Like the generated decoders it may be given a longer buffer (the session's read); it
+    reads nothing past `end`."""
+    m = _RECEIPT_HEAD(b, p, end)
+    if m is None:
+        return None
+    p = m.end()
+    esm = b[p - 10]
+    q = p + b[p - 1]  # sm_length
+    if q >= end:
+        if q > end:
+            return None  # short_message runs past the body
+        return (seq, esm, b[p:q], None, None)
+    sm = b[p:q]
+    p = q
+    tlv_id = state = None
+    while p < end:
+        if end - p < 4:
+            return None  # a partial TLV header
+        tag, length = _UNPACK_TLV_HEAD(b, p)
+        q = p + 4 + length
+        if q > end:
+            return None
+        if tag == _RECEIPTED_MESSAGE_ID:
+            if not length or b[q - 1]:
+                return None  # no NUL: the codec keeps it unterminated
+            if tlv_id is None:
+                tlv_id = b[p + 4 : q - 1].decode("latin-1")
+        elif tag == _MESSAGE_STATE:
+            if length != 1:
+                return None
+            if state is None:
+                state = b[p + 4]
+        else:
+            size = _SKIPPED_TLV_SIZE.get(tag)  # None: any length
+            if size is not None and size != length:
+                return None
+        p = q
+    return (seq, esm, sm, tlv_id, state)
 
 
 class Encoded(msgspec.Struct, gc=False):

@@ -102,6 +102,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from gateway.smpp import pdu as P
 from gateway.smpp.constants import (
     ESM_CLASS_INTERMEDIATE_NOTIFICATION,
     ESM_CLASS_RECEIPT_MASK,
@@ -125,6 +126,8 @@ __all__ = [
     "receipt_from_pdu",
     "receipt_id_key",
     "receipt_outcome",
+    "receipt_outcome_read",
+    "receipt_read_pdu",
     "receipt_text_of",
     "same_message_id",
     "stat_to_state",
@@ -763,6 +766,52 @@ def receipt_outcome(pdu: Any) -> ReceiptOutcome | None:
         receipt.message_id, receipt.state, receipt.error_code, receipt.intermediate,
         receipt_text_of(pdu),
     )
+
+
+def receipt_outcome_read(read: tuple) -> ReceiptOutcome | None:
+    """`receipt_outcome` of a deliver_sm read as a `pdu.ReceiptRead` (sequence_number,
+    esm_class, short_message, receipted_message_id, message_state; `Session` reads the
+    usual receipt so, with no Pdu): the same reading with no TLV list to scan. A text that
+    is not canonical goes through `receipt_outcome` on the DeliverSm those fields make
+    (what `read_receipt` leaves out, a network_error_code, does not change the outcome).
+    Tests compare it with `receipt_outcome` of the strictly decoded PDU."""
+    _seq, esm, sm, tlv_id, state_value = read
+    if sm:
+        s = sm.decode("latin-1")
+        if s[-1] == "\x00":
+            s = s.rstrip("\x00")
+        m = _outcome_match(s)
+        if m is not None:
+            if tlv_id is not None:
+                tlv_id = tlv_id.strip(_BLANK_NUL) or None
+            kind = esm & ESM_CLASS_RECEIPT_MASK
+            if (
+                tlv_id is None
+                and kind != ESM_CLASS_SMSC_RECEIPT
+                and kind != ESM_CLASS_INTERMEDIATE_NOTIFICATION
+            ):
+                return None  # not flagged (read_receipt reads flagged ones only)
+            text_id, stat, err = m.groups()
+            state = None if state_value is None else _STATE_BY_VALUE.get(state_value)
+            if state is None:
+                state = stat_to_state(stat)
+            return (
+                tlv_id or _clean_str(text_id), state, err,
+                kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION, s,
+            )
+    return receipt_outcome(receipt_read_pdu(read))
+
+
+def receipt_read_pdu(read: tuple) -> Any:
+    """The DeliverSm of a `pdu.ReceiptRead`: its fields, the TLVs it read (for the general
+    reading, and for logs)."""
+    seq, esm, sm, tlv_id, state_value = read
+    tlvs = []
+    if tlv_id is not None:
+        tlvs.append(P.Tlv(_TAG_RECEIPTED_MESSAGE_ID, tlv_id))
+    if state_value is not None:
+        tlvs.append(P.Tlv(_TAG_MESSAGE_STATE, state_value))
+    return P.DeliverSm(sequence_number=seq, esm_class=esm, short_message=sm, tlvs=tlvs)
 
 
 def receipt_text_of(pdu: Any) -> str:

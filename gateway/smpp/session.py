@@ -30,6 +30,12 @@ each bind state. Rules it enforces on its own, because every SMPP peer needs the
   `on_request(pdu)` from inside `receive_data`, in wire order, instead of RequestReceived
   events; binds, enquire_link, unbind, refused and undecodable requests are handled as
   without it. Same error contract as `on_response`;
+- a driver in the ESME role that sets `on_deliveries` gets the read's plain requests
+  (deliver_sm, data_sm, alert_notification) as one list, in wire order, after the read's
+  other calls, instead of events or `on_request` calls: a deliver_sm that is a plain
+  delivery receipt (`pdu.read_receipt`: what the strict decoder reads, no unusual field
+  or TLV) as a `ReceiptRead` tuple with no Pdu built (the once-per-message request),
+  anything else as its Pdu;
 - every request carries a deadline (`now + response_timeout`); `expire(now)` reports the
   overdue ones and forgets them, so no request is ever left without an outcome;
 - `window`: at most that many outstanding "windowed" requests (message traffic); `send`
@@ -202,6 +208,9 @@ _DECODE_FAILURES = (PduError, IndexError, struct.error)
 ResponseHandler = Callable[[P.Pdu, P.Pdu], None]
 AcceptedHandler = Callable[[list[tuple[int, str]]], None]
 RequestHandler = Callable[[P.Pdu], None]
+DeliveriesHandler = Callable[[list["P.Pdu | P.ReceiptRead"]], None]
+_DELIVER_SM = int(C.DELIVER_SM)
+_read_receipt = P.read_receipt
 _SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
 _ACKS = frozenset({int(C.DELIVER_SM_RESP), int(C.DATA_SM_RESP)})
 # A response of 17 octets: the header, then an empty message_id (its NUL, the "x" pad byte).
@@ -241,6 +250,7 @@ class Session:
         on_response: ResponseHandler | None = None,
         on_accepted: AcceptedHandler | None = None,
         on_request: RequestHandler | None = None,
+        on_deliveries: DeliveriesHandler | None = None,
     ) -> None:
         self.role = role
         # Set: responses to requests other than bind and unbind complete through
@@ -253,6 +263,10 @@ class Session:
         # Set: the peer's plain message traffic (requests in `_plain_receive`) goes to
         # `on_request(pdu)` during receive_data, in wire order, instead of as events.
         self.on_request = on_request
+        # Set (ESME role): the read's plain requests go to `on_deliveries([...])` once,
+        # in wire order, after the read's other handler calls; a plain delivery receipt
+        # as a P.ReceiptRead tuple (no Pdu built), anything else as its Pdu.
+        self.on_deliveries = on_deliveries
         self.peer_role = Role.SMSC if role is Role.ESME else Role.ESME
         self._bound_as: State | None = None  # the bound state an UNBINDING session came from
         self.state = State.OPEN
@@ -457,6 +471,7 @@ class Session:
         accepting = self.on_accepted is not None
         on_request = self.on_request  # read once per call
         accepted: list[tuple[int, str]] = []
+        deliveries: list[Any] | None = [] if self.on_deliveries is not None else None
         try:
             while end - pos >= 16:
                 length, cid, status, seq = unpack(buf, pos)
@@ -488,6 +503,19 @@ class Session:
                             self._windowed -= 1  # a submit_sm is windowed
                             accepted.append((seq, buf[body : pos - 1].decode("latin-1")))
                             continue
+                elif (
+                    cid == _DELIVER_SM
+                    and deliveries is not None
+                    and status == 0
+                    and cid in self._plain_receive
+                ):
+                    # The usual request, a receipt, read without a Pdu: only what the
+                    # strict decoder reads, to the same values, with nothing unusual
+                    # (P.read_receipt); anything else goes the general way below.
+                    receipt = _read_receipt(buf, start + 16, pos, seq)
+                    if receipt is not None:
+                        deliveries.append(receipt)
+                        continue
                 # Decode in place: the body is read from the buffer between start and pos.
                 decoder = decoders.get(cid)
                 pdu = None
@@ -519,7 +547,9 @@ class Session:
                     else:
                         self._handle_response(pdu)
                 elif cid in self._plain_receive:
-                    if on_request is not None:
+                    if deliveries is not None:
+                        deliveries.append(pdu)
+                    elif on_request is not None:
                         on_request(pdu)
                     else:
                         events.append(RequestReceived(pdu))
@@ -527,8 +557,12 @@ class Session:
                     self._handle_request(pdu)
         finally:
             self._rest = buf[pos:] if pos < end else b""
-            if accepted:  # taken off `outstanding` already: they must reach the handler
-                self.on_accepted(accepted)  # type: ignore[misc]
+            try:
+                if accepted:  # taken off `outstanding` already: they must reach the handler
+                    self.on_accepted(accepted)  # type: ignore[misc]
+            finally:
+                if deliveries:  # consumed from the buffer: they must reach the handler
+                    self.on_deliveries(deliveries)  # type: ignore[misc]
 
     def next_events(self) -> list[Any]:
         events = self._events
