@@ -97,6 +97,9 @@ _SEGMENT_FAILED = SEGMENT_FINAL - {SegmentState.DELIVERED}
 ReceiptEffect = tuple["Channel", "Job", int, "str | None", "str | None", str]
 
 
+_KEY_MEMO = 65_536  # Channel._key_of: entries at most (~3 MB), then emptied
+
+
 class Job(msgspec.Struct, eq=False):
     """One message moving through the channel (memory only; the store has the truth). A
     Struct: one is made per message, ~3x faster than a class with an __init__."""
@@ -220,6 +223,13 @@ class Channel:
         self._tiebreak = itertools.count()
         # receipt matching: id_key -> (job, segment index), for submitted segments
         self._by_key: dict[str, tuple[Job, int]] = {}
+        # The receipt key of each SMSC message id accepted lately (raw id -> receipt_id_key),
+        # kept while both of the channel's id formats are one: the receipt names the id as
+        # the submit_sm_resp did, and its key is then found here, not computed again (~4k
+        # instructions: int() and str() of the id). A pure function's results: any entry is
+        # right while the formats stay, so the memo is simply emptied when it is full and
+        # on retune.
+        self._key_of: dict[str, str] = {}
         # The gateway's receipt journal, once it takes frames (after a restart's replay);
         # None: receipt batches are acknowledged after their commit.
         self.journal: ReceiptJournal | None = None
@@ -310,6 +320,7 @@ class Channel:
         self.cfg = cfg
         self._stores_submitting = cfg.on_submitting_recovery == "unknown"
         self._templates = SubmitTemplates(cfg)
+        self._key_of.clear()  # the formats may have changed
         self.rate.configure(cfg.tps, cfg.bucket_depth, trio.current_time())
         for c in self.clients:
             c.set_window(cfg.window)
@@ -656,6 +667,7 @@ class Channel:
         rate = self.rate
         name = self.name
         id_format = self.cfg.message_id_format
+        key_of = self._key_of if id_format == self.cfg.receipt_id_format else None
         by_key = self._by_key
         submitted = self.store.submitted_nowait
         via = None if self._stores_submitting else _SUBMITTING
@@ -680,6 +692,8 @@ class Channel:
             key = seg.id_key = receipt_id_key(message_id, id_format)
             if key:
                 by_key[key] = (job, 0)
+                if key_of is not None:
+                    key_of[message_id] = key
             job.pending = 0
             # The attempt is over: _attempt_done's one-segment case.
             rec = job.record
@@ -696,6 +710,8 @@ class Channel:
             remember(job)
         stats.segments_accepted += fast
         stats.submitted_messages += fast
+        if key_of is not None and len(key_of) > _KEY_MEMO:
+            key_of.clear()
 
     def _on_result(self, job: Job, idx: int, result: SubmitResult) -> None:
         """Called once per segment submit (in the ESME reader task): no awaiting here."""
@@ -716,6 +732,11 @@ class Channel:
             seg.submitted_at = now
             key = receipt_id_key(seg.smsc_message_id, self.cfg.message_id_format)
             seg.id_key = key
+            if key and self.cfg.message_id_format == self.cfg.receipt_id_format:
+                key_of = self._key_of
+                if len(key_of) >= _KEY_MEMO:
+                    key_of.clear()
+                key_of[seg.smsc_message_id] = key
             if len(job.segments) > 1:  # one segment: its version goes with the move
                 self.store.update_segment_nowait(seg)
             if key:
@@ -926,6 +947,9 @@ class Channel:
         now = self._wall()
         receipts: list[Receipt] = []
         id_format = self.cfg.receipt_id_format
+        # (an empty memo if the formats differ: _on_accepted and _on_result fill it only
+        # when they are one)
+        key_of = self._key_of
         for pdu in pdus:
             outcome = receipt_outcome_read(pdu) if type(pdu) is tuple else receipt_outcome(pdu)
             if outcome is None:
@@ -941,7 +965,7 @@ class Channel:
             receipts.append(
                 (  # a Receipt (gateway.store.records): no ReceiptRecord unless it needs a row
                     raw_id or "",
-                    receipt_id_key(raw_id, id_format) if raw_id else "",
+                    (key_of.pop(raw_id, None) or receipt_id_key(raw_id, id_format)) if raw_id else "",
                     # The segment state it reports, None for none: an intermediate
                     # notification (esm_class 0x20) reports progress, not an outcome
                     # (stored, matched, never applied: UNDELIV there means "retrying").
