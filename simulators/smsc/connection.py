@@ -190,7 +190,6 @@ class Connection:
 
     async def _reader(self) -> None:
         stream = self.stream
-        session = self.session
         while not self.closing:
             try:
                 data = await stream.receive_some(RECEIVE_SIZE)
@@ -199,22 +198,28 @@ class Connection:
             if not data:
                 self.log.debug("peer_closed")
                 return
-            now = trio.current_time()
-            self.last_rx = self._now = now
-            self._in_reader = True
-            try:
-                if self._before_bind:
-                    self._receive_before_bind(data, now)
-                else:
-                    session.receive_data(data)
-                    self._handle(session.next_events(), now)
-            finally:
-                self._in_reader = False
+            self.received(data, trio.current_time())
             await self._flush()
             if self.closing:
                 self.kick()  # the writer closes the connection
         # closing: the writer flushes and cancels us
         await trio.sleep_forever()
+
+    def received(self, data: bytes, now: float) -> None:
+        """Handle one read (its time `now`): everything it asks for is queued on the session
+        (and `_raw`); the reader writes it all right after (bench/simulator_path_bench.py
+        drives this without a socket)."""
+        self.last_rx = self._now = now
+        self._in_reader = True
+        try:
+            if self._before_bind:
+                self._receive_before_bind(data, now)
+            else:
+                session = self.session
+                session.receive_data(data)
+                self._handle(session.next_events(), now)
+        finally:
+            self._in_reader = False
 
     def _receive_before_bind(self, data: bytes, now: float) -> None:
         """Until the session is bound, feed it one frame at a time and handle each.
