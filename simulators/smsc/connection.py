@@ -324,7 +324,15 @@ class Connection:
                     if run < pos:  # what came before it first (none of it ends the bind)
                         session.receive_data(buf[run:pos])
                         self._handle(session.next_events(), now)
-                    if self._submit_frame(buf, pos + 16, nxt, seq, now):
+                    shape = self._shape
+                    got = shape.decode(buf, pos + 16, nxt, seq) if shape is not None else None
+                    if got is not None:  # the usual case: _submit_frame's first step inline
+                        try:
+                            on_shaped_submit_sm(self, shape, got[0], got[1], now)
+                        except Exception:
+                            self._handler_failed(got[1])
+                        run = nxt
+                    elif self._submit_frame(buf, pos + 16, nxt, seq, now):
                         run = nxt
                     else:
                         run = pos  # refused by the strict decoder: the session answers
@@ -338,24 +346,20 @@ class Connection:
             self._handle(session.next_events(), now)
 
     def _submit_frame(self, buf: bytes, body: int, end: int, seq: int, now: float) -> bool:
-        """Serve the submit_sm whose body is buf[body:end]; False if the strict decoder
-        refuses it (the session decodes it again and answers)."""
-        shape = self._shape
-        got = shape.decode(buf, body, end, seq) if shape is not None else None
-        if got is None:
-            pdu, new = learn(buf, body, end, seq, self.account.policy)  # type: ignore[union-attr]
-            if pdu is None:
-                return False
-            if new is not None:
-                self._shape = shape = new
-                got = (buf[body + new.hlen : end - new.tlen - 1], pdu)
-            else:
-                self._on_request(pdu)  # TLVs: the general handler
-                return True
+        """Serve the submit_sm whose body is buf[body:end] and which the last shape did not
+        read: decoded strictly, its shape learned when it has no TLVs. False if the
+        decoder refuses it (the session decodes it again and answers)."""
+        pdu, shape = learn(buf, body, end, seq, self.account.policy)  # type: ignore[union-attr]
+        if pdu is None:
+            return False
+        if shape is None:  # TLVs: the general handler
+            self._on_request(pdu)
+            return True
+        self._shape = shape
         try:
-            on_shaped_submit_sm(self, shape, got[0], got[1], now)
+            on_shaped_submit_sm(self, shape, buf[body + shape.hlen : end - shape.tlen - 1], pdu, now)
         except Exception:
-            self._handler_failed(got[1])
+            self._handler_failed(pdu)
         return True
 
     async def _flush(self) -> None:

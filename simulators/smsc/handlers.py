@@ -198,10 +198,16 @@ def on_shaped_submit_sm(conn: Connection, shape: Any, raw: bytes, pdu: Any, now:
     n = ids.n + 1
     ids.n = n
     mid = ids.pattern % n
-    stat = policy.fixed_outcome or policy.outcome(pdu.destination_addr)
+    stat = shape.stat
+    if stat is None:
+        stat = policy.outcome(pdu.destination_addr)
+        want = policy.wants[stat][shape.rd]
+        state = STAT_STATE[stat]
+    else:
+        want = shape.want
+        state = shape.state
     wall = _time()
-    want = policy.wants[stat][shape.rd]
-    rec = Record(n, mid, acct.name, pdu, wall, stat, want, 1, STAT_STATE[stat], wall)
+    rec = Record(n, mid, acct.name, pdu, wall, stat, want, 1, state, wall)
     store = server.store
     store.ring[n & store.mask] = rec
     st.messages_accepted += 1

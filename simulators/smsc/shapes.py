@@ -29,6 +29,7 @@ import msgspec
 from gateway.smpp import pdu as P
 from gateway.smpp.constants import CommandId
 from gateway.smpp.errors import PduError
+from simulators.smsc.store import STAT_STATE
 
 _DECODE_SUBMIT_SM = P.DECODERS[int(CommandId.SUBMIT_SM)]
 _replace = msgspec.structs.replace
@@ -38,19 +39,28 @@ _DEST_LIMIT = 21  # destination_addr: a C-Octet String of at most 21 octets with
 
 
 class SubmitShape:
-    """One submit_sm body (no TLVs) cut around its destination, and the receipt format of
-    its messages (`ReceiptPolicy.shape_format`, None: `encoded()` decides)."""
+    """One submit_sm body (no TLVs) cut around its destination, and what the account's
+    receipt policy makes of its messages: the receipt format (`ReceiptPolicy.shape_format`,
+    None: `encoded()` decides) and the outcome when it is fixed."""
 
-    __slots__ = ("fixed", "head", "hlen", "pdu", "rd", "receipt", "tail", "tlen")
+    __slots__ = (
+        "fixed", "head", "hlen", "pdu", "rd", "receipt", "stat", "state", "tail", "tlen", "want",
+    )
 
-    def __init__(self, pdu: Any, head: bytes, tail: bytes, receipt: tuple[bytes, int] | None) -> None:
+    def __init__(self, pdu: Any, head: bytes, tail: bytes, policy: Any) -> None:
         self.pdu = pdu
         self.head = head
         self.hlen = len(head)
         self.tail = tail
         self.tlen = len(tail)
-        self.rd = pdu.registered_delivery & 3
+        self.rd = rd = pdu.registered_delivery & 3
+        receipt = policy.shape_format(pdu)
         self.receipt, self.fixed = receipt if receipt is not None else (None, 0)
+        # The outcome when the policy draws none (one weighted stat, no prefix rules): the
+        # stat, whether a receipt is wanted, the final message_state.
+        self.stat = stat = policy.fixed_outcome
+        self.want = policy.wants[stat][rd] if stat is not None else False
+        self.state = STAT_STATE[stat] if stat is not None else 0
 
     def decode(self, b: bytes, p: int, end: int, seq: int) -> tuple[bytes, Any] | None:
         """The submit_sm whose body is b[p:end] (header status 0, sequence number `seq`) if
@@ -83,6 +93,4 @@ def learn(b: bytes, p: int, end: int, seq: int, policy: Any) -> tuple[Any, Submi
     # The C-strings are Latin-1: one octet per character.
     hlen = len(pdu.service_type) + len(pdu.source_addr) + 6
     nul = p + hlen + len(pdu.destination_addr)
-    return pdu, SubmitShape(
-        _replace(pdu, tlvs=[]), b[p : p + hlen], b[nul + 1 : end], policy.shape_format(pdu)
-    )
+    return pdu, SubmitShape(_replace(pdu, tlvs=[]), b[p : p + hlen], b[nul + 1 : end], policy)
