@@ -218,7 +218,7 @@ def _frames(draw, n: int) -> list[bytes]:
     for seq in range(2, n + 2):
         kind = draw(st.sampled_from(
             ["shaped"] * 6 + ["other_text", "tlvs", "conflict", "bad_dest", "plus", "bad_body",
-             "status", "enquire", "query", "ack", "nack", "deliver", "unbind", "data_sm"]
+             "status", "enquire", "query", "ack", "acks", "nack", "deliver", "unbind", "data_sm"]
         ))
         if kind == "shaped":
             out.append(_submit(f"49151{draw(st.integers(0, 10**6)):08d}", seq))
@@ -245,6 +245,10 @@ def _frames(draw, n: int) -> list[bytes]:
             out.append(P.QuerySm(sequence_number=seq, message_id=draw(st.sampled_from(["1", "2", "zz"]))).encode())
         elif kind == "ack":  # answers our receipts (their sequence numbers start at 1)
             out.append(P.DeliverSmResp(sequence_number=draw(st.integers(1, 6)), message_id="").encode())
+        elif kind == "acks":  # a run of them, one maybe not the usual 17 octets
+            for k in range(draw(st.integers(1, 5))):
+                body = draw(st.sampled_from([b"\0", b"\0", b"x", b"12\0"]))
+                out.append(HEADER.pack(16 + len(body), 0x80000005, draw(st.sampled_from([0, 0x58])), k + 1) + body)
         elif kind == "nack":
             out.append(P.GenericNack(sequence_number=draw(st.integers(1, 6)), command_status=0x58).encode())
         elif kind == "deliver":  # not legal from an ESME
