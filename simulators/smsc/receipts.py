@@ -298,23 +298,22 @@ class ReceiptPolicy:
 
     def shape_format(self, pdu: Any) -> tuple[bytes, int] | None:
         """For the receipts of the submit_sm that share `pdu`'s fields but the destination
-        (a learned shape, simulators/smsc/shapes.py): `encoded()`'s common receipt as one
-        `bytes %` format with everything that depends on those fields written in (the
-        message's source address and the TON/NPI, the excerpt), and the part of sm_length
-        that does not depend on the message (3 + the excerpt). None when `encoded()` would
-        not take its common path for such a message (network_error_code, no text, UDH,
-        UCS2). `shaped_body` formats it for one message. `pdu` was decoded strictly, so its
-        addresses pass the codec's checks (20 octets at most, no NUL, Latin-1)."""
-        sm = pdu.short_message
-        dc = pdu.data_coding
-        if (
-            self._network_error
-            or not sm
-            or pdu.esm_class & ESM_CLASS_UDHI
-            or dc == DATA_CODING_UCS2
-            or 0xE0 <= dc <= 0xEF
-        ):
+        (a learned shape, simulators/smsc/shapes.py; no TLVs): the receipt `encoded()` gives
+        (its common path, or `build()` + the codec for a UDH or UCS2 text) as one `bytes %`
+        format with everything that depends on those fields written in (the message's
+        source address and the TON/NPI, the excerpt), and the part of sm_length that does
+        not depend on the message (3 + the excerpt). None with network_error_code (left to
+        `encoded()`). `shaped_body` formats it for one message. `pdu` was decoded strictly,
+        so its addresses pass the codec's checks (20 octets at most, no NUL, Latin-1)."""
+        if self._network_error:
             return None
+        sm = pdu.short_message  # no message_payload: the shape has no TLVs
+        dc = pdu.data_coding
+        udhi = pdu.esm_class & ESM_CLASS_UDHI
+        if udhi or dc == DATA_CODING_UCS2 or 0xE0 <= dc <= 0xEF:
+            ex = excerpt(sm, dc, bool(udhi), self._excerpt_len)  # as build() takes it
+        else:
+            ex = sm[: self._excerpt_len]
         before = bytes((0, pdu.dest_addr_ton, pdu.dest_addr_npi))  # service_type "", ton, npi
         after = (
             b"\0"
@@ -323,7 +322,6 @@ class ReceiptPolicy:
             + b"\0"
             + _HEAD[-9:]  # esm_class 0x04, protocol_id .. sm_default_msg_id
         )
-        ex = sm[: self._excerpt_len]
         fmt = _escape(before) + b"%b" + _escape(after)  # %b: the receipt's source_addr
         if self._text:
             fmt += b"%cid:%b%b" + _escape(ex) + (b"%b%b\0%b" if self._tlvs else b"")
@@ -334,7 +332,7 @@ class ReceiptPolicy:
     def shaped_body(
         self, fmt: bytes, fixed: int, saddr: bytes, stat: str, t: float, mid: bytes
     ) -> bytes | None:
-        """The body `encoded()` gives for a message of `fmt`'s shape (`shape_format`), sent
+        """The body of the receipt `encoded()` gives for a message of `fmt`'s shape (`shape_format`), sent
         to `saddr` (the message's destination), its outcome `stat`, submitted and done at
         `t`, its id `mid` (at most 64 octets). None when the text would pass 255 octets
         (`encoded()` then decides what happens)."""
