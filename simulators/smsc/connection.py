@@ -21,6 +21,8 @@ Three tasks in a nursery owned by the connection:
 from __future__ import annotations
 
 import itertools
+import re
+import struct
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -42,7 +44,8 @@ from gateway.smpp.session import (
 )
 from gateway.smpp.transport import RECEIVE_SIZE, set_nodelay
 from simulators.smsc.delivery import RECEIPT, Job
-from simulators.smsc.handlers import HANDLERS
+from simulators.smsc.handlers import HANDLERS, on_shaped_submit_sm
+from simulators.smsc.shapes import SubmitShape, learn
 
 if TYPE_CHECKING:
     from simulators.smsc.server import AccountRuntime, SmscServer
@@ -51,6 +54,15 @@ _DELIVER_SM = int(CommandId.DELIVER_SM)
 _DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
 _ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
 _RECEIVING = (State.BOUND_RX, State.BOUND_TRX)
+_SUBMITTING = (State.BOUND_TX, State.BOUND_TRX)
+_SUBMIT_SM = int(CommandId.SUBMIT_SM)
+# What may end a bind when the session reads it (the peer's unbind, the answer to ours):
+# a read is not cut into runs after one of these (_receive_framed).
+_ENDS_BIND = frozenset(int(c) for c in (CommandId.UNBIND, CommandId.UNBIND_RESP, CommandId.GENERIC_NACK))
+_FRAME_HEAD = struct.Struct(">IIII").unpack_from
+# A run of the usual deliver_sm_resp (17 octets: the header, an empty message_id), read
+# past in one step (a frame at a time cost ~2k instructions per receipt answer).
+_ACKS = re.compile(rb"(?:\x00\x00\x00\x11\x80\x00\x00\x05.{8}\x00)+", re.S).match
 _ids = itertools.count(1)
 
 
@@ -99,7 +111,11 @@ class Connection:
         self._scope: trio.CancelScope | None = None
         self._receiver = False
         self._before_bind = True  # frames go to the session one at a time until bound
-        self._head = b""  # of them: the start of a frame not complete yet
+        self._head = b""  # of them (and once framing): the start of a frame not complete yet
+        # Bound as a transmitter or transceiver: reads are framed here, submit_sm read
+        # through the last learned shape (_receive_framed).
+        self._framing = False
+        self._shape: SubmitShape | None = None
         self.log = server.log.bind(conn=self.id)
 
     # ---- API for handlers / deliveries -------------------------------------------------
@@ -190,7 +206,6 @@ class Connection:
 
     async def _reader(self) -> None:
         stream = self.stream
-        session = self.session
         while not self.closing:
             try:
                 data = await stream.receive_some(RECEIVE_SIZE)
@@ -199,22 +214,30 @@ class Connection:
             if not data:
                 self.log.debug("peer_closed")
                 return
-            now = trio.current_time()
-            self.last_rx = self._now = now
-            self._in_reader = True
-            try:
-                if self._before_bind:
-                    self._receive_before_bind(data, now)
-                else:
-                    session.receive_data(data)
-                    self._handle(session.next_events(), now)
-            finally:
-                self._in_reader = False
+            self.received(data, trio.current_time())
             await self._flush()
             if self.closing:
                 self.kick()  # the writer closes the connection
         # closing: the writer flushes and cancels us
         await trio.sleep_forever()
+
+    def received(self, data: bytes, now: float) -> None:
+        """Handle one read (its time `now`): everything it asks for is queued on the session
+        (and `_raw`); the reader writes it all right after (bench/simulator_path_bench.py
+        drives this without a socket)."""
+        self.last_rx = self._now = now
+        self._in_reader = True
+        try:
+            if self._before_bind:
+                self._receive_before_bind(data, now)
+            elif self._framing:
+                self._receive_framed(data, now)
+            else:
+                session = self.session
+                session.receive_data(data)
+                self._handle(session.next_events(), now)
+        finally:
+            self._in_reader = False
 
     def _receive_before_bind(self, data: bytes, now: float) -> None:
         """Until the session is bound, feed it one frame at a time and handle each.
@@ -238,6 +261,7 @@ class Connection:
                 return
             if session.bound:
                 self._before_bind = False
+                self._framing = session.state in _SUBMITTING
                 break
             if end - pos < 16:
                 self._head = buf[pos:]
@@ -252,8 +276,100 @@ class Connection:
             pos += length
             self._handle(session.next_events(), now)
         if pos < end:
-            session.receive_data(buf[pos:] if pos else buf)
+            rest = buf[pos:] if pos else buf
+            if self._framing:
+                self._receive_framed(rest, now)
+            else:
+                session.receive_data(rest)
+                self._handle(session.next_events(), now)
+
+    def _receive_framed(self, data: bytes, now: float) -> None:
+        """A read on a bind that may submit: frames are cut here. A submit_sm (header status
+        0) is decoded here, through the last learned shape (simulators/smsc/shapes.py) or
+        the codec's strict decoder, and handed to its handler as the session would hand it
+        (`_on_request`); every other frame, and a submit_sm the strict decoder refuses, goes
+        to the session, in runs of whole frames, in wire order (each run's events handled
+        before what follows it). The session never holds a partial frame: `_head` keeps it.
+
+        Handled exactly as one `receive_data` of the whole read would handle it: a run is
+        cut off only while the session stays bound to submit. Once it may not (a frame in
+        the run that can end the bind: unbind, unbind_resp, generic_nack; or, after a
+        handler, a connection closing or unbinding), the rest of the read goes to the
+        session in one call, as before (a session closed at the start of a call reads
+        nothing of it, but one closed during a call reads on to its end). A broken frame
+        (command_length under 16 or over the maximum) goes to the session with everything
+        after it, which answers it and closes."""
+        session = self.session
+        head = self._head
+        if head:
+            buf = head + data
+            self._head = b""
+        else:
+            buf = data
+        pos = run = 0
+        end = len(buf)
+        max_len = session.max_pdu_length
+        unpack = _FRAME_HEAD
+        plain = False  # the rest of the read goes to the session in one call
+        while end - pos >= 16:
+            length, cid, status, seq = unpack(buf, pos)
+            if cid == _DELIVER_SM_RESP and length == 17:
+                acks = _ACKS(buf, pos)  # whole frames, none of which ends the bind
+                if acks is not None:
+                    pos = acks.end()
+                    continue
+            if length < 16 or length > max_len:
+                pos = end  # the session answers the broken frame and closes
+                break
+            nxt = pos + length
+            if nxt > end:
+                break
+            if plain:
+                pass
+            elif cid == _SUBMIT_SM and status == 0:
+                if self.closing or session.state not in _SUBMITTING:
+                    plain = True
+                else:
+                    if run < pos:  # what came before it first (none of it ends the bind)
+                        session.receive_data(buf[run:pos])
+                        self._handle(session.next_events(), now)
+                    shape = self._shape
+                    got = shape.decode(buf, pos + 16, nxt, seq) if shape is not None else None
+                    if got is not None:  # the usual case: _submit_frame's first step inline
+                        try:
+                            on_shaped_submit_sm(self, shape, got[0], got[1], now)
+                        except Exception:
+                            self._handler_failed(got[1])
+                        run = nxt
+                    elif self._submit_frame(buf, pos + 16, nxt, seq, now):
+                        run = nxt
+                    else:
+                        run = pos  # refused by the strict decoder: the session answers
+            elif cid in _ENDS_BIND:
+                plain = True
+            pos = nxt
+        if pos < end:
+            self._head = buf[pos:]
+        if run < pos:
+            session.receive_data(buf[run:pos])
             self._handle(session.next_events(), now)
+
+    def _submit_frame(self, buf: bytes, body: int, end: int, seq: int, now: float) -> bool:
+        """Serve the submit_sm whose body is buf[body:end] and which the last shape did not
+        read: decoded strictly, its shape learned when it has no TLVs. False if the
+        decoder refuses it (the session decodes it again and answers)."""
+        pdu, shape = learn(buf, body, end, seq, self.account.policy)  # type: ignore[union-attr]
+        if pdu is None:
+            return False
+        if shape is None:  # TLVs: the general handler
+            self._on_request(pdu)
+            return True
+        self._shape = shape
+        try:
+            on_shaped_submit_sm(self, shape, buf[body + shape.hlen : end - shape.tlen - 1], pdu, now)
+        except Exception:
+            self._handler_failed(pdu)
+        return True
 
     async def _flush(self) -> None:
         """Write everything queued in one send_all; one writer at a time."""
@@ -372,13 +488,15 @@ class Connection:
                     )
                 )
         except Exception:
-            self.log.exception("handler_failed", command=pdu.command_name)
-            if self.session.state is not State.CLOSED:
-                self.session.send(
-                    P.error_response(
-                        pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RSYSERR
-                    )
-                )
+            self._handler_failed(pdu)
+
+    def _handler_failed(self, pdu: Any) -> None:
+        """A handler raised: logged, and the request answered ESME_RSYSERR."""
+        self.log.exception("handler_failed", command=pdu.command_name)
+        if self.session.state is not State.CLOSED:
+            self.session.send(
+                P.error_response(pdu.command_id, pdu.sequence_number, CommandStatus.ESME_RSYSERR)
+            )
 
     def _on_response(self, resp: P.Pdu, request: P.Pdu, now: float | None = None) -> None:
         """An answer to our request: as the session's response handler (deliver_sm_resp,

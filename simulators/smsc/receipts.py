@@ -61,6 +61,11 @@ _RID_HEADS = [_RID_HEAD.pack(int(Tag.RECEIPTED_MESSAGE_ID), n) for n in range(25
 _CACHE_MAX = 4096  # text middles remembered per policy (bounded)
 
 
+def _escape(b: bytes) -> bytes:
+    """`b` as literal text of a `bytes %` format."""
+    return b.replace(b"%", b"%%")
+
+
 class _DateFormatter:
     """UTC YYMMDDhhmm[ss] of a time.time() value, cached per second (receipts come in bursts)."""
 
@@ -290,6 +295,63 @@ class ReceiptPolicy:
             short_message=sm,
             tlvs=tlvs,
         )
+
+    def shape_format(self, pdu: Any) -> tuple[bytes, int] | None:
+        """For the receipts of the submit_sm that share `pdu`'s fields but the destination
+        (a learned shape, simulators/smsc/shapes.py; no TLVs): the receipt `encoded()` gives
+        (its common path, or `build()` + the codec for a UDH or UCS2 text) as one `bytes %`
+        format with everything that depends on those fields written in (the message's
+        source address and the TON/NPI, the excerpt), and the part of sm_length that does
+        not depend on the message (3 + the excerpt). None with network_error_code (left to
+        `encoded()`). `shaped_body` formats it for one message. `pdu` was decoded strictly,
+        so its addresses pass the codec's checks (20 octets at most, no NUL, Latin-1)."""
+        if self._network_error:
+            return None
+        sm = pdu.short_message  # no message_payload: the shape has no TLVs
+        dc = pdu.data_coding
+        udhi = pdu.esm_class & ESM_CLASS_UDHI
+        if udhi or dc == DATA_CODING_UCS2 or 0xE0 <= dc <= 0xEF:
+            ex = excerpt(sm, dc, bool(udhi), self._excerpt_len)  # as build() takes it
+        else:
+            ex = sm[: self._excerpt_len]
+        before = bytes((0, pdu.dest_addr_ton, pdu.dest_addr_npi))  # service_type "", ton, npi
+        after = (
+            b"\0"
+            + bytes((pdu.source_addr_ton, pdu.source_addr_npi))
+            + pdu.source_addr.encode("latin-1")
+            + b"\0"
+            + _HEAD[-9:]  # esm_class 0x04, protocol_id .. sm_default_msg_id
+        )
+        fmt = _escape(before) + b"%b" + _escape(after)  # %b: the receipt's source_addr
+        if self._text:
+            fmt += b"%cid:%b%b" + _escape(ex) + (b"%b%b\0%b" if self._tlvs else b"")
+        else:
+            fmt += b"\0%b%b\0%b" if self._tlvs else b"\0"
+        return fmt, 3 + len(ex)
+
+    def shaped_body(
+        self, fmt: bytes, fixed: int, saddr: bytes, stat: str, t: float, mid: bytes
+    ) -> bytes | None:
+        """The body of the receipt `encoded()` gives for a message of `fmt`'s shape (`shape_format`), sent
+        to `saddr` (the message's destination), its outcome `stat`, submitted and done at
+        `t`, its id `mid` (at most 64 octets). None when the text would pass 255 octets
+        (`encoded()` then decides what happens)."""
+        lm = len(mid)
+        if self._text:
+            lo = self._last_lo
+            if stat is self._last_stat and lo <= t < lo + 1.0:
+                middle = self._last_middle
+            else:
+                middle = self._middle_bytes(stat, t, t)
+            n = fixed + lm + len(middle)
+            if n > 255:
+                return None
+            if self._tlvs:
+                return fmt % (saddr, n, mid, middle, _RID_HEADS[lm + 1], mid, _STATE_TLV_BYTES[stat])
+            return fmt % (saddr, n, mid, middle)
+        if self._tlvs:
+            return fmt % (saddr, _RID_HEADS[lm + 1], mid, _STATE_TLV_BYTES[stat])
+        return fmt % (saddr,)
 
     def encoded(self, rec: Record, mid: bytes | None = None) -> P.Pdu | P.Encoded:
         """`build(rec)` as wire bytes (a `P.Encoded` deliver_sm), for the common receipt:
