@@ -72,8 +72,9 @@ def strict(frame: bytes, p: int = 0, end: int | None = None):
 
 def shape_of(pdu) -> SubmitShape:
     frame = pdu.encode()
-    got, shape = learn(frame, 16, len(frame), pdu.sequence_number, POLICY)
+    got, shape = learn(frame, 16, len(frame), pdu.sequence_number)
     assert got == pdu and shape is not None
+    shape.prepare(POLICY)
     return shape
 
 
@@ -103,7 +104,7 @@ def frame_of(body: bytes, seq: int = 5) -> bytes:
 @given(submits)
 def test_learn_is_the_strict_decoder_on_valid_pdus(pdu):
     frame = pdu.encode()
-    got, shape = learn(frame + b"\x00\x01trailing", 16, len(frame), pdu.sequence_number, POLICY)
+    got, shape = learn(frame + b"\x00\x01trailing", 16, len(frame), pdu.sequence_number)
     assert got == strict(frame) == pdu
     assert shape is not None and shape.pdu == pdu
     assert shape.head + pdu.destination_addr.encode("latin-1") + b"\0" + shape.tail == frame[16:]
@@ -116,7 +117,7 @@ def test_learn_refuses_what_the_strict_decoder_refuses(data):
     body = data.draw(st.one_of(st.binary(max_size=120), st.just(pdu.encode()[16:]).map(lambda b: mutate(b, data.draw))))
     frame = frame_of(body)
     expected = strict(frame)
-    got, shape = learn(frame + b"\0" * 30, 16, len(frame), 5, POLICY)
+    got, shape = learn(frame + b"\0" * 30, 16, len(frame), 5)
     if isinstance(expected, PduError):
         assert got is None and shape is None
     else:
