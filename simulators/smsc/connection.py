@@ -395,7 +395,8 @@ class Connection:
             old = self._shape
             if old is not None and not old.used:
                 # Two shapes in a row that read nothing (a text per message): the next
-                # _SKIP reads go to the session whole (no shape to try, no frame loop).
+                # _SKIP reads go to the session whole (no shape tried, the frames passed
+                # over in runs).
                 self._wasted += 1
                 if self._wasted >= 2:
                     self._wasted = 0
