@@ -72,8 +72,9 @@ def strict(frame: bytes, p: int = 0, end: int | None = None):
 
 def shape_of(pdu) -> SubmitShape:
     frame = pdu.encode()
-    got, shape = learn(frame, 16, len(frame), pdu.sequence_number, POLICY)
+    got, shape = learn(frame, 16, len(frame), pdu.sequence_number)
     assert got == pdu and shape is not None
+    shape.prepare(POLICY)
     return shape
 
 
@@ -103,7 +104,7 @@ def frame_of(body: bytes, seq: int = 5) -> bytes:
 @given(submits)
 def test_learn_is_the_strict_decoder_on_valid_pdus(pdu):
     frame = pdu.encode()
-    got, shape = learn(frame + b"\x00\x01trailing", 16, len(frame), pdu.sequence_number, POLICY)
+    got, shape = learn(frame + b"\x00\x01trailing", 16, len(frame), pdu.sequence_number)
     assert got == strict(frame) == pdu
     assert shape is not None and shape.pdu == pdu
     assert shape.head + pdu.destination_addr.encode("latin-1") + b"\0" + shape.tail == frame[16:]
@@ -116,7 +117,7 @@ def test_learn_refuses_what_the_strict_decoder_refuses(data):
     body = data.draw(st.one_of(st.binary(max_size=120), st.just(pdu.encode()[16:]).map(lambda b: mutate(b, data.draw))))
     frame = frame_of(body)
     expected = strict(frame)
-    got, shape = learn(frame + b"\0" * 30, 16, len(frame), 5, POLICY)
+    got, shape = learn(frame + b"\0" * 30, 16, len(frame), 5)
     if isinstance(expected, PduError):
         assert got is None and shape is None
     else:
@@ -321,3 +322,38 @@ def test_framed_reads_use_the_shape(monkeypatch):
     assert len(calls) == 1
     assert snap["messages_accepted"] == 50 and snap["receipts_sent"] == 50
     assert [r[2].destination_addr for r in records] == [f"4915100000{i:03d}" for i in range(50)]
+
+
+def test_shapes_stand_aside_while_texts_differ(monkeypatch):
+    """An ESME sending a different text each time: after two shapes that read nothing, the
+    reads go to the session whole for a while (no strict decode of ours per message);
+    when its texts repeat again, shapes serve them again. Answers as the session's."""
+    import simulators.smsc.connection as connection
+
+    counts = {"learn": 0, "shaped": 0}
+    real_learn, real_shaped = connection.learn, connection.on_shaped_submit_sm
+
+    def learn(*a):
+        counts["learn"] += 1
+        return real_learn(*a)
+
+    def shaped(*a):
+        counts["shaped"] += 1
+        return real_shaped(*a)
+
+    monkeypatch.setattr(connection, "learn", learn)
+    monkeypatch.setattr(connection, "on_shaped_submit_sm", shaped)
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+    monkeypatch.setattr(handlers, "_time", lambda: 1_790_000_000.25)
+    bind = P.BindTransceiver(sequence_number=1, system_id="test", password="secret").encode()
+    seq = iter(range(2, 10_000))
+    unique = [
+        b"".join(_submit("4915100000001", next(seq), b"Your code is %06d" % (r * 20 + i)) for i in range(20))
+        for r in range(5)
+    ]
+    batch = [b"".join(_submit(f"49151000{r:03d}{i}", next(seq)) for i in range(5)) for r in range(40)]
+    reads = [bind, *unique, *batch]
+    framed = _run(Connection, reads, None)
+    assert counts["learn"] <= 5  # of 100 unique texts
+    assert counts["shaped"] >= 5 * (40 - 32 - 1)  # the batch after the pause
+    assert framed == _run(Unframed, reads, None)

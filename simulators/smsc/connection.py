@@ -56,13 +56,13 @@ _ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
 _RECEIVING = (State.BOUND_RX, State.BOUND_TRX)
 _SUBMITTING = (State.BOUND_TX, State.BOUND_TRX)
 _SUBMIT_SM = int(CommandId.SUBMIT_SM)
+# After two learned shapes in a row read nothing, this many reads go to the session whole
+# before a shape is learned again (a shape costs about half a strict decode to learn).
+_SKIP = 32
 # What may end a bind when the session reads it (the peer's unbind, the answer to ours):
 # a read is not cut into runs after one of these (_receive_framed).
 _ENDS_BIND = frozenset(int(c) for c in (CommandId.UNBIND, CommandId.UNBIND_RESP, CommandId.GENERIC_NACK))
 _FRAME_HEAD = struct.Struct(">IIII").unpack_from
-# A run of the usual deliver_sm_resp (17 octets: the header, an empty message_id), read
-# past in one step (a frame at a time cost ~2k instructions per receipt answer).
-_ACKS = re.compile(rb"(?:\x00\x00\x00\x11\x80\x00\x00\x05.{8}\x00)+", re.S).match
 _ids = itertools.count(1)
 
 
@@ -75,6 +75,29 @@ def without_tlvs(pdu: P.Pdu | P.Encoded) -> P.Pdu | P.Encoded:
     if not typed.tlvs:
         return pdu
     return msgspec.structs.replace(typed, tlvs=[])
+
+
+# The first 8 header octets (command_length, command_id) of frames seen in runs -> the
+# match of a run of such frames (bounded: cleared when full).
+_RUNS: dict[bytes, Any] = {}
+
+
+def _frames_like(buf: bytes, pos: int, nxt: int) -> int:
+    """The end of the run of whole frames at `pos` (the first one ends at `nxt`) that have
+    its command_length and command_id: one regular expression match, where a Python loop
+    costs ~2k instructions a frame (a run of receipt answers, or of submit_sm left to the
+    session). A frame unlike the next one is its own run (no pattern compiled for it)."""
+    key = buf[pos : pos + 8]
+    if not buf.startswith(key, nxt):
+        return nxt
+    match = _RUNS.get(key)
+    if match is None:
+        if len(_RUNS) >= 256:
+            _RUNS.clear()
+        match = _RUNS[key] = re.compile(
+            b"(?:" + re.escape(key) + b".{%d})+" % (nxt - pos - 8), re.S
+        ).match
+    return match(buf, pos).end()
 
 
 class Connection:
@@ -116,6 +139,8 @@ class Connection:
         # through the last learned shape (_receive_framed).
         self._framing = False
         self._shape: SubmitShape | None = None
+        self._wasted = 0  # shapes learned in a row that read nothing
+        self._skip = 0  # reads left to the session whole before learning again
         self.log = server.log.bind(conn=self.id)
 
     # ---- API for handlers / deliveries -------------------------------------------------
@@ -310,23 +335,27 @@ class Connection:
         end = len(buf)
         max_len = session.max_pdu_length
         unpack = _FRAME_HEAD
-        plain = False  # the rest of the read goes to the session in one call
+        # True: the rest of the read goes to the session in one call (found by whole runs
+        # of like frames, `_frames_like`), as in the reads after shapes stopped paying.
+        plain = False
+        if self._skip:
+            self._skip -= 1
+            plain = True
         while end - pos >= 16:
             length, cid, status, seq = unpack(buf, pos)
-            if cid == _DELIVER_SM_RESP and length == 17:
-                acks = _ACKS(buf, pos)  # whole frames, none of which ends the bind
-                if acks is not None:
-                    pos = acks.end()
-                    continue
             if length < 16 or length > max_len:
                 pos = end  # the session answers the broken frame and closes
                 break
             nxt = pos + length
             if nxt > end:
                 break
-            if plain:
-                pass
-            elif cid == _SUBMIT_SM and status == 0:
+            if plain or cid != _SUBMIT_SM:
+                if cid in _ENDS_BIND:
+                    plain = True
+                # this frame and the like of it after it (for the session), in one step
+                pos = _frames_like(buf, pos, nxt)
+                continue
+            if status == 0:
                 if self.closing or session.state not in _SUBMITTING:
                     plain = True
                 else:
@@ -341,12 +370,12 @@ class Connection:
                         except Exception:
                             self._handler_failed(got[1])
                         run = nxt
-                    elif self._submit_frame(buf, pos + 16, nxt, seq, now):
+                    elif self._submit_frame(buf, pos + 16, nxt, seq):
                         run = nxt
+                        if self._skip:  # shapes stopped paying: the rest to the session
+                            plain = True
                     else:
                         run = pos  # refused by the strict decoder: the session answers
-            elif cid in _ENDS_BIND:
-                plain = True
             pos = nxt
         if pos < end:
             self._head = buf[pos:]
@@ -354,21 +383,28 @@ class Connection:
             session.receive_data(buf[run:pos])
             self._handle(session.next_events(), now)
 
-    def _submit_frame(self, buf: bytes, body: int, end: int, seq: int, now: float) -> bool:
+    def _submit_frame(self, buf: bytes, body: int, end: int, seq: int) -> bool:
         """Serve the submit_sm whose body is buf[body:end] and which the last shape did not
-        read: decoded strictly, its shape learned when it has no TLVs. False if the
-        decoder refuses it (the session decodes it again and answers)."""
-        pdu, shape = learn(buf, body, end, seq, self.account.policy)  # type: ignore[union-attr]
+        read: decoded strictly and handed to the general handler, as the session would;
+        its shape (no TLVs) is kept for the next ones. False if the decoder refuses it (the
+        session decodes it again and answers)."""
+        pdu, shape = learn(buf, body, end, seq)
         if pdu is None:
             return False
-        if shape is None:  # TLVs: the general handler
-            self._on_request(pdu)
-            return True
-        self._shape = shape
-        try:
-            on_shaped_submit_sm(self, shape, buf[body + shape.hlen : end - shape.tlen - 1], pdu, now)
-        except Exception:
-            self._handler_failed(pdu)
+        if shape is not None:
+            old = self._shape
+            if old is not None and not old.used:
+                # Two shapes in a row that read nothing (a text per message): the next
+                # _SKIP reads go to the session whole (no shape tried, the frames passed
+                # over in runs).
+                self._wasted += 1
+                if self._wasted >= 2:
+                    self._wasted = 0
+                    self._skip = _SKIP
+            else:
+                self._wasted = 0
+            self._shape = shape
+        self._on_request(pdu)
         return True
 
     async def _flush(self) -> None:

@@ -191,6 +191,8 @@ def on_shaped_submit_sm(conn: Connection, shape: Any, raw: bytes, pdu: Any, now:
     if acct.faults.active or not policy.immediate or server.recorder is not None or not raw.isdigit():
         on_submit_sm(conn, pdu, now)
         return
+    if not shape.ready:
+        shape.prepare(policy)
     st = server.stats
     st.submit_sm += 1
     conn.submits += 1

@@ -39,20 +39,28 @@ _DEST_LIMIT = 21  # destination_addr: a C-Octet String of at most 21 octets with
 
 
 class SubmitShape:
-    """One submit_sm body (no TLVs) cut around its destination, and what the account's
-    receipt policy makes of its messages: the receipt format (`ReceiptPolicy.shape_format`,
-    None: `encoded()` decides) and the outcome when it is fixed."""
+    """One submit_sm body (no TLVs) cut around its destination. On its first use
+    (`prepare`, not when learned: a gateway sending a different text each time learns a
+    shape per message and uses none) it takes from the account's receipt policy the receipt
+    format of its messages (`ReceiptPolicy.shape_format`, None: `encoded()` decides) and
+    the outcome when it is fixed."""
 
     __slots__ = (
-        "fixed", "head", "hlen", "pdu", "rd", "receipt", "stat", "state", "tail", "tlen", "want",
+        "fixed", "head", "hlen", "pdu", "rd", "ready", "receipt", "stat", "state", "tail", "tlen",
+        "used", "want",
     )
 
-    def __init__(self, pdu: Any, head: bytes, tail: bytes, policy: Any) -> None:
-        self.pdu = pdu
+    def __init__(self, pdu: Any, head: bytes, tail: bytes) -> None:
+        self.pdu = pdu  # the PDU it was learned from (received PDUs are never changed)
         self.head = head
         self.hlen = len(head)
         self.tail = tail
         self.tlen = len(tail)
+        self.used = False  # it read a submit_sm
+        self.ready = False  # prepared
+
+    def prepare(self, policy: Any) -> None:
+        pdu = self.pdu
         self.rd = rd = pdu.registered_delivery & 3
         receipt = policy.shape_format(pdu)
         self.receipt, self.fixed = receipt if receipt is not None else (None, 0)
@@ -61,6 +69,7 @@ class SubmitShape:
         self.stat = stat = policy.fixed_outcome
         self.want = policy.wants[stat][rd] if stat is not None else False
         self.state = STAT_STATE[stat] if stat is not None else 0
+        self.ready = True
 
     def decode(self, b: bytes, p: int, end: int, seq: int) -> tuple[bytes, Any] | None:
         """The submit_sm whose body is b[p:end] (header status 0, sequence number `seq`) if
@@ -74,16 +83,16 @@ class SubmitShape:
         if i < 0 or end - i - 1 != self.tlen or not b.startswith(self.tail, i + 1):
             return None
         raw = b[p:i]
+        self.used = True
         return raw, _replace(
             self.pdu, sequence_number=seq, destination_addr=raw.decode("latin-1"), tlvs=[]
         )
 
 
-def learn(b: bytes, p: int, end: int, seq: int, policy: Any) -> tuple[Any, SubmitShape | None]:
+def learn(b: bytes, p: int, end: int, seq: int) -> tuple[Any, SubmitShape | None]:
     """Decode the submit_sm whose body is b[p:end] (header status 0) with the strict decoder.
     Returns (None, None) when it refuses it (the session then decodes the frame and answers
-    the error), else (the PDU, its shape, or None when it has TLVs). `policy`: the
-    ReceiptPolicy whose receipt format the shape carries."""
+    the error), else (the PDU, its shape, or None when it has TLVs)."""
     try:
         pdu = _DECODE_SUBMIT_SM(b, p, end, 0, seq)
     except _DECODE_FAILURES:
@@ -92,5 +101,4 @@ def learn(b: bytes, p: int, end: int, seq: int, policy: Any) -> tuple[Any, Submi
         return pdu, None
     # The C-strings are Latin-1: one octet per character.
     hlen = len(pdu.service_type) + len(pdu.source_addr) + 6
-    nul = p + hlen + len(pdu.destination_addr)
-    return pdu, SubmitShape(_replace(pdu, tlvs=[]), b[p : p + hlen], b[nul + 1 : end], policy)
+    return pdu, SubmitShape(pdu, b[p : p + hlen], b[p + hlen + len(pdu.destination_addr) + 1 : end])
