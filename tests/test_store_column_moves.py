@@ -116,6 +116,20 @@ _KNOWN = [  # (starts, specs): combinations a column row must not take alone
     # a message twice in one column op, and in two column ops
     (_SUBMITTING, [("submitted", 0, _S.SUBMITTING, "c1", 1, "own"), ("submitted", 0, None, "c2", 2, "own"),
                    ("state", 2, _S.QUEUED, None, None), ("submitted", 0, None, "c1", 1, "own")]),
+    # ... via submitting, with an error code, and in a second batch of the moves
+    (_SUBMITTING, [("submitted", 0, _S.SUBMITTING, "c1", 1, "own"), ("submitted", 1, _S.SUBMITTING, None, 2, "own"),
+                   ("receipt", [(0, 1, "undeliverable", "001"), (1, 1, "delivered", None)],
+                    [(0, _S.UNDELIVERABLE, "e1"), (1, _S.DELIVERED, None)], 6)]),
+    # ... a pair's move not legal after submitted: two rounds
+    (_SUBMITTING, [("submitted", 0, None, "c1", 1, "own"),
+                   ("receipt", [(0, 1, "delivered", "000")], [(0, _S.QUEUED, None)], None)]),
+    # two submitted rows and a pair of one message: the general way
+    (_SUBMITTING, [("submitted", 0, None, "c1", 1, "own"), ("state", 1, _S.QUEUED, None, None),
+                   ("submitted", 0, _S.SUBMITTING, "c2", 2, "own"),
+                   ("receipt", [(0, 1, "delivered", "000")], [(0, _S.DELIVERED, None)], None)]),
+    # a pair before the message's submitted row: no chain
+    ([_S.SUBMITTED] * N_MESSAGES, [("receipt", [(0, 1, "delivered", "000")], [(0, _S.DELIVERED, None)], None),
+                                   ("submitted", 0, None, "c1", 1, "own")]),
     # a whole segment-1 version of the message queued before its receipt pair
     ([_S.SUBMITTED] * N_MESSAGES, [("segment", 0, 1, "submitted"),
                                    ("receipt", [(0, 1, "delivered", None)], [(0, _S.DELIVERED, None)], None)]),

@@ -2118,7 +2118,9 @@ def _apply(
     # the batch names; `general`: the messages whose rows go the general way instead.
     subs: list[Sequence[Any]] = []
     pairs: list[Sequence[Any]] = []
-    general = _named_twice(ops) if bulk else None
+    chains: list[tuple] = []  # a submitted row and a later pair of one message: _CHAIN_ROW
+    general, joined = _named_twice(ops) if bulk else (None, None)
+    waiting: dict[str, tuple] = {}  # joined submitted rows, until their pair comes
 
     def submitted(items: Iterable[Sequence[Any]]) -> None:  # submitted_nowait's rows
         nonlocal n_segments
@@ -2175,9 +2177,16 @@ def _apply(
             receipts.extend(rows)
             cols = data[4] if len(data) > 4 else None
             if cols is not None:
-                cols, rest = _fast_part(cols, general, _PAIR_VARIES)
+                cols, rest, ends = _fast_part(cols, general, joined, _PAIR_VARIES)
                 if cols is not None:
                     pairs.append(cols)
+                for r in ends:  # the chain the general way makes of the two rows, if legal
+                    sub = waiting.pop(r[0])
+                    if r[5] in _NEXT[_SUBMITTED_STATE]:
+                        chains.append((*sub[:5], r[1], *sub[6:11], *r[2:]))
+                    else:  # two rounds: the general way (no other op names the message)
+                        submitted([(*sub[:5], [(*sub[5:], sub[0], 1)])])
+                        rest.append(r)
                 if rest:  # the pairs first: each is its message's first segment-1 receipt
                     seg_receipts([(*r[1:5], r[0], 1) for r in rest])
                     seg_receipts(seg_rows)
@@ -2191,9 +2200,11 @@ def _apply(
         elif k == _SUBMITTED:  # consecutive submitted_nowait calls, in order
             submitted(data)
         elif k == _SUBMITTED_COLS:
-            cols, rest = _fast_part(data, general, _SUB_VARIES)
+            cols, rest, ends = _fast_part(data, general, joined, _SUB_VARIES)
             if cols is not None:
                 subs.append(cols)
+            for r in ends:  # written with the pair a later op brings (_named_twice)
+                waiting[r[0]] = r
             if rest:  # in their order (the op's rows all precede the next op's)
                 submitted([(*r[:5], [(*r[5:], r[0], 1)]) for r in rest])
         else:
@@ -2219,12 +2230,15 @@ def _apply(
             whole = [t for t in whole if t[-1] != 1 or t[-2] not in written]
             receipt_only = [t for t in receipt_only if t[-1] != 1 or t[-2] not in written]
     n_keys = len(segments)
-    if subs or pairs:
+    if waiting:  # their pairs' op was applied before (journal): the moves to submitted alone
+        subs.append(_columns(list(waiting.values()), _SUB_VARIES))
+    if subs or pairs or chains:
         fast = sum(c[0] for c in subs) + sum(c[0] for c in pairs)
-        n_keys += fast
-        n_segments += fast
-        counts.receipts += sum(c[0] for c in pairs)
-        merged += _apply_fast(conn, subs, pairs, chunk, counts, whole, receipt_only)
+        n_keys += fast + len(chains)
+        n_segments += fast + 2 * len(chains)  # a chain: a segment version, a receipt over it
+        counts.receipts += sum(c[0] for c in pairs) + len(chains)
+        cols = _columns(chains, _CHAIN_VARIES) if chains else None
+        merged += _apply_fast(conn, subs, pairs, cols, chunk, counts, whole, receipt_only)
     if n_keys:
         n = merged
         for rows, in_message, in_table in (
@@ -2279,17 +2293,21 @@ def _ids(data: Sequence[Any]) -> Sequence[str]:
     return (values[shared.index(0)],) * n
 
 
-def _named_twice(ops: list[tuple[int, int, Any]]) -> set[str] | None:
-    """The messages of the batch's column rows that another row or op also names (a move,
-    a version of segment 1); None when the batch has no column rows."""
-    fast: list[Sequence[str]] = []
+def _named_twice(
+    ops: list[tuple[int, int, Any]],
+) -> tuple[set[str], set[str]] | tuple[None, None]:
+    """(the messages of the batch's column rows that another row or op also names: a move,
+    a version of segment 1; the messages among them named exactly by one submitted row
+    and one pair of a later op, which make one chain); (None, None) when the batch has no
+    column rows."""
+    order: list[tuple[bool, Sequence[str]]] = []  # (pairs or not, their ids), op by op
     named: list[Any] = []
     for _i, k, data in ops:
         if k == _SUBMITTED_COLS:
-            fast.append(_ids(data))
+            order.append((False, _ids(data)))
         elif k == _RECEIPT:
             if len(data) > 4 and data[4] is not None:
-                fast.append(_ids(data[4]))
+                order.append((True, _ids(data[4])))
             named += [r[-2] for r in data[1] if r[-1] == 1]
             named += [m[0] for m in data[2]]
         elif k == _STATE:
@@ -2301,42 +2319,66 @@ def _named_twice(ops: list[tuple[int, int, Any]]) -> set[str] | None:
             for item in data:
                 named.append(item[0])
                 named += [t[-2] for t in item[5] if t[-1] == 1]
-    if not fast:
-        return None
-    ids = list(chain.from_iterable(fast))
+    if not order:
+        return None, None
+    ids = list(chain.from_iterable(o[1] for o in order))
     seen = set(ids)
     twice = seen.intersection(named)
+    joined: set[str] = set()
     if len(seen) < len(ids):
-        twice.update(mid for mid, n in Counter(ids).items() if n > 1)
-    return twice
+        times = Counter(ids)
+        dups = {mid for mid, n in times.items() if n > 1}
+        two = {mid for mid in dups if times[mid] == 2} - twice
+        if two:
+            subbed: set[str] = set()
+            for is_pair, op_ids in order:
+                found = two.intersection(op_ids)
+                if found:
+                    if is_pair:
+                        joined |= found & subbed
+                    else:
+                        subbed |= found
+        twice |= dups - joined
+    return twice, joined
 
 
 def _fast_part(
-    data: Sequence[Any], general: set[str] | None, varies: tuple[int, ...]
-) -> tuple[Sequence[Any] | None, list[tuple]]:
-    """A column op split: (its rows no other op names, by column, or None; the others as
-    rows, in order). With `general` None (executemany mode) every row is a row."""
-    if general is not None and (not general or general.isdisjoint(_ids(data))):
-        return data, []
+    data: Sequence[Any], general: set[str] | None, joined: set[str] | None, varies: tuple[int, ...]
+) -> tuple[Sequence[Any] | None, list[tuple], list[tuple]]:
+    """A column op split (_named_twice): (its rows no other op names, by column, or None;
+    the rows of `general`, in order; the rows of `joined`). With `general` None
+    (executemany mode) every row is a general one."""
+    if general is not None and joined is not None:
+        if (not general or general.isdisjoint(_ids(data))) and (not joined or joined.isdisjoint(_ids(data))):
+            return data, [], []
     rows = _column_rows(data)
-    if general is None:
-        return None, rows
-    keep = [r for r in rows if r[0] not in general]
-    rest = [r for r in rows if r[0] in general]
-    return (_columns(keep, varies) if keep else None), rest
+    if general is None or joined is None:
+        return None, rows, []
+    keep, rest, ends = [], [], []
+    for r in rows:
+        (rest if r[0] in general else ends if r[0] in joined else keep).append(r)
+    return (_columns(keep, varies) if keep else None), rest, ends
 
 
 # Where the values of a state_sql(..., bulk=True) row come from in a column op's row: per
 # column of _STATE_ROW, then per segment-1 column, the row's column (None: NULL).
 _SUB_LAYOUT = (0, None, 1, 2, 3, None, None, None, *range(5, 5 + len(_SEG1_FIELDS)))
 _PAIR_LAYOUT = (0, None, 6, None, None, 7, None, None, *range(1, 1 + len(_SEG1_RECEIPT_FIELDS)))
+# A submitted row and its pair (a later op) made one chain, as the general way coalesces
+# them (_chains): the submitted row with the receipt's columns over its segment version,
+# then the pair's move (state, time, error_code); submitted_at is the submitted row's now.
+_CHAIN_ROW = _SUB_ROW + ("state", "at", "error_code")
+_CHAIN_LAYOUT = (0, None, 15, 2, 3, 16, None, 1, *range(5, 5 + len(_SEG1_FIELDS)))
+_CHAIN_VARIES = (0, *(_CHAIN_ROW.index(c) for c in ("seg_smsc_message_id", "seg_id_key", "seg_receipt")))
 assert _SUB_ROW[5:] == _SEG1_FIELDS and _PAIR_ROW[1:5] == _SEG1_RECEIPT_FIELDS
+assert _CHAIN_ROW[14:] == ("state", "at", "error_code") and _CHAIN_ROW[1] == "now"
 
 
 def _apply_fast(
     conn: sqlite3.Connection,
     subs: list[Sequence[Any]],
     pairs: list[Sequence[Any]],
+    chains: Sequence[Any] | None,
     chunk: int,
     counts: _Counts,
     whole: list[Sequence],
@@ -2349,6 +2391,27 @@ def _apply_fast(
     the general way does). Returns the segment-1 versions written with their moves."""
     merged = 0
     finished = counts.finished
+    if chains is not None:
+        # via, state, channel None, attempts None, error_code None, submitted_at None
+        keys = ((4, False), (14, False), (2, True), (3, True), (16, True), (1, True))
+        for (via, new, *nones), idx in _groups(chains, keys):
+            fields = tuple(name for name, none in zip(("channel", "attempts", "error_code"), nones) if not none)
+            fields += ("submitted_at",) * (not nones[3])
+            first = _SUBMITTED_STATE if via is None else via
+            sql = state_sql(new, fields, True, first=first, seg1=_SEG1_WHOLE)
+            total = chains[0] if idx is None else len(idx)
+            n = 0 if sql is None else _write_fast(conn, sql, _CHAIN_LAYOUT, chains, idx, chunk)
+            weight = 2 if via is None else 3
+            counts.applied += n * weight
+            counts.refused += (total - n) * weight
+            counts.state_writes += n
+            if n and new in FINAL:
+                finished[new] = finished.get(new, 0) + n
+            if n == total:
+                merged += n
+            else:
+                rows = _column_rows(chains)
+                whole.extend((*rows[i][5:14], rows[i][0], 1) for i in (idx or range(total)))
     for data in subs:
         # via, channel None, attempts None: the statement
         for (via, no_channel, no_attempts), idx in _groups(data, ((4, False), (2, True), (3, True))):
