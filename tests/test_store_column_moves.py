@@ -268,9 +268,9 @@ def test_the_usual_rows_take_the_column_statements(template, tmp_path):
     # shared: now, channel, attempts, the segment's state, channel, status, submitted_at
     # (its receipt columns None: NULL literals); per row: id, SMSC id, id key
     assert len(sub_params) == 7 + 4 * 3 and sub_params.count("c1") == 2  # message, segment
-    assert "VALUES (?8, ?9, ?10), (?11, ?12, ?13)," in sub_sql
+    assert "VALUES (?8, ?12, ?16), (?9, ?13, ?17)," in sub_sql  # by column
     # shared: the move's time, the segment's state, error and time; per row: id, text
-    assert len(rcpt_params) == 4 + 2 * 2 and "VALUES (?5, ?6), (?7, ?8))" in rcpt_sql
+    assert len(rcpt_params) == 4 + 2 * 2 and "VALUES (?5, ?7), (?6, ?8))" in rcpt_sql
     assert counts.applied == 6 and counts.refused == 0 and counts.state_writes == 6
     assert counts.seg_updated == 6 and counts.receipts == 2 and counts.finished == {"delivered": 2}
     rows = conn.execute("SELECT id, state, seg_state, seg_smsc_message_id, seg_receipt FROM messages ORDER BY id").fetchall()
@@ -310,6 +310,6 @@ def test_fast_sql_binds_shared_values_once_and_names_the_varying_ones_by_row():
         "UPDATE t SET a = ?1, b = NULL, c = ?1 FROM (VALUES (?2), (?3)) AS v WHERE t.id = v.column1"
     )
     assert S._fast_sql(sql, 2, "vvs") == (
-        "UPDATE t SET a = v.column2, b = ?1, c = v.column2 FROM (VALUES (?2, ?3), (?4, ?5)) AS v"
+        "UPDATE t SET a = v.column2, b = ?1, c = v.column2 FROM (VALUES (?2, ?4), (?3, ?5)) AS v"
         " WHERE t.id = v.column1"
     )

@@ -2489,7 +2489,8 @@ def _referenced(bulk_sql: str) -> tuple[int, ...]:
 def _fast_sql(bulk_sql: str, rows: int, spec: str) -> str:
     """`bulk_sql` for `rows` rows, each column it uses (_referenced, in order) made, by its
     letter in `spec`: "n" a literal NULL, "s" a parameter bound once (numbered first, in
-    order), "v" a column of the VALUES rows (numbered after, row by row)."""
+    order), "v" a column of the VALUES rows (numbered after, column by column: a column's
+    values in row order, then the next column's)."""
     rep: dict[int, str] = {}
     s = v = 0
     for k, kind in zip(_referenced(bulk_sql), spec, strict=True):
@@ -2502,8 +2503,8 @@ def _fast_sql(bulk_sql: str, rows: int, spec: str) -> str:
             v += 1
             rep[k] = _v(v - 1)
     text = _COLUMN_REF.sub(lambda m: rep[int(m.group(1)) - 1], bulk_sql)
-    values = ", ".join(
-        "(" + ", ".join(f"?{s + r * v + c + 1}" for c in range(v)) + ")" for r in range(rows)
+    values = ", ".join(  # column by column: the parameters are the columns' slices
+        "(" + ", ".join(f"?{s + c * rows + r + 1}" for c in range(v)) + ")" for r in range(rows)
     )
     return text.replace("{rows}", values)
 
@@ -2545,7 +2546,9 @@ def _write_fast(
     kinds = "".join(spec)
     changed = i = 0
     for size in _chunks(n if idx is None else len(idx), chunk):
-        params = bound + list(_flat(zip(*[c[i : i + size] for c in cols])))
+        params = bound.copy()
+        for c in cols:
+            params += c[i : i + size]
         i += size
         changed += conn.execute(_fast_sql(bulk_sql, size, kinds), params).rowcount
     return changed
@@ -2626,17 +2629,23 @@ def _apply_inserts(
 
 def _write_columns(conn: sqlite3.Connection, bulk_sql: str, data: Sequence[Any], chunk: int) -> None:
     """Insert the rows of `data` (_insert_columns) by multi-row statements: each shared
-    column one parameter (or a literal NULL), the others row by row."""
+    column one parameter (or a literal NULL), the others column by column (_sized's
+    by_column: the parameters are slices of the columns, no row built)."""
     n, shared, values, varying, columns, _rests = data
     nulls = tuple(j for j, v in zip(shared, values) if v is None)
     bound = tuple(j for j, v in zip(shared, values) if v is not None)
     first = [v for v in values if v is not None]
     cols = len(shared) + len(varying)
+    for col in columns:
+        if len(col) != n:
+            raise ValueError(f"a column of {len(col)} values in an op of {n} rows")
     i = 0
     for size in _chunks(n, chunk):
-        part = [col[i : i + size] for col in columns]
+        params = first.copy()
+        for col in columns:
+            params += col[i : i + size]
         i += size
-        conn.execute(_sized(bulk_sql, size, cols, nulls, bound), first + list(_flat(zip(*part))))
+        conn.execute(_sized(bulk_sql, size, cols, nulls, bound, True), params)
 
 
 def _apply_states(
@@ -2790,28 +2799,38 @@ def _group(
 
 @functools.cache
 def _sized(
-    sql: str, rows: int, cols: int, nulls: tuple[int, ...] = (), shared: tuple[int, ...] = ()
+    sql: str,
+    rows: int,
+    cols: int,
+    nulls: tuple[int, ...] = (),
+    shared: tuple[int, ...] = (),
+    by_column: bool = False,
 ) -> str:
     """`sql` with `{rows}` replaced by `rows` rows of `cols` placeholders, a literal NULL
     for each column in `nulls` (the positions of the columns, hence `v.columnN`, stay).
     Each column in `shared` is one parameter for every row, bound once: its number is its
-    rank in `shared`, and the other values follow, row by row (see _write)."""
-    if not shared:
+    rank in `shared`, and the other values follow, row by row (see _write), or with
+    `by_column` column by column (each column's values in row order: the parameters are
+    the columns' slices one after the other, _write_columns)."""
+    if not shared and not by_column:
         row = "(" + ", ".join("NULL" if j in nulls else "?" for j in range(cols)) + ")"
         return sql.replace("{rows}", ", ".join([row] * rows))
     rank = {j: k + 1 for k, j in enumerate(shared)}
-    n = len(shared)
+    base = len(shared)
+    others = [j for j in range(cols) if j not in nulls and j not in rank]
     out = []
-    for _ in range(rows):
+    for r in range(rows):
         cells = []
         for j in range(cols):
             if j in nulls:
                 cells.append("NULL")
             elif j in rank:
                 cells.append(f"?{rank[j]}")
+            elif by_column:
+                cells.append(f"?{base + others.index(j) * rows + r + 1}")
             else:
-                n += 1
-                cells.append(f"?{n}")
+                base += 1
+                cells.append(f"?{base}")
         out.append("(" + ", ".join(cells) + ")")
     return sql.replace("{rows}", ", ".join(out))
 
