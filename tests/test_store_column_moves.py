@@ -22,6 +22,7 @@ from gateway.store.records import MessageRecord, SegmentReceipt, SegmentRecord, 
 
 T0 = 1_795_000_000.0
 N_MESSAGES = 11  # stored; message N_MESSAGES is never stored (moves refused, segments missing)
+NO_SEG1 = N_MESSAGES - 2  # stored without segment 1 (a v4 file's message): its columns stay NULL
 MARK = 5  # the receipt journal's committed mark: receipt ops of seq <= 5 were applied before
 
 
@@ -50,7 +51,8 @@ def _db(template: Path, path: Path, starts: list[State]) -> sqlite3.Connection:
             text="code", category="otp", priority=0, state=state, data_coding=0,
             segment_count=segs, created_at=T0, updated_at=T0, expires_at=T0 + 86_400,
         )
-        conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec) + ("pending",) + S._NO_SEG1[1:])
+        seg1 = S._NO_SEG1 if i == NO_SEG1 else ("pending",) + S._NO_SEG1[1:]
+        conn.execute(S._INSERT_MESSAGE, msgspec.structs.astuple(rec) + seg1)
         if segs == 2:
             conn.execute(S._INSERT_SEGMENT, msgspec.structs.astuple(SegmentRecord(message_id=_mid(i), seq=2)))
     return conn
@@ -68,21 +70,23 @@ def _dump(conn: sqlite3.Connection) -> tuple:
 _which = st.integers(0, N_MESSAGES)
 _state = st.sampled_from(list(State))
 _seg_state = st.sampled_from(["submitted", "delivered", "undeliverable", "enroute"])
+_receipt_state = _seg_state | st.none()  # (None: bad data, as a row without segment 1 has)
 _channel = st.none() | st.sampled_from(["c1", "c2"])
 
 _submitted = st.tuples(
     st.just("submitted"),
     _which,
-    st.none() | st.sampled_from([State.SUBMITTING, State.QUEUED]),  # via
+    st.none() | st.sampled_from([State.SUBMITTING, State.QUEUED, State.UNKNOWN]),  # via
     _channel,
     st.none() | st.integers(1, 2),  # attempts
     # its segments: segment 1 of its own (the column form), none, 1 and 2, another's 1
-    st.sampled_from(["own", "own", "own", "none", "two", "other"]),
+    # (stateless: its version without a state, bad data)
+    st.sampled_from(["own", "own", "own", "none", "two", "other", "stateless"]),
 )
 _receipt = st.tuples(
     st.just("receipt"),
     # segment receipts: (message, seq, state, error)
-    st.lists(st.tuples(_which, st.sampled_from([1, 1, 1, 2]), _seg_state, st.none() | st.just("000")), max_size=5),
+    st.lists(st.tuples(_which, st.sampled_from([1, 1, 1, 2]), _receipt_state, st.none() | st.just("000")), max_size=5),
     # moves: (message, state, error_code)
     st.lists(st.tuples(_which, _state, st.none() | st.just("e1")), max_size=5),
     st.none() | st.sampled_from([4, 6, 7]),  # journal seq (4: applied before)
@@ -135,6 +139,24 @@ _KNOWN = [  # (starts, specs): combinations a column row must not take alone
                                    ("receipt", [(0, 1, "delivered", None)], [(0, _S.DELIVERED, None)], None)]),
     # a submitted op carrying another message's segment 1
     (_SUBMITTING, [("submitted", 0, None, "c1", 1, "other"), ("submitted", 1, None, "c1", 1, "own")]),
+    # a message without segment 1 among others: its move applies, its columns stay NULL
+    (_SUBMITTING, [("submitted", 0, None, "c1", 1, "own"), ("submitted", NO_SEG1, None, "c1", 1, "own"),
+                   ("receipt", [(1, 1, "delivered", None), (NO_SEG1 - 1, 1, "delivered", None)],
+                    [(1, _S.QUEUED, None), (NO_SEG1 - 1, _S.QUEUED, None)], None)]),
+    ([_S.SUBMITTED] * N_MESSAGES, [("receipt", [(0, 1, "delivered", None), (NO_SEG1, 1, "delivered", None)],
+                                    [(0, _S.DELIVERED, None), (NO_SEG1, _S.DELIVERED, None)], None)]),
+    # ... and a refused move too
+    ([_S.SUBMITTED, _S.QUEUED] + [_S.SUBMITTED] * (N_MESSAGES - 2),
+     [("receipt", [(0, 1, "delivered", None), (1, 1, "delivered", None), (NO_SEG1, 1, "delivered", None)],
+       [(0, _S.DELIVERED, None), (1, _S.DELIVERED, None), (NO_SEG1, _S.DELIVERED, None)], None)]),
+    # a segment receipt without a state (bad data): the guarded form
+    ([_S.SUBMITTED] * N_MESSAGES, [("receipt", [(0, 1, None, None), (1, 1, "delivered", None)],
+                                    [(0, _S.DELIVERED, None), (1, _S.DELIVERED, None)], None)]),
+    # ... a submitted version without a state, via a state submitted may move to, in a
+    # group partly refused: the guarded form (else the second statement, for the rows
+    # without segment 1, would find it and apply its move twice)
+    ([_S.SUBMITTING, _S.DELIVERED] + _SUBMITTING[2:], [("submitted", 0, _S.UNKNOWN, "c1", 1, "stateless"),
+                                                       ("submitted", 1, _S.UNKNOWN, "c1", 1, "stateless")]),
     # a group partly refused: its segment versions written on their own
     ([_S.SUBMITTING, _S.DELIVERED] + _SUBMITTING[2:], [("submitted", 0, None, "c1", 1, "own"),
                                                        ("submitted", 1, None, "c1", 1, "own")]),
@@ -161,6 +183,7 @@ def _build(specs: list[tuple]) -> tuple[list[tuple], list[tuple]]:
             mid = _mid(i)
             segs = {
                 "own": [_seg(mid, 1, n)],
+                "stateless": [msgspec.structs.replace(_seg(mid, 1, n), state=None)],
                 "none": [],
                 "two": [_seg(mid, 1, n), _seg(mid, 2, n)],
                 "other": [_seg(_mid((i + 1) % (N_MESSAGES + 1)), 1, n)],

@@ -417,6 +417,7 @@ def _submitted_op(
 
 _SEG1_RECEIPT_FIELDS = tuple("seg_" + n for n in _RECEIPT_SEG_FIELDS)
 _SEG1_NONE, _SEG1_WHOLE, _SEG1_RECEIPT = 0, 1, 2  # what a state write carries of segment 1
+_ALL_ROWS, _SEG1_ROWS, _NO_SEG1_ROWS = 0, 1, 2  # which rows a state write changes (state_sql)
 # Rows sent by column (_columns) for the usual one-segment message, each the values of
 # one row write (_apply_fast):
 # - a submitted_nowait with its segment 1 (the message's own): the message id, now,
@@ -498,6 +499,7 @@ def state_sql(
     *,
     first: State | None = None,
     seg1: int = _SEG1_NONE,
+    rows: int = _ALL_ROWS,
 ) -> str | None:
     """The UPDATE for a move to `new`, generated from gateway.states.TRANSITIONS (the one
     definition): `... WHERE id = ? AND state IN (<every s with new in TRANSITIONS[s]>)`, so
@@ -509,7 +511,10 @@ def state_sql(
     `seg1`: the move carries a version of the message's segment 1 (a whole one,
     _SEG1_WHOLE, or a receipt's columns, _SEG1_RECEIPT), written by the same row write;
     its values follow the others (positional) or the _STATE_ROW (bulk). A message without
-    segment 1 (seg_state NULL) keeps its NULLs.
+    segment 1 (seg_state NULL) keeps its NULLs: each column is `iif(seg_state IS NULL,
+    NULL, value)`, or with `rows` _SEG1_ROWS plain, the statement changing only the rows
+    with segment 1 (_apply_fast: ~220 instructions less per column and row), which leaves
+    the others to the same statement with `rows` _NO_SEG1_ROWS (no segment 1 columns).
 
     `fields`: the optional columns the caller set (the others stay unchanged). Values,
     positional: id, now, then each of `fields`. With `bulk`, the rows of a
@@ -529,14 +534,17 @@ def state_sql(
         v = [f"?{i + 1}" for i in range(2 + len(fields))]
     sets = [f"state = {_q(new)}", f"updated_at = {v[1]}"]
     sets += [f"{name} = {v[2 + i]}" for i, name in enumerate(fields)]
-    if seg1 != _SEG1_NONE:
+    if seg1 != _SEG1_NONE and rows != _NO_SEG1_ROWS:
         cols = _SEG1_FIELDS if seg1 == _SEG1_WHOLE else _SEG1_RECEIPT_FIELDS
         at = len(_STATE_ROW) if bulk else len(v)
-        sets += [
-            f"{col} = iif(messages.seg_state IS NULL, NULL, "
-            f"{_v(at + i) if bulk else f'?{at + i + 1}'})"
-            for i, col in enumerate(cols)
-        ]
+        values = [_v(at + i) if bulk else f"?{at + i + 1}" for i in range(len(cols))]
+        if rows == _SEG1_ROWS:
+            sets += [f"{col} = {value}" for col, value in zip(cols, values)]
+        else:
+            sets += [
+                f"{col} = iif(messages.seg_state IS NULL, NULL, {value})"
+                for col, value in zip(cols, values)
+            ]
     if new is State.SUBMITTED and "submitted_at" not in fields:
         sets.append(f"submitted_at = {v[1]}")
     if new in FINAL:
@@ -547,6 +555,7 @@ def state_sql(
         f"UPDATE messages SET {', '.join(sets)}{' FROM (VALUES {rows}) AS v' if bulk else ''}"
         f" WHERE messages.id = {v[0]}"
         f" AND +messages.state IN ({', '.join(_q(s) for s in sources)})"
+        + ("", " AND messages.seg_state IS NOT NULL", " AND messages.seg_state IS NULL")[rows]
     )
 
 
@@ -2398,9 +2407,8 @@ def _apply_fast(
             fields = tuple(name for name, none in zip(("channel", "attempts", "error_code"), nones) if not none)
             fields += ("submitted_at",) * (not nones[3])
             first = _SUBMITTED_STATE if via is None else via
-            sql = state_sql(new, fields, True, first=first, seg1=_SEG1_WHOLE)
             total = chains[0] if idx is None else len(idx)
-            n = 0 if sql is None else _write_fast(conn, sql, _CHAIN_LAYOUT, chains, idx, chunk)
+            n = _write_moves(conn, new, fields, first, _SEG1_WHOLE, _CHAIN_LAYOUT, chains, idx, chunk)
             weight = 2 if via is None else 3
             counts.applied += n * weight
             counts.refused += (total - n) * weight
@@ -2416,10 +2424,8 @@ def _apply_fast(
         # via, channel None, attempts None: the statement
         for (via, no_channel, no_attempts), idx in _groups(data, ((4, False), (2, True), (3, True))):
             fields = ("channel",) * (not no_channel) + ("attempts",) * (not no_attempts)
-            first = None if via is None else State(via)
-            sql = state_sql(State.SUBMITTED, fields, True, first=first, seg1=_SEG1_WHOLE)
             total = data[0] if idx is None else len(idx)
-            n = 0 if sql is None else _write_fast(conn, sql, _SUB_LAYOUT, data, idx, chunk)
+            n = _write_moves(conn, _SUBMITTED_STATE, fields, via, _SEG1_WHOLE, _SUB_LAYOUT, data, idx, chunk)
             weight = 1 if via is None else 2
             counts.applied += n * weight
             counts.refused += (total - n) * weight
@@ -2432,9 +2438,8 @@ def _apply_fast(
     for data in pairs:
         for (new, no_error), idx in _groups(data, ((5, False), (7, True))):
             fields = () if no_error else ("error_code",)
-            sql = state_sql(new, fields, True, first=new, seg1=_SEG1_RECEIPT)
             total = data[0] if idx is None else len(idx)
-            n = 0 if sql is None else _write_fast(conn, sql, _PAIR_LAYOUT, data, idx, chunk)
+            n = _write_moves(conn, new, fields, new, _SEG1_RECEIPT, _PAIR_LAYOUT, data, idx, chunk)
             counts.applied += n
             counts.refused += total - n
             counts.state_writes += n
@@ -2446,6 +2451,43 @@ def _apply_fast(
                 rows = _column_rows(data)
                 receipt_only.extend((*rows[i][1:5], rows[i][0], 1) for i in (idx or range(total)))
     return merged
+
+
+def _write_moves(
+    conn: sqlite3.Connection,
+    new: str,
+    fields: tuple[str, ...],
+    first: str | None,
+    seg1: int,
+    layout: tuple[int | None, ...],
+    data: Sequence[Any],
+    idx: list[int] | None,
+    chunk: int,
+) -> int:
+    """The moves of the rows `idx` of a column op (a group of _groups), each with its
+    segment 1's version (`seg1`, its columns where `layout` says): the rows changed.
+    The rows with segment 1 are written with plain columns; the others, if some rows
+    were not changed (refused, or a message stored without segment 1), by a second
+    statement without the segment columns. A version whose own state is None (bad data,
+    which the guard would take for a row without segment 1) keeps the guarded form."""
+    sql = state_sql(new, fields, True, first=first, seg1=seg1)
+    if sql is None:  # nothing may move to `first`: all refused
+        return 0
+    n, shared, values, varying, columns = data[:5]
+    j = layout[len(_STATE_ROW)]  # the version's state
+    if j in shared:
+        stateless = values[shared.index(j)] is None
+    else:
+        col = columns[varying.index(j)]
+        stateless = None in (col if idx is None else [col[i] for i in idx])
+    if stateless:
+        return _write_fast(conn, sql, layout, data, idx, chunk)
+    sql = state_sql(new, fields, True, first=first, seg1=seg1, rows=_SEG1_ROWS)
+    changed = _write_fast(conn, sql, layout, data, idx, chunk)
+    if changed < (n if idx is None else len(idx)):
+        sql = state_sql(new, fields, True, first=first, seg1=seg1, rows=_NO_SEG1_ROWS)
+        changed += _write_fast(conn, sql, layout, data, idx, chunk)
+    return changed
 
 
 def _groups(
