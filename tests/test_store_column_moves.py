@@ -157,6 +157,10 @@ _KNOWN = [  # (starts, specs): combinations a column row must not take alone
     # without segment 1, would find it and apply its move twice)
     ([_S.SUBMITTING, _S.DELIVERED] + _SUBMITTING[2:], [("submitted", 0, _S.UNKNOWN, "c1", 1, "stateless"),
                                                        ("submitted", 1, _S.UNKNOWN, "c1", 1, "stateless")]),
+    # ... in two ops, one refused (found by hypothesis: the counts' sum only)
+    ([_S.ACCEPTED] * 6 + [_S.SUBMITTING] + [_S.ACCEPTED] * (N_MESSAGES - 7),
+     [("submitted", 0, _S.UNKNOWN, "c1", 1, "own"), ("receipt", [], [], None),
+      ("submitted", 6, _S.UNKNOWN, "c1", 1, "stateless")]),
     # a group partly refused: its segment versions written on their own
     ([_S.SUBMITTING, _S.DELIVERED] + _SUBMITTING[2:], [("submitted", 0, None, "c1", 1, "own"),
                                                        ("submitted", 1, None, "c1", 1, "own")]),
@@ -227,13 +231,19 @@ def _build(specs: list[tuple]) -> tuple[list[tuple], list[tuple]]:
     return S._wire_ops(fast), [tuple(op) for op in general]
 
 
-def _run(template, path, starts, ops, bulk, wire):
+def _run(template, path, starts, ops, bulk, wire, stateless=False):
     if wire:  # as the writer process gets them: lists
         ops = msgspec.msgpack.decode(msgspec.msgpack.encode(ops))
     conn = _db(template, path, starts)
     try:
-        counts = S.execute_batch(conn, ops, bulk, 4)
-        return _dump(conn), counts.to_wire()
+        counts = S.execute_batch(conn, ops, bulk, 4).to_wire()
+        if stateless:
+            # A segment-1 version without a state (bad data) empties seg_state; in a group of
+            # moves not wholly applied, the versions are written again on their own, where
+            # such a row counts as missing: the count depends on how moves are grouped (per
+            # op here, per batch the general way). Only the sum is compared then.
+            counts["seg_updated"] += counts.pop("seg_missing")
+        return _dump(conn), counts
     finally:
         conn.close()
 
@@ -249,10 +259,15 @@ def _examples(test):
 @_examples
 def test_column_ops_store_what_the_general_form_stores(template, tmp_path, starts, specs, wire):
     fast, general = _build(specs)
-    want = _run(template, tmp_path / "general.db", starts, general, True, False)
+    stateless = any(
+        (spec[0] == "submitted" and spec[5] == "stateless")
+        or (spec[0] == "receipt" and any(state is None for _i, _q, state, _e in spec[1]))
+        for spec in specs
+    )
+    want = _run(template, tmp_path / "general.db", starts, general, True, False, stateless)
     for bulk in (True, False):
-        assert _run(template, tmp_path / f"fast{bulk}.db", starts, fast, bulk, wire) == want, bulk
-    assert _run(template, tmp_path / "general-rows.db", starts, general, False, False) == want
+        assert _run(template, tmp_path / f"fast{bulk}.db", starts, fast, bulk, wire, stateless) == want, bulk
+    assert _run(template, tmp_path / "general-rows.db", starts, general, False, False, stateless) == want
 
 
 def test_the_usual_rows_take_the_column_statements(template, tmp_path):
