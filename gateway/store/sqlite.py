@@ -511,10 +511,10 @@ def state_sql(
     `seg1`: the move carries a version of the message's segment 1 (a whole one,
     _SEG1_WHOLE, or a receipt's columns, _SEG1_RECEIPT), written by the same row write;
     its values follow the others (positional) or the _STATE_ROW (bulk). A message without
-    segment 1 (seg_state NULL) keeps its NULLs: each column is `iif(seg_state IS NULL,
-    NULL, value)`, or with `rows` _SEG1_ROWS plain, the statement changing only the rows
-    with segment 1 (_apply_fast: ~220 instructions less per column and row), which leaves
-    the others to the same statement with `rows` _NO_SEG1_ROWS (no segment 1 columns).
+    segment 1 (seg_state NULL) gets NULLs: each column is `iif(seg_state IS NULL, NULL,
+    value)`, or with `rows` _SEG1_ROWS plain, the statement changing only the rows with
+    segment 1 (_apply_fast: ~220 instructions less per column and row), which leaves the
+    others to the same statement with `rows` _NO_SEG1_ROWS (the columns set to NULL).
 
     `fields`: the optional columns the caller set (the others stay unchanged). Values,
     positional: id, now, then each of `fields`. With `bulk`, the rows of a
@@ -534,12 +534,14 @@ def state_sql(
         v = [f"?{i + 1}" for i in range(2 + len(fields))]
     sets = [f"state = {_q(new)}", f"updated_at = {v[1]}"]
     sets += [f"{name} = {v[2 + i]}" for i, name in enumerate(fields)]
-    if seg1 != _SEG1_NONE and rows != _NO_SEG1_ROWS:
+    if seg1 != _SEG1_NONE:
         cols = _SEG1_FIELDS if seg1 == _SEG1_WHOLE else _SEG1_RECEIPT_FIELDS
         at = len(_STATE_ROW) if bulk else len(v)
         values = [_v(at + i) if bulk else f"?{at + i + 1}" for i in range(len(cols))]
         if rows == _SEG1_ROWS:
             sets += [f"{col} = {value}" for col, value in zip(cols, values)]
+        elif rows == _NO_SEG1_ROWS:  # what the guarded form writes there
+            sets += [f"{col} = NULL" for col in cols]
         else:
             sets += [
                 f"{col} = iif(messages.seg_state IS NULL, NULL, {value})"
