@@ -91,9 +91,19 @@ _receipt = st.tuples(
     st.lists(st.tuples(_which, _state, st.none() | st.just("e1")), max_size=5),
     st.none() | st.sampled_from([4, 6, 7]),  # journal seq (4: applied before)
 )
+# a batch of one-segment messages' receipts: each segment receipt with its message's move in
+# the same place (how the channel builds them), the same message possibly twice
+_aligned_receipt = st.lists(
+    st.tuples(_which, _receipt_state, st.none() | st.just("000"), _state), min_size=1, max_size=5
+).flatmap(lambda items: st.tuples(
+    st.just("receipt"),
+    st.just([(i, 1, state, error) for i, state, error, _m in items]),
+    st.just([(i, move, None if error is None else "e1") for i, _s, error, move in items]),
+    st.none() | st.sampled_from([4, 6, 7]),
+))
 _state_op = st.tuples(st.just("state"), _which, _state, _channel, st.none() | st.just("e2"))
 _segment_op = st.tuples(st.just("segment"), _which, st.sampled_from([1, 2]), _seg_state)
-_ops = st.lists(st.one_of(_submitted, _submitted, _receipt, _receipt, _state_op, _segment_op), max_size=12)
+_ops = st.lists(st.one_of(_submitted, _submitted, _receipt, _aligned_receipt, _state_op, _segment_op), max_size=12)
 
 _S = State
 _SUBMITTING = [_S.SUBMITTING] * N_MESSAGES
@@ -114,6 +124,15 @@ _KNOWN = [  # (starts, specs): combinations a column row must not take alone
                    ("receipt", [(0, 1, "delivered", None), (0, 1, "undeliverable", "001")],
                     [(0, _S.UNDELIVERABLE, "e1")], None),
                    ("state", 0, _S.QUEUED, None, None)]),
+    # a batch paired by position with a message twice (both pairs go the general way)
+    ([_S.SUBMITTED] * N_MESSAGES, [("receipt", [(0, 1, "delivered", None), (1, 1, "delivered", None),
+                                                (0, 1, "undeliverable", "001")],
+                                    [(0, _S.UNKNOWN, None), (1, _S.DELIVERED, None), (0, _S.DELIVERED, None)],
+                                    None)]),
+    # ... after the message's submitted row
+    (_SUBMITTING, [("submitted", 0, None, "c1", 1, "own"),
+                   ("receipt", [(0, 1, "delivered", None), (0, 1, "undeliverable", "001")],
+                    [(0, _S.DELIVERED, None), (0, _S.UNDELIVERABLE, "e1")], None)]),
     # two moves of a message in one op: nothing paired
     ([_S.SUBMITTED] * N_MESSAGES, [("receipt", [(0, 1, "delivered", None)],
                                     [(0, _S.UNKNOWN, None), (0, _S.DELIVERED, None)], None)]),

@@ -292,18 +292,28 @@ def _columns(rows: Sequence[tuple], varies: tuple[int, ...] = ()) -> list:
 
     "Equal" is == and one type: 1, 1.0 and True are equal in Python but not bound alike
     (in a TEXT column 1 and 1.0 would store "1" and "1.0")."""
-    n = len(rows)
+    return _columns_of(zip(*rows), len(rows), varies)
+
+
+def _columns_of(cols: Iterable[tuple], n: int, varies: tuple[int, ...] = ()) -> list:
+    """_columns of rows given as their columns (tuples of n values each)."""
     shared: list[int] = []
     values: list[Any] = []
     varying: list[int] = []
     columns: list[tuple] = []
-    for j, col in enumerate(zip(*rows)):
+    for j, col in enumerate(cols):
         v = col[0]
-        # C speed: count() tests identity first (one template's values), then ==
+        # C speed: count() tests identity first (one template's values), then ==. Of the
+        # values equal to a float that is not integral (a time), none is an int or a bool.
         if (
             j not in varies
             and col.count(v) == n
-            and (v is None or type(v) is str or len(set(map(type, col))) == 1)
+            and (
+                v is None
+                or type(v) is str
+                or (type(v) is float and not v.is_integer())
+                or len(set(map(type, col))) == 1
+            )
         ):
             shared.append(j)
             values.append(v)
@@ -363,12 +373,30 @@ def _receipt_op(
     one-segment message's receipt, the usual case), one _PAIR_ROW each, by column
     (_columns), or None; the other segment receipts and moves as rows.
 
-    A pair is the first segment-1 receipt of its message in the op, and its move the only
-    one of that message (with two moves of one message in the op nothing is paired): the
-    writer, which takes the pairs after the op's other segment receipts and moves where it
-    needs the rows (another op of the batch names the message, _apply), relies on both."""
+    The writer sends a pair the general way where another row of the batch names its
+    message (_apply): its segment receipt before the op's other segment receipts, its move
+    after the op's other moves, pairs in their order. That is the general form's order
+    because a pair is its message's first segment-1 receipt in the op and its only move
+    (paired by message; with two moves of one message in the op nothing is), or the op is
+    nothing but pairs, in the order of its receipts and moves (the usual batch, paired by
+    position, where a message may have several)."""
     rows = [msgspec.structs.astuple(r) for r in receipts]
     pairs: list[tuple] = []
+    if segments and len(segments) == len(moves):
+        # The usual batch (one-segment messages): each segment receipt with its message's
+        # move in the same place, as the channel builds them. Paired by position.
+        for g, m in zip(segments, moves):
+            if g.seq != 1 or g.message_id != m.message_id:
+                break
+            state = m.state
+            pairs.append((
+                g.message_id, g.state, g.receipt_error, g.receipt_at, g.receipt,
+                (state if type(state) is State else State(state))._value_, m.at, m.error_code,
+            ))
+        else:  # nothing but pairs (a message may have several: see above)
+            cols = _columns_of(zip(*pairs), len(pairs), _PAIR_VARIES)
+            return _Op(_RECEIPT, (rows, [], [], journal_seq, cols), max(1, len(rows) + 2 * len(pairs)))
+        pairs = []
     by_id = {m.message_id: m for m in moves} if segments else None
     if by_id is not None and len(by_id) == len(moves):
         rest = []
