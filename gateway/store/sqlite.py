@@ -43,6 +43,13 @@ batch form chains, one write per chain (`_apply_states`), and of several version
 segment the last one queued is written. The state UPDATEs are generated from gateway.states.TRANSITIONS (`state_sql`): a
 move the table does not allow from the stored state changes no row and is counted.
 
+The usual message's two writes after intake, the SMSC's acceptance and its receipt, travel
+by column (a one-segment submitted_nowait is a row of a _SUBMITTED_COLS op, a receipt op
+pairs each segment-1 receipt with its message's move) and are written by `_apply_fast`,
+per group one UPDATE with the values the rows share bound once, when no other op of the
+batch names the message; else they become rows of the general way at their op's place
+(see "rows by column" below, and docs/architecture.md).
+
 Writer mode (`[store] writer`). "thread": the batch runs in a trio worker thread on the
 writer connection, sharing the GIL with the trio thread. "process": the store starts a
 writer process (`python -m gateway.store.sqlite_writer`, inside `run()`: the store owns
