@@ -1485,6 +1485,27 @@ async def test_a_submitted_op_no_writer_can_take_fails_alone(store):
     assert (await store.get_message("acme", a.id)).message.state is State.SUBMITTING
 
 
+async def test_a_one_segment_submitted_op_no_writer_can_take_fails_alone(store):
+    """The same with segment 1's version (the column form, _SUBMITTED_COLS): the bad move
+    is refused alone, by msgpack in the gateway (process) or by SQLite in the writer's
+    isolation pass (thread); the others of its op apply with their segment versions."""
+    items = [msg(i, state=State.QUEUED) for i in range(3)]
+    await store.insert_messages(items)
+    for i, (rec, segs) in enumerate(items):
+        seg = msgspec.structs.replace(segs[0], state=SegmentState.SUBMITTED, channel="ch1",
+                                      smsc_message_id=f"0{i}", id_key=f"{i}", submit_status=0,
+                                      submitted_at=T0 + 1)
+        store.submitted_nowait(rec.id, now=T0 + 1, channel="ch1", attempts=2**70 if i == 1 else 1,
+                               segments=[seg], via=State.SUBMITTING)
+    assert store.queued == 1  # one op
+    await store.flush()
+    assert store.stats.rejected_ops == 1
+    views = [await store.get_message("acme", rec.id) for rec, _ in items]
+    assert [v.message.state for v in views] == [State.SUBMITTED, State.QUEUED, State.SUBMITTED]
+    assert [v.segments[0].smsc_message_id for v in views] == ["00", None, "02"]
+    assert store.stats.segments_updated == 2 and store.stats.transitions_applied == 4
+
+
 async def test_a_writer_process_dying_while_idle_fails_nothing(db_path, nursery, writer_mode):
     """Killed with no batch in flight: the store lets it go at once, and the next batch
     starts a new writer process instead of failing on the dead pipe."""

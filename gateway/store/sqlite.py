@@ -43,6 +43,13 @@ batch form chains, one write per chain (`_apply_states`), and of several version
 segment the last one queued is written. The state UPDATEs are generated from gateway.states.TRANSITIONS (`state_sql`): a
 move the table does not allow from the stored state changes no row and is counted.
 
+The usual message's two writes after intake, the SMSC's acceptance and its receipt, travel
+by column (a one-segment submitted_nowait is a row of a _SUBMITTED_COLS op, a receipt op
+pairs each segment-1 receipt with its message's move) and are written by `_apply_fast`,
+per group one UPDATE with the values the rows share bound once, when no other op of the
+batch names the message; else they become rows of the general way at their op's place
+(see "rows by column" below, and docs/architecture.md).
+
 Writer mode (`[store] writer`). "thread": the batch runs in a trio worker thread on the
 writer connection, sharing the GIL with the trio thread. "process": the store starts a
 writer process (`python -m gateway.store.sqlite_writer`, inside `run()`: the store owns
@@ -92,7 +99,7 @@ import subprocess
 import struct
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any
@@ -284,43 +291,73 @@ def _segment_row(seg: SegmentRecord) -> tuple:
     return t[2:] + t[:2]
 
 
-def _insert_columns(rows: list[tuple], rests: dict[int, list[tuple]] | None) -> tuple:
-    """An insert op's data: its messages rows (_MSG_ROW) by column, each column equal in
-    every row sent once. (n, shared columns, their values, the other columns, their
-    values: one list per column, row by row, segment rows 2.. per row index or None.)
+def _columns(rows: Sequence[tuple], varies: tuple[int, ...] = ()) -> list:
+    """Rows (tuples of one length, at least one) by column, each column equal in every row
+    sent once: [n, shared columns, their values, the other columns, their values: one
+    tuple per column, row by row]. `varies`: columns taken as differing without a look
+    (an id), whatever their values.
 
-    The messages of one request share most of their row (tenant, text, category, times,
-    channel, segment 1's state...): only the id, the recipient and perhaps the client_ref
-    and concatenation reference differ. Sent row by row, the writer process decoded and
-    freed ~25 equal values per message for nothing. "Equal" is == and one type: 1, 1.0
-    and True are equal in Python but not bound alike (in a TEXT column 1 and 1.0 would
-    store "1" and "1.0")."""
-    n = len(rows)
+    "Equal" is == and one type: 1, 1.0 and True are equal in Python but not bound alike
+    (in a TEXT column 1 and 1.0 would store "1" and "1.0")."""
+    return _columns_of(zip(*rows), len(rows), varies)
+
+
+def _columns_of(cols: Iterable[tuple], n: int, varies: tuple[int, ...] = ()) -> list:
+    """_columns of rows given as their columns (tuples of n values each)."""
     shared: list[int] = []
     values: list[Any] = []
     varying: list[int] = []
     columns: list[tuple] = []
-    for j, col in enumerate(zip(*rows)):
+    for j, col in enumerate(cols):
         v = col[0]
-        # C speed: count() tests identity first (one template's values), then ==
-        if col.count(v) == n and (v is None or type(v) is str or len(set(map(type, col))) == 1):
+        # C speed: count() tests identity first (one template's values), then ==. Of the
+        # values equal to a float that is not integral (a time), none is an int or a bool.
+        if (
+            j not in varies
+            and col.count(v) == n
+            and (
+                v is None
+                or type(v) is str
+                or (type(v) is float and not v.is_integer())
+                or len(set(map(type, col))) == 1
+            )
+        ):
             shared.append(j)
             values.append(v)
         else:
             varying.append(j)
             columns.append(col)
-    return (n, shared, values, varying, columns, rests)
+    return [n, shared, values, varying, columns]
 
 
-def _insert_rows(data: Sequence[Any]) -> list[tuple]:
-    """The rows of an insert op's data (_insert_columns), as they were built."""
-    n, shared, values, varying, columns, _rests = data
+def _column_rows(data: Sequence[Any]) -> list[tuple]:
+    """The rows of columns made by _columns (its first five items), as they were built."""
+    n, shared, values, varying, columns = data[:5]
     cols: list[Any] = [None] * (len(shared) + len(varying))
     for j, v in zip(shared, values):
         cols[j] = (v,) * n
     for j, col in zip(varying, columns):
+        if len(col) != n:
+            raise ValueError(f"a column of {len(col)} values in an op of {n} rows")
         cols[j] = col
     return list(zip(*cols))
+
+
+def _insert_columns(rows: list[tuple], rests: dict[int, list[tuple]] | None) -> tuple:
+    """An insert op's data: its messages rows (_MSG_ROW) by column (_columns), then its
+    segment rows 2.. per row index or None: (n, shared columns, their values, the other
+    columns, their values, rests).
+
+    The messages of one request share most of their row (tenant, text, category, times,
+    channel, segment 1's state...): only the id, the recipient and perhaps the client_ref
+    and concatenation reference differ. Sent row by row, the writer process decoded and
+    freed ~25 equal values per message for nothing."""
+    return (*_columns(rows), rests)
+
+
+def _insert_rows(data: Sequence[Any]) -> list[tuple]:
+    """The rows of an insert op's data (_insert_columns), as they were built."""
+    return _column_rows(data)
 
 
 def _with_receipt(version: tuple, receipt: tuple) -> tuple:
@@ -338,20 +375,93 @@ def _receipt_op(
     moves: Sequence[StateMove],
     journal_seq: int | None,
 ) -> _Op:
-    """A receipt batch's op: (receipt rows, segment receipt columns, moves, journal seq)."""
+    """A receipt batch's op: (receipt rows, segment receipt columns, moves, journal seq,
+    pairs). `pairs`: the segment-1 receipts that come with their message's move (a
+    one-segment message's receipt, the usual case), one _PAIR_ROW each, by column
+    (_columns), or None; the other segment receipts and moves as rows.
+
+    The writer sends a pair the general way where another row of the batch names its
+    message (_apply): its segment receipt before the op's other segment receipts, its move
+    after the op's other moves, pairs in their order. That is the general form's order
+    because a pair is its message's first segment-1 receipt in the op and its only move
+    (paired by message; with two moves of one message in the op nothing is), or the op is
+    nothing but pairs, in the order of its receipts and moves (the usual batch, paired by
+    position, where a message may have several)."""
     rows = [msgspec.structs.astuple(r) for r in receipts]
+    pairs: list[tuple] = []
+    if segments and len(segments) == len(moves):
+        # The usual batch (one-segment messages): each segment receipt with its message's
+        # move in the same place, as the channel builds them. Paired by position.
+        for g, m in zip(segments, moves):
+            if g.seq != 1 or g.message_id != m.message_id:
+                break
+            state = m.state
+            pairs.append((
+                g.message_id, g.state, g.receipt_error, g.receipt_at, g.receipt,
+                (state if type(state) is State else State(state))._value_, m.at, m.error_code,
+            ))
+        else:  # nothing but pairs (a message may have several: see above)
+            cols = _columns_of(zip(*pairs), len(pairs), _PAIR_VARIES)
+            return _Op(_RECEIPT, (rows, [], [], journal_seq, cols), max(1, len(rows) + 2 * len(pairs)))
+        pairs = []
+    by_id = {m.message_id: m for m in moves} if segments else None
+    if by_id is not None and len(by_id) == len(moves):
+        rest = []
+        for g in segments:
+            m = by_id.pop(g.message_id, None) if g.seq == 1 else None
+            if m is None:
+                rest.append(g)
+            else:
+                pairs.append((
+                    g.message_id, g.state, g.receipt_error, g.receipt_at, g.receipt,
+                    (m.state if type(m.state) is State else State(m.state))._value_, m.at,
+                    m.error_code,
+                ))
+        segments, moves = rest, list(by_id.values())
     seg_rows = [(g.state, g.receipt_error, g.receipt_at, g.receipt, g.message_id, g.seq) for g in segments]
     states = [  # set_state_nowait's layout: id, state, now, channel, attempts, error_code, error
         (m.message_id, (m.state if type(m.state) is State else State(m.state))._value_, m.at,
          None, None, m.error_code, None)
         for m in moves
     ]
-    weight = len(rows) + len(seg_rows) + len(states)
-    return _Op(_RECEIPT, (rows, seg_rows, states, journal_seq), max(1, weight))
+    weight = len(rows) + len(seg_rows) + len(states) + 2 * len(pairs)
+    data = (rows, seg_rows, states, journal_seq, _columns(pairs, _PAIR_VARIES) if pairs else None)
+    return _Op(_RECEIPT, data, max(1, weight))
+
+
+def _submitted_op(
+    message_id: str,
+    now: float,
+    channel: str | None,
+    attempts: int | None,
+    segments: Sequence[SegmentRecord],
+    via: State | None,
+) -> _Op:
+    """A submitted_nowait's op: with the message's own segment 1 alone (the usual), a
+    _SUB_ROW of a _SUBMITTED_COLS op (sent by column); else an item of a _SUBMITTED op
+    (message id, now, channel, attempts, via, its segments' versions)."""
+    first = None if via is None else (via if type(via) is State else State(via))._value_
+    if len(segments) == 1:
+        seg = segments[0]
+        if seg.seq == 1 and seg.message_id == message_id:
+            row = (message_id, now, channel, attempts, first, *msgspec.structs.astuple(seg)[2:])
+            return _Op(_SUBMITTED_COLS, [row], 2)
+    rows = [_segment_row(seg) for seg in segments]
+    return _Op(_SUBMITTED, [(message_id, now, channel, attempts, first, rows)], 1 + len(rows))
 
 
 _SEG1_RECEIPT_FIELDS = tuple("seg_" + n for n in _RECEIPT_SEG_FIELDS)
 _SEG1_NONE, _SEG1_WHOLE, _SEG1_RECEIPT = 0, 1, 2  # what a state write carries of segment 1
+_ALL_ROWS, _SEG1_ROWS, _NO_SEG1_ROWS = 0, 1, 2  # which rows a state write changes (state_sql)
+# Rows sent by column (_columns) for the usual one-segment message, each the values of
+# one row write (_apply_fast):
+# - a submitted_nowait with its segment 1 (the message's own): the message id, now,
+#   channel, attempts, via, then the segment's version (its fields after the key);
+# - a receipt op's pair: a segment-1 receipt (its columns) with its message's move.
+_SUB_ROW = ("id", "now", "channel", "attempts", "via", *_SEG1_FIELDS)
+_PAIR_ROW = ("id", *_SEG1_RECEIPT_FIELDS, "state", "now", "error_code")
+_SUB_VARIES = (0, _SUB_ROW.index("seg_smsc_message_id"), _SUB_ROW.index("seg_id_key"))
+_PAIR_VARIES = (0, _PAIR_ROW.index("seg_receipt"))
 _UPDATE_SEG1_RECEIPT, _BULK_UPDATE_SEG1_RECEIPT = _seg1_updates(_SEG1_RECEIPT_FIELDS)
 _UPDATE_SEGMENT_RECEIPT = (
     "UPDATE segments SET "
@@ -424,6 +534,7 @@ def state_sql(
     *,
     first: State | None = None,
     seg1: int = _SEG1_NONE,
+    rows: int = _ALL_ROWS,
 ) -> str | None:
     """The UPDATE for a move to `new`, generated from gateway.states.TRANSITIONS (the one
     definition): `... WHERE id = ? AND state IN (<every s with new in TRANSITIONS[s]>)`, so
@@ -435,7 +546,10 @@ def state_sql(
     `seg1`: the move carries a version of the message's segment 1 (a whole one,
     _SEG1_WHOLE, or a receipt's columns, _SEG1_RECEIPT), written by the same row write;
     its values follow the others (positional) or the _STATE_ROW (bulk). A message without
-    segment 1 (seg_state NULL) keeps its NULLs.
+    segment 1 (seg_state NULL) gets NULLs: each column is `iif(seg_state IS NULL, NULL,
+    value)`, or with `rows` _SEG1_ROWS plain, the statement changing only the rows with
+    segment 1 (_apply_fast: ~220 instructions less per column and row), which leaves the
+    others to the same statement with `rows` _NO_SEG1_ROWS (the columns set to NULL).
 
     `fields`: the optional columns the caller set (the others stay unchanged). Values,
     positional: id, now, then each of `fields`. With `bulk`, the rows of a
@@ -458,11 +572,16 @@ def state_sql(
     if seg1 != _SEG1_NONE:
         cols = _SEG1_FIELDS if seg1 == _SEG1_WHOLE else _SEG1_RECEIPT_FIELDS
         at = len(_STATE_ROW) if bulk else len(v)
-        sets += [
-            f"{col} = iif(messages.seg_state IS NULL, NULL, "
-            f"{_v(at + i) if bulk else f'?{at + i + 1}'})"
-            for i, col in enumerate(cols)
-        ]
+        values = [_v(at + i) if bulk else f"?{at + i + 1}" for i in range(len(cols))]
+        if rows == _SEG1_ROWS:
+            sets += [f"{col} = {value}" for col, value in zip(cols, values)]
+        elif rows == _NO_SEG1_ROWS:  # what the guarded form writes there
+            sets += [f"{col} = NULL" for col in cols]
+        else:
+            sets += [
+                f"{col} = iif(messages.seg_state IS NULL, NULL, {value})"
+                for col, value in zip(cols, values)
+            ]
     if new is State.SUBMITTED and "submitted_at" not in fields:
         sets.append(f"submitted_at = {v[1]}")
     if new in FINAL:
@@ -473,6 +592,7 @@ def state_sql(
         f"UPDATE messages SET {', '.join(sets)}{' FROM (VALUES {rows}) AS v' if bulk else ''}"
         f" WHERE messages.id = {v[0]}"
         f" AND +messages.state IN ({', '.join(_q(s) for s in sources)})"
+        + ("", " AND messages.seg_state IS NOT NULL", " AND messages.seg_state IS NULL")[rows]
     )
 
 
@@ -502,9 +622,11 @@ def _receipt(row: Sequence[Any]) -> ReceiptRecord:
 
 # ---- queued operations -------------------------------------------------------------------
 
-_INSERT, _STATE, _SEGMENT, _RECEIPT, _MATCH, _FLUSH, _SUBMITTED = range(7)
+# _SUBMITTED_COLS: one-segment submitted_nowait calls, sent by column (_SUB_ROW).
+_INSERT, _STATE, _SEGMENT, _RECEIPT, _MATCH, _FLUSH, _SUBMITTED, _SUBMITTED_COLS = range(8)
 _KIND_NAME = (
-    "insert", "set_state", "update_segment", "receipt", "match_receipt", "flush", "submitted"
+    "insert", "set_state", "update_segment", "receipt", "match_receipt", "flush", "submitted",
+    "submitted",
 )
 
 # An op's own data is wrong: isolate it, the rest of the batch commits.
@@ -533,6 +655,17 @@ class _Op(msgspec.Struct, eq=False):
     result: Any = None
     error: BaseException | None = None
     recs: list[MessageRecord] | None = None  # an insert's records, for its results
+
+
+def _wire_data(kind: int, data: Any) -> Any:
+    """An op's data as execute_batch takes it: one-segment submitted moves by column."""
+    return _columns(data, _SUB_VARIES) if kind == _SUBMITTED_COLS else data
+
+
+def _wire_ops(batch: list[_Op]) -> list[tuple[int, Any]]:
+    """A batch's ops as execute_batch takes them, in thread and process mode alike: (kind,
+    data) without flushes. The queued data is left as it is (a failed batch is requeued)."""
+    return [(op.kind, _wire_data(op.kind, op.data)) for op in batch if op.kind != _FLUSH]
 
 
 class _Counts:
@@ -954,10 +1087,11 @@ class SqliteStore(Store):
             raise StoreUnavailable("the store is closed", path=self.path)
         q = self._queue
         kind = op.kind
-        if kind == _SUBMITTED and q and q[-1].kind == _SUBMITTED:
+        if kind >= _SUBMITTED and q and q[-1].kind == kind:  # _SUBMITTED, _SUBMITTED_COLS
             # Consecutive moves to SUBMITTED (nobody waits for them) share one op: one per
-            # burst of submit_sm_resp, not per message. The queue order is kept (they are
-            # its last op); a bad one still fails alone (_prepare, execute_batch).
+            # burst of submit_sm_resp, not per message (one op per form: by column or
+            # not). The queue order is kept (they are its last op); a bad one still fails
+            # alone (_prepare, execute_batch).
             tail = q[-1]
             tail.data.extend(op.data)
             tail.weight += op.weight
@@ -1430,7 +1564,7 @@ class SqliteStore(Store):
     def _prepare(self, batch: list[_Op]) -> tuple[bytes | None, list[int] | None, list]:
         """The frame of a batch: (payload or None if nothing is to be sent, positions of
         the ops sent if not all, ops refused because msgpack cannot carry their data)."""
-        ops = [(op.kind, op.data) for op in batch if op.kind != _FLUSH]
+        ops = _wire_ops(batch)
         if not ops:
             return None, None, []
         try:
@@ -1438,26 +1572,27 @@ class SqliteStore(Store):
         except Exception:  # an op's data cannot be encoded: it alone is refused
             pass
         sent, index, refused = [], [], []
-        for i, op in enumerate(ops):
+        plain = [op for op in batch if op.kind != _FLUSH]
+        for i, (op, wire) in enumerate(zip(plain, ops)):
             try:
-                _encode(op)
+                _encode(wire)
             except Exception as e:
-                if op[0] == _SUBMITTED and len(op[1]) > 1:  # several moves: refuse the bad
+                if op.kind >= _SUBMITTED and len(op.data) > 1:  # several moves: refuse the bad
                     good = []
-                    for item in op[1]:
+                    for item in op.data:
                         try:
                             _encode(item)
                         except Exception as e:
-                            refused.append((i, op[0], f"{type(e).__name__}: {e}", str(e)))
+                            refused.append((i, op.kind, f"{type(e).__name__}: {e}", str(e)))
                         else:
                             good.append(item)
                     if good:
-                        sent.append((op[0], good))
+                        sent.append((op.kind, _wire_data(op.kind, good)))
                         index.append(i)
                     continue
-                refused.append((i, op[0], f"{type(e).__name__}: {e}", str(e)))
+                refused.append((i, op.kind, f"{type(e).__name__}: {e}", str(e)))
             else:
-                sent.append(op)
+                sent.append(wire)
                 index.append(i)
         if not sent:
             return None, index, refused
@@ -1507,7 +1642,7 @@ class SqliteStore(Store):
         conn = self._w
         if conn is None:
             raise sqlite3.OperationalError("the writer connection is closed")
-        ops = [(op.kind, op.data) for op in batch if op.kind != _FLUSH]
+        ops = _wire_ops(batch)
         cpu0 = time.thread_time()
         try:
             counts = execute_batch(conn, ops, self._bulk_writes, self._chunk_rows)
@@ -1597,10 +1732,7 @@ class SqliteStore(Store):
         versions of `segments` (like update_segment_nowait) and the move to SUBMITTED (like
         set_state_nowait), or with `via`, the chain `via` -> SUBMITTED, guarded like a move
         to `via`: for a pipeline that did not store the move to `via` (SUBMITTING) before."""
-        rows = [_segment_row(seg) for seg in segments]
-        first = None if via is None else (via if type(via) is State else State(via))._value_
-        item = (message_id, now, channel, attempts, first, rows)
-        self._enqueue(_Op(_SUBMITTED, [item], 1 + len(rows)))
+        self._enqueue(_submitted_op(message_id, now, channel, attempts, segments, via))
 
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
         """Queue the new version of one segment (every field but the key is written). A
@@ -1988,7 +2120,12 @@ def execute_batch(
     indexed = [
         one
         for i, kind, data in indexed
-        for one in ([(i, kind, [item]) for item in data] if kind == _SUBMITTED else [(i, kind, data)])
+        for one in (
+            [(i, kind, [item]) for item in data] if kind == _SUBMITTED
+            else [(i, kind, _columns([row], _SUB_VARIES)) for row in _column_rows(data)]
+            if kind == _SUBMITTED_COLS
+            else [(i, kind, data)]
+        )
     ]
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -2015,14 +2152,50 @@ def _apply(
     conn: sqlite3.Connection, ops: list[tuple[int, int, Any]], counts: _Counts, bulk: bool, chunk: int
 ) -> None:
     inserts: list[tuple[int, list]] = []
-    states: list[tuple] = []
-    segments: dict[tuple, tuple] = {}  # key -> the last version queued
+    states: list[Sequence] = []
+    segments: dict[tuple, Sequence] = {}  # key -> the last version queued
     full: set[tuple] = set()  # keys with a full version (update_segment_nowait) in the batch
     receipts: list[tuple] = []
     matches: dict[tuple, tuple] = {}
     journaled = 0  # the highest receipt journal seq among the ops
     n_segments = 0
     mark = None  # the journal's committed mark, read once if a receipt op has a seq
+    # Rows by column written as they came (_apply_fast): those of messages no other op of
+    # the batch names; `general`: the messages whose rows go the general way instead.
+    subs: list[Sequence[Any]] = []
+    pairs: list[Sequence[Any]] = []
+    chains: list[tuple] = []  # a submitted row and a later pair of one message: _CHAIN_ROW
+    general, joined = _named_twice(ops) if bulk else (None, None)
+    waiting: dict[str, tuple] = {}  # joined submitted rows, until their pair comes
+
+    def submitted(items: Iterable[Sequence[Any]]) -> None:  # submitted_nowait's rows
+        nonlocal n_segments
+        for mid, now, channel, attempts, via, seg_versions in items:
+            if via is None:
+                states.append((mid, _SUBMITTED_STATE, now, channel, attempts, None, None))
+            else:  # a chain via -> submitted, guarded like a move to `via` (_CHAIN_LEN)
+                states.append([mid, _SUBMITTED_STATE, now, channel, attempts, None, None, now, via, 2])
+            for t in seg_versions:
+                key = (t[-2], t[-1])
+                segments[key] = t
+                full.add(key)
+            n_segments += len(seg_versions)
+
+    def seg_receipts(rows: Iterable[Sequence[Any]]) -> None:  # record_receipts' segments
+        nonlocal n_segments
+        n = 0
+        for r in rows:  # what the receipts changed, in the same transaction
+            key = (r[-2], r[-1])
+            if key in full:  # a whole version queued in this batch: the receipt over it
+                segments[key] = _with_receipt(segments[key], r)
+            else:
+                segments[key] = r
+            n += 1
+        # Each segment receipt is a receipt too: the one that settled its segment, stored
+        # (its text) in that segment's row.
+        counts.receipts += n
+        n_segments += n
+
     for i, k, data in ops:
         if k == _STATE:
             states.append(data)
@@ -2035,7 +2208,7 @@ def _apply(
         elif k == _INSERT:
             inserts.append((i, data))
         elif k == _RECEIPT:
-            rows, seg_receipts, moves, seq = data
+            rows, seg_rows, moves, seq = data[:4]
             if seq is not None:
                 if mark is None:
                     mark = conn.execute(_SELECT_JOURNAL_MARK).fetchone()[0]
@@ -2048,34 +2221,44 @@ def _apply(
                 if seq > journaled:
                     journaled = seq
             receipts.extend(rows)
-            # Each segment receipt is a receipt too: the one that settled its segment,
-            # stored (its text) in that segment's row.
-            counts.receipts += len(seg_receipts)
-            for r in seg_receipts:  # what the receipts changed, in the same transaction
-                key = (r[-2], r[-1])
-                if key in full:  # a whole version queued in this batch: the receipt over it
-                    segments[key] = _with_receipt(segments[key], r)
-                else:
-                    segments[key] = r
-            n_segments += len(seg_receipts)
+            cols = data[4] if len(data) > 4 else None
+            if cols is not None:
+                cols, rest, ends = _fast_part(cols, general, joined, _PAIR_VARIES)
+                if cols is not None:
+                    pairs.append(cols)
+                for r in ends:  # the chain the general way makes of the two rows, if legal
+                    sub = waiting.pop(r[0])
+                    if r[5] in _NEXT[_SUBMITTED_STATE]:
+                        chains.append((*sub[:5], r[1], *sub[6:11], *r[2:]))
+                    else:  # two rounds: the general way (no other op names the message)
+                        submitted([(*sub[:5], [(*sub[5:], sub[0], 1)])])
+                        rest.append(r)
+                if rest:  # the pairs first: each is its message's first segment-1 receipt
+                    seg_receipts([(*r[1:5], r[0], 1) for r in rest])
+                    seg_receipts(seg_rows)
+                    states.extend(moves)
+                    states.extend([(r[0], r[5], r[6], None, None, r[7], None) for r in rest])
+                    continue
+            seg_receipts(seg_rows)
             states.extend(moves)
         elif k == _MATCH:
             matches[data[2], data[3]] = data  # per (channel, id_key): the last one wins
         elif k == _SUBMITTED:  # consecutive submitted_nowait calls, in order
-            for mid, now, channel, attempts, via, seg_versions in data:
-                if via is None:
-                    states.append((mid, _SUBMITTED_STATE, now, channel, attempts, None, None))
-                else:  # a chain via -> submitted, guarded like a move to `via` (_CHAIN_LEN)
-                    states.append([mid, _SUBMITTED_STATE, now, channel, attempts, None, None, now, via, 2])
-                for t in seg_versions:
-                    key = (t[-2], t[-1])
-                    segments[key] = t
-                    full.add(key)
-                n_segments += len(seg_versions)
+            submitted(data)
+        elif k == _SUBMITTED_COLS:
+            cols, rest, ends = _fast_part(data, general, joined, _SUB_VARIES)
+            if cols is not None:
+                subs.append(cols)
+            for r in ends:  # written with the pair a later op brings (_named_twice)
+                waiting[r[0]] = r
+            if rest:  # in their order (the op's rows all precede the next op's)
+                submitted([(*r[:5], [(*r[5:], r[0], 1)]) for r in rest])
+        else:
+            raise ValueError(f"unknown op kind {k!r}")
     if inserts:
         _apply_inserts(conn, inserts, counts, bulk, chunk)
-    whole: list[tuple] = []
-    receipt_only: list[tuple] = []  # only receipts changed it: the rest is stored
+    whole: list[Sequence] = []
+    receipt_only: list[Sequence] = []  # only receipts changed it: the rest is stored
     for key, t in segments.items():
         (whole if key in full else receipt_only).append(t)
     merged = 0
@@ -2092,7 +2275,17 @@ def _apply(
             merged = len(written)
             whole = [t for t in whole if t[-1] != 1 or t[-2] not in written]
             receipt_only = [t for t in receipt_only if t[-1] != 1 or t[-2] not in written]
-    if segments:
+    n_keys = len(segments)
+    if waiting:  # their pairs' op was applied before (journal): the moves to submitted alone
+        subs.append(_columns(list(waiting.values()), _SUB_VARIES))
+    if subs or pairs or chains:
+        fast = sum(c[0] for c in subs) + sum(c[0] for c in pairs)
+        n_keys += fast + len(chains)
+        n_segments += fast + 2 * len(chains)  # a chain: a segment version, a receipt over it
+        counts.receipts += sum(c[0] for c in pairs) + len(chains)
+        cols = _columns(chains, _CHAIN_VARIES) if chains else None
+        merged += _apply_fast(conn, subs, pairs, cols, chunk, counts, whole, receipt_only)
+    if n_keys:
         n = merged
         for rows, in_message, in_table in (
             (whole, (_BULK_UPDATE_SEG1, _UPDATE_SEG1), (_BULK_UPDATE_SEGMENT, _UPDATE_SEGMENT)),
@@ -2111,7 +2304,7 @@ def _apply(
             if len(firsts) < len(rows):
                 others = [t for t in rows if t[-1] != 1] if firsts else rows
                 n += _write(conn, *in_table, others, bulk, chunk)
-        missing = len(segments) - n
+        missing = n_keys - n
         counts.seg_updated += n_segments - missing
         counts.seg_missing += missing
     if receipts:
@@ -2122,6 +2315,322 @@ def _apply(
         counts.matched += conn.executemany(_MATCH_RECEIPT, matches.values()).rowcount
     if journaled:
         conn.execute(_RAISE_JOURNAL_MARK, (journaled,))
+
+
+# ---- rows by column: one-segment submitted moves and receipt pairs ----------------------
+#
+# The usual message's two pipeline writes after intake, the SMSC's acceptance and its
+# receipt, each come as one row of a column op (_SUB_ROW, _PAIR_ROW): the values equal in
+# every row of an op travel once (a burst of resps shares the channel, the attempt, the
+# segment's state...; a receipt batch its states, error and time). Such a row is a move
+# with its segment 1's version: one UPDATE per group of rows, with the statement of the
+# general way (state_sql), its shared values bound once and only the differing ones in
+# its VALUES (_fast_sql). Taken that way only when no other op of the batch names the
+# message (_named_twice): then its move is a chain of its own and its segment 1's version
+# the only one, which is exactly what the general way would write. The others become
+# rows of the general way (coalesced with the message's other moves).
+
+
+def _ids(data: Sequence[Any]) -> Sequence[str]:
+    """The message ids (column 0) of a column op."""
+    n, shared, values, varying, columns = data[:5]
+    if varying and varying[0] == 0:
+        return columns[0]
+    return (values[shared.index(0)],) * n
+
+
+def _named_twice(
+    ops: list[tuple[int, int, Any]],
+) -> tuple[set[str], set[str]] | tuple[None, None]:
+    """(the messages of the batch's column rows that another row or op also names: a move,
+    a version of segment 1; the messages among them named exactly by one submitted row
+    and one pair of a later op, which make one chain); (None, None) when the batch has no
+    column rows."""
+    order: list[tuple[bool, Sequence[str]]] = []  # (pairs or not, their ids), op by op
+    named: list[Any] = []
+    for _i, k, data in ops:
+        if k == _SUBMITTED_COLS:
+            order.append((False, _ids(data)))
+        elif k == _RECEIPT:
+            if len(data) > 4 and data[4] is not None:
+                order.append((True, _ids(data[4])))
+            named += [r[-2] for r in data[1] if r[-1] == 1]
+            named += [m[0] for m in data[2]]
+        elif k == _STATE:
+            named.append(data[0])
+        elif k == _SEGMENT:
+            if data[-1] == 1:
+                named.append(data[-2])
+        elif k == _SUBMITTED:
+            for item in data:
+                named.append(item[0])
+                named += [t[-2] for t in item[5] if t[-1] == 1]
+    if not order:
+        return None, None
+    ids = list(chain.from_iterable(o[1] for o in order))
+    seen = set(ids)
+    twice = seen.intersection(named)
+    joined: set[str] = set()
+    if len(seen) < len(ids):
+        times = Counter(ids)
+        dups = {mid for mid, n in times.items() if n > 1}
+        two = {mid for mid in dups if times[mid] == 2} - twice
+        if two:
+            subbed: set[str] = set()
+            for is_pair, op_ids in order:
+                found = two.intersection(op_ids)
+                if found:
+                    if is_pair:
+                        joined |= found & subbed
+                    else:
+                        subbed |= found
+        twice |= dups - joined
+    return twice, joined
+
+
+def _fast_part(
+    data: Sequence[Any], general: set[str] | None, joined: set[str] | None, varies: tuple[int, ...]
+) -> tuple[Sequence[Any] | None, list[tuple], list[tuple]]:
+    """A column op split (_named_twice): (its rows no other op names, by column, or None;
+    the rows of `general`, in order; the rows of `joined`). With `general` None
+    (executemany mode) every row is a general one."""
+    if general is not None and joined is not None:
+        if (not general or general.isdisjoint(_ids(data))) and (not joined or joined.isdisjoint(_ids(data))):
+            return data, [], []
+    rows = _column_rows(data)
+    if general is None or joined is None:
+        return None, rows, []
+    keep, rest, ends = [], [], []
+    for r in rows:
+        (rest if r[0] in general else ends if r[0] in joined else keep).append(r)
+    return (_columns(keep, varies) if keep else None), rest, ends
+
+
+# Where the values of a state_sql(..., bulk=True) row come from in a column op's row: per
+# column of _STATE_ROW, then per segment-1 column, the row's column (None: NULL).
+_SUB_LAYOUT = (0, None, 1, 2, 3, None, None, None, *range(5, 5 + len(_SEG1_FIELDS)))
+_PAIR_LAYOUT = (0, None, 6, None, None, 7, None, None, *range(1, 1 + len(_SEG1_RECEIPT_FIELDS)))
+# A submitted row and its pair (a later op) made one chain, as the general way coalesces
+# them (_chains): the submitted row with the receipt's columns over its segment version,
+# then the pair's move (state, time, error_code); submitted_at is the submitted row's now.
+_CHAIN_ROW = _SUB_ROW + ("state", "at", "error_code")
+_CHAIN_LAYOUT = (0, None, 15, 2, 3, 16, None, 1, *range(5, 5 + len(_SEG1_FIELDS)))
+_CHAIN_VARIES = (0, *(_CHAIN_ROW.index(c) for c in ("seg_smsc_message_id", "seg_id_key", "seg_receipt")))
+assert _SUB_ROW[5:] == _SEG1_FIELDS and _PAIR_ROW[1:5] == _SEG1_RECEIPT_FIELDS
+assert _CHAIN_ROW[14:] == ("state", "at", "error_code") and _CHAIN_ROW[1] == "now"
+
+
+def _apply_fast(
+    conn: sqlite3.Connection,
+    subs: list[Sequence[Any]],
+    pairs: list[Sequence[Any]],
+    chains: Sequence[Any] | None,
+    chunk: int,
+    counts: _Counts,
+    whole: list[Sequence],
+    receipt_only: list[Sequence],
+) -> int:
+    """Write column ops' rows (each a message's only move and segment-1 version in the
+    batch): per group of rows one statement, that of the general way for such a chain
+    (state_sql). Counts the moves as _apply_states does; the segment-1 versions of a group
+    not wholly applied are added to `whole` / `receipt_only` (written on their own, as
+    the general way does). Returns the segment-1 versions written with their moves."""
+    merged = 0
+    finished = counts.finished
+    if chains is not None:
+        # via, state, channel None, attempts None, error_code None, submitted_at None
+        keys = ((4, False), (14, False), (2, True), (3, True), (16, True), (1, True))
+        for (via, new, *nones), idx in _groups(chains, keys):
+            fields = tuple(name for name, none in zip(("channel", "attempts", "error_code"), nones) if not none)
+            fields += ("submitted_at",) * (not nones[3])
+            first = _SUBMITTED_STATE if via is None else via
+            total = chains[0] if idx is None else len(idx)
+            n = _write_moves(conn, new, fields, first, _SEG1_WHOLE, _CHAIN_LAYOUT, chains, idx, chunk)
+            weight = 2 if via is None else 3
+            counts.applied += n * weight
+            counts.refused += (total - n) * weight
+            counts.state_writes += n
+            if n and new in FINAL:
+                finished[new] = finished.get(new, 0) + n
+            if n == total:
+                merged += n
+            else:
+                rows = _column_rows(chains)
+                whole.extend((*rows[i][5:14], rows[i][0], 1) for i in (idx or range(total)))
+    for data in subs:
+        # via, channel None, attempts None: the statement
+        for (via, no_channel, no_attempts), idx in _groups(data, ((4, False), (2, True), (3, True))):
+            fields = ("channel",) * (not no_channel) + ("attempts",) * (not no_attempts)
+            total = data[0] if idx is None else len(idx)
+            n = _write_moves(conn, _SUBMITTED_STATE, fields, via, _SEG1_WHOLE, _SUB_LAYOUT, data, idx, chunk)
+            weight = 1 if via is None else 2
+            counts.applied += n * weight
+            counts.refused += (total - n) * weight
+            counts.state_writes += n
+            if n == total:
+                merged += n
+            else:
+                rows = _column_rows(data)
+                whole.extend((*rows[i][5:], rows[i][0], 1) for i in (idx or range(total)))
+    for data in pairs:
+        for (new, no_error), idx in _groups(data, ((5, False), (7, True))):
+            fields = () if no_error else ("error_code",)
+            total = data[0] if idx is None else len(idx)
+            n = _write_moves(conn, new, fields, new, _SEG1_RECEIPT, _PAIR_LAYOUT, data, idx, chunk)
+            counts.applied += n
+            counts.refused += total - n
+            counts.state_writes += n
+            if n and new in FINAL:
+                finished[new] = finished.get(new, 0) + n
+            if n == total:
+                merged += n
+            else:
+                rows = _column_rows(data)
+                receipt_only.extend((*rows[i][1:5], rows[i][0], 1) for i in (idx or range(total)))
+    return merged
+
+
+def _write_moves(
+    conn: sqlite3.Connection,
+    new: str,
+    fields: tuple[str, ...],
+    first: str | None,
+    seg1: int,
+    layout: tuple[int | None, ...],
+    data: Sequence[Any],
+    idx: list[int] | None,
+    chunk: int,
+) -> int:
+    """The moves of the rows `idx` of a column op (a group of _groups), each with its
+    segment 1's version (`seg1`, its columns where `layout` says): the rows changed.
+    The rows with segment 1 are written with plain columns; the others, if some rows
+    were not changed (refused, or a message stored without segment 1), by a second
+    statement without the segment columns. A version whose own state is None (bad data,
+    which the guard would take for a row without segment 1) keeps the guarded form."""
+    sql = state_sql(new, fields, True, first=first, seg1=seg1)
+    if sql is None:  # nothing may move to `first`: all refused
+        return 0
+    n, shared, values, varying, columns = data[:5]
+    j = layout[len(_STATE_ROW)]  # the version's state
+    if j in shared:
+        stateless = values[shared.index(j)] is None
+    else:
+        col = columns[varying.index(j)]
+        stateless = None in (col if idx is None else [col[i] for i in idx])
+    if stateless:
+        return _write_fast(conn, sql, layout, data, idx, chunk)
+    sql = state_sql(new, fields, True, first=first, seg1=seg1, rows=_SEG1_ROWS)
+    changed = _write_fast(conn, sql, layout, data, idx, chunk)
+    if changed < (n if idx is None else len(idx)):
+        sql = state_sql(new, fields, True, first=first, seg1=seg1, rows=_NO_SEG1_ROWS)
+        changed += _write_fast(conn, sql, layout, data, idx, chunk)
+    return changed
+
+
+def _groups(
+    data: Sequence[Any], keys: tuple[tuple[int, bool], ...]
+) -> list[tuple[tuple, list[int] | None]]:
+    """A column op's rows grouped by their statement: by the value of each key column
+    (flat index, False) or whether it is None (True). [(key, row indexes or None: all)]."""
+    n, shared, values, varying, columns = data[:5]
+    const: list[Any] = []
+    cols: list[Sequence[Any] | None] = []
+    for j, is_none in keys:
+        if j in shared:
+            v = values[shared.index(j)]
+            const.append(v is None if is_none else v)
+            cols.append(None)
+        else:
+            col = columns[varying.index(j)]
+            const.append(None)
+            cols.append([v is None for v in col] if is_none else col)
+    if all(c is None for c in cols):
+        return [(tuple(const), None)]
+    groups: dict[tuple, list[int]] = {}
+    per_row = [c if c is not None else (v,) * n for c, v in zip(cols, const)]
+    for i, key in enumerate(zip(*per_row)):
+        groups.setdefault(key, []).append(i)
+    if len(groups) == 1:
+        return [(next(iter(groups)), None)]
+    return list(groups.items())
+
+
+_COLUMN_REF = re.compile(r"v\.column(\d+)")
+
+
+@functools.cache
+def _referenced(bulk_sql: str) -> tuple[int, ...]:
+    """The columns (0-based) of its VALUES rows a `FROM (VALUES {rows}) AS v` statement uses."""
+    return tuple(sorted({int(m) - 1 for m in _COLUMN_REF.findall(bulk_sql)}))
+
+
+@functools.cache
+def _fast_sql(bulk_sql: str, rows: int, spec: str) -> str:
+    """`bulk_sql` for `rows` rows, each column it uses (_referenced, in order) made, by its
+    letter in `spec`: "n" a literal NULL, "s" a parameter bound once (numbered first, in
+    order), "v" a column of the VALUES rows (numbered after, column by column: a column's
+    values in row order, then the next column's)."""
+    rep: dict[int, str] = {}
+    s = v = 0
+    for k, kind in zip(_referenced(bulk_sql), spec, strict=True):
+        if kind == "n":
+            rep[k] = "NULL"
+        elif kind == "s":
+            s += 1
+            rep[k] = f"?{s}"
+        else:
+            v += 1
+            rep[k] = _v(v - 1)
+    text = _COLUMN_REF.sub(lambda m: rep[int(m.group(1)) - 1], bulk_sql)
+    values = ", ".join(  # column by column: the parameters are the columns' slices
+        "(" + ", ".join(f"?{s + c * rows + r + 1}" for c in range(v)) + ")" for r in range(rows)
+    )
+    return text.replace("{rows}", values)
+
+
+def _write_fast(
+    conn: sqlite3.Connection,
+    bulk_sql: str,
+    layout: tuple[int | None, ...],
+    data: Sequence[Any],
+    idx: list[int] | None,
+    chunk: int,
+) -> int:
+    """Run `bulk_sql` (a state_sql(..., bulk=True)) for the rows `idx` (None: all) of a
+    column op, `layout` saying which column of the op each VALUES column is; returns the
+    number of rows changed."""
+    n, shared, values, varying, columns = data[:5]
+    spec = []
+    bound: list[Any] = []
+    cols: list[Sequence[Any]] = []
+    for k in _referenced(bulk_sql):
+        j = layout[k]
+        if j is None:
+            spec.append("n")
+        elif j in shared:
+            v = values[shared.index(j)]
+            if v is None:
+                spec.append("n")
+            else:
+                spec.append("s")
+                bound.append(v)
+        else:
+            col = columns[varying.index(j)]
+            if len(col) != n:
+                raise ValueError(f"a column of {len(col)} values in an op of {n} rows")
+            cols.append(col if idx is None else [col[i] for i in idx])
+            spec.append("v")
+    if not cols:  # (a one-row op sent with its id shared)
+        raise ValueError("a column op whose message ids are not a column")
+    kinds = "".join(spec)
+    changed = i = 0
+    for size in _chunks(n if idx is None else len(idx), chunk):
+        params = bound.copy()
+        for c in cols:
+            params += c[i : i + size]
+        i += size
+        changed += conn.execute(_fast_sql(bulk_sql, size, kinds), params).rowcount
+    return changed
 
 
 # An insert op of fewer rows (one-message requests) goes into the statements of the others
@@ -2199,17 +2708,23 @@ def _apply_inserts(
 
 def _write_columns(conn: sqlite3.Connection, bulk_sql: str, data: Sequence[Any], chunk: int) -> None:
     """Insert the rows of `data` (_insert_columns) by multi-row statements: each shared
-    column one parameter (or a literal NULL), the others row by row."""
+    column one parameter (or a literal NULL), the others column by column (_sized's
+    by_column: the parameters are slices of the columns, no row built)."""
     n, shared, values, varying, columns, _rests = data
     nulls = tuple(j for j, v in zip(shared, values) if v is None)
     bound = tuple(j for j, v in zip(shared, values) if v is not None)
     first = [v for v in values if v is not None]
     cols = len(shared) + len(varying)
+    for col in columns:
+        if len(col) != n:
+            raise ValueError(f"a column of {len(col)} values in an op of {n} rows")
     i = 0
     for size in _chunks(n, chunk):
-        part = [col[i : i + size] for col in columns]
+        params = first.copy()
+        for col in columns:
+            params += col[i : i + size]
         i += size
-        conn.execute(_sized(bulk_sql, size, cols, nulls, bound), first + list(_flat(zip(*part))))
+        conn.execute(_sized(bulk_sql, size, cols, nulls, bound, True), params)
 
 
 def _apply_states(
@@ -2363,28 +2878,38 @@ def _group(
 
 @functools.cache
 def _sized(
-    sql: str, rows: int, cols: int, nulls: tuple[int, ...] = (), shared: tuple[int, ...] = ()
+    sql: str,
+    rows: int,
+    cols: int,
+    nulls: tuple[int, ...] = (),
+    shared: tuple[int, ...] = (),
+    by_column: bool = False,
 ) -> str:
     """`sql` with `{rows}` replaced by `rows` rows of `cols` placeholders, a literal NULL
     for each column in `nulls` (the positions of the columns, hence `v.columnN`, stay).
     Each column in `shared` is one parameter for every row, bound once: its number is its
-    rank in `shared`, and the other values follow, row by row (see _write)."""
-    if not shared:
+    rank in `shared`, and the other values follow, row by row (see _write), or with
+    `by_column` column by column (each column's values in row order: the parameters are
+    the columns' slices one after the other, _write_columns)."""
+    if not shared and not by_column:
         row = "(" + ", ".join("NULL" if j in nulls else "?" for j in range(cols)) + ")"
         return sql.replace("{rows}", ", ".join([row] * rows))
     rank = {j: k + 1 for k, j in enumerate(shared)}
-    n = len(shared)
+    base = len(shared)
+    others = [j for j in range(cols) if j not in nulls and j not in rank]
     out = []
-    for _ in range(rows):
+    for r in range(rows):
         cells = []
         for j in range(cols):
             if j in nulls:
                 cells.append("NULL")
             elif j in rank:
                 cells.append(f"?{rank[j]}")
+            elif by_column:
+                cells.append(f"?{base + others.index(j) * rows + r + 1}")
             else:
-                n += 1
-                cells.append(f"?{n}")
+                base += 1
+                cells.append(f"?{base}")
         out.append("(" + ", ".join(cells) + ")")
     return sql.replace("{rows}", ", ".join(out))
 
