@@ -2446,12 +2446,7 @@ def _apply_fast(
             first = _SUBMITTED_STATE if via is None else via
             total = chains[0] if idx is None else len(idx)
             n = _write_moves(conn, new, fields, first, _SEG1_WHOLE, _CHAIN_LAYOUT, chains, idx, chunk)
-            weight = 2 if via is None else 3
-            counts.applied += n * weight
-            counts.refused += (total - n) * weight
-            counts.state_writes += n
-            if n and new in FINAL:
-                finished[new] = finished.get(new, 0) + n
+            _tally(counts, finished, new, n, total, 2 if via is None else 3)
             if n == total:
                 merged += n
             else:
@@ -2463,10 +2458,7 @@ def _apply_fast(
             fields = ("channel",) * (not no_channel) + ("attempts",) * (not no_attempts)
             total = data[0] if idx is None else len(idx)
             n = _write_moves(conn, _SUBMITTED_STATE, fields, via, _SEG1_WHOLE, _SUB_LAYOUT, data, idx, chunk)
-            weight = 1 if via is None else 2
-            counts.applied += n * weight
-            counts.refused += (total - n) * weight
-            counts.state_writes += n
+            _tally(counts, finished, _SUBMITTED_STATE, n, total, 1 if via is None else 2)
             if n == total:
                 merged += n
             else:
@@ -2477,17 +2469,22 @@ def _apply_fast(
             fields = () if no_error else ("error_code",)
             total = data[0] if idx is None else len(idx)
             n = _write_moves(conn, new, fields, new, _SEG1_RECEIPT, _PAIR_LAYOUT, data, idx, chunk)
-            counts.applied += n
-            counts.refused += total - n
-            counts.state_writes += n
-            if n and new in FINAL:
-                finished[new] = finished.get(new, 0) + n
+            _tally(counts, finished, new, n, total, 1)
             if n == total:
                 merged += n
             else:
                 rows = _column_rows(data)
                 receipt_only.extend((*rows[i][1:5], rows[i][0], 1) for i in (idx or range(total)))
     return merged
+
+
+def _tally(counts: _Counts, finished: dict[str, int], new: str, n: int, total: int, moves: int) -> None:
+    """Count a column statement's `n` rows written of `total`, each row `moves` moves."""
+    counts.applied += n * moves
+    counts.refused += (total - n) * moves
+    counts.state_writes += n
+    if n and new in FINAL:
+        finished[new] = finished.get(new, 0) + n
 
 
 def _write_moves(
