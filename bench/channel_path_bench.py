@@ -25,13 +25,12 @@ receipt parser. Needs valgrind.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from callgrind_total import callgrind_total  # bench/, the script's directory
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -144,21 +143,6 @@ async def workload(n: int) -> dict[str, float]:
     return {"dispatch_us": (t1 - t0) * us, "accept_us": (t2 - t1) * us, "receipt_us": (t4 - t3) * us}
 
 
-def _callgrind_total(n: int, out: Path) -> int:
-    log = out / f"log.{n}"
-    subprocess.run(
-        [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.{n}",
-            f"--log-file={log}", sys.executable, __file__, "--run", str(n),
-        ],
-        check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONHASHSEED="0"),
-    )
-    m = re.search(r"Collected : (\d+)", log.read_text())
-    if not m:
-        raise SystemExit(f"no callgrind total in {log}")
-    return int(m.group(1))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=int, metavar="N", help="run the workload for N messages (no callgrind)")
@@ -173,7 +157,7 @@ def main() -> int:
         )
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        small, big = _callgrind_total(2000, Path(tmp)), _callgrind_total(6000, Path(tmp))
+        small, big = callgrind_total(__file__, 2000, Path(tmp)), callgrind_total(__file__, 6000, Path(tmp))
     print(f"channel dispatch + accept + receipt path: {(big - small) // 4000:,} instructions per message")
     return 0
 

@@ -26,14 +26,13 @@ handlers and receipts (and the session and codec under them). Needs valgrind.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from callgrind_total import callgrind_total  # bench/, the script's directory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,22 +126,6 @@ async def workload(n: int) -> dict[str, float]:
     return {"us": (t1 - t0) * 1e6 / n}
 
 
-def _callgrind_total(n: int, out: Path, tree: Path) -> int:
-    log = out / f"log.{n}"
-    subprocess.run(
-        [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.{n}",
-            f"--vgdb-prefix={out}/vgdb-pipe",
-            f"--log-file={log}", sys.executable, __file__, "--run", str(n), "--tree", str(tree),
-        ],
-        check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONHASHSEED="0"),
-    )
-    m = re.search(r"Collected : (\d+)", log.read_text())
-    if not m:
-        raise SystemExit(f"no callgrind total in {log}")
-    return int(m.group(1))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=int, metavar="N", help="run the workload for N messages (no callgrind)")
@@ -160,8 +143,8 @@ def main() -> int:
         print(f"{a.run} messages, simulator CPU per message: {r['us']:.2f} us (harness included)")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        small = _callgrind_total(2000, Path(tmp), a.tree.resolve())
-        big = _callgrind_total(6000, Path(tmp), a.tree.resolve())
+        small = callgrind_total(__file__, 2000, Path(tmp), "--tree", str(a.tree.resolve()))
+        big = callgrind_total(__file__, 6000, Path(tmp), "--tree", str(a.tree.resolve()))
         if a.keep:
             import shutil
 
