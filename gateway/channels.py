@@ -100,9 +100,12 @@ ReceiptEffect = tuple["Channel", "Job", int, "str | None", "str | None", str]
 _KEY_MEMO = 65_536  # Channel._key_of: entries at most (~3 MB), then emptied
 
 
-class Job(msgspec.Struct, eq=False):
+class Job(msgspec.Struct, eq=False, gc=False):
     """One message moving through the channel (memory only; the store has the truth). A
-    Struct: one is made per message, ~3x faster than a class with an __init__."""
+    Struct: one is made per message, ~3x faster than a class with an __init__. Not tracked
+    by the cyclic GC (gc=False, as its records: gateway.store.records): nothing it holds
+    refers back to a Job or to anything that does (records, PDUs, results, tuples of
+    strings), so it is never part of a cycle."""
 
     record: MessageRecord
     segments: list[SegmentRecord]
