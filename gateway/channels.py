@@ -672,8 +672,8 @@ class Channel:
         id_format = self.cfg.message_id_format
         key_of = self._key_of if id_format == self.cfg.receipt_id_format else None
         by_key = self._by_key
-        submitted = self.store.submitted_nowait
         via = None if self._stores_submitting else _SUBMITTING
+        accepted: list[tuple[MessageRecord, SegmentRecord]] = []  # stored as one op, below
         remember = self._remember_for_receipts
         fast = 0
         for sent, message_id in done:
@@ -706,11 +706,13 @@ class Channel:
             job.pdus = None  # only a retry would send them again; a new attempt rebuilds
             if job.outcomes:
                 job.outcomes.clear()
-            try:
-                submitted(rec.id, now=now, channel=rec.channel, attempts=rec.attempts, segments=segs, via=via)
-            except Exception:  # (a closed store) the rest of the read's results still apply
-                self.log.exception("result_callback_failed")
+            accepted.append((rec, seg))
             remember(job)
+        if accepted:
+            try:
+                self.store.submitted_many_nowait(accepted, now=now, via=via)
+            except Exception:  # (a closed store) the read's results still apply in memory
+                self.log.exception("result_callback_failed")
         stats.segments_accepted += fast
         stats.submitted_messages += fast
         if key_of is not None and len(key_of) > _KEY_MEMO:

@@ -18,6 +18,7 @@ from gateway.smpp import session as S
 from gateway.smpp.constants import CommandId, CommandStatus, Tag
 from gateway.smpp.esme import EsmeClient, Outcome, SubmitResult
 from gateway.states import State
+from gateway.store.base import Store
 from gateway.store.records import MessageRecord, SegmentRecord
 from tests.scripted_smsc import ScriptedSmsc
 from tests.test_esme import settings as esme_settings
@@ -178,6 +179,9 @@ class RecordingStore:
 
         return record
 
+    def submitted_many_nowait(self, accepted, **kw):
+        Store.submitted_many_nowait(self, accepted, **kw)  # recorded as one call per message
+
 
 def job(i: int, segments: int = 1) -> Job:
     rec = MessageRecord(
@@ -204,7 +208,9 @@ def state_of(ch: Channel, jobs: list[Job]) -> tuple:
 
 async def test_the_channels_batch_path_makes_the_general_paths_changes():
     """One-segment jobs take the inlined path, a multipart one the general path; the
-    store calls, the jobs, the indexes and the counters are those of _on_result for each."""
+    store calls (each message's, in order: the one-segment messages' moves of a read are
+    queued together after it), the jobs, the indexes and the counters are those of
+    _on_result for each."""
     cfg = ChannelConfig(name="c", system_id="s", password="p", message_id_format="hex")
     results = []
     for batch in (True, False):
@@ -218,7 +224,9 @@ async def test_the_channels_batch_path_makes_the_general_paths_changes():
         else:
             for mid, j, i in ids:
                 ch._on_result(j, i, SubmitResult(Outcome.ACCEPTED, 0, mid))
-        results.append((state_of(ch, jobs), store.calls))
+        # stable: each message's calls keep their order
+        calls = sorted(store.calls, key=lambda c: c[1][0] if c[0] == "submitted_nowait" else c[1][0].message_id)
+        results.append((state_of(ch, jobs), calls))
     assert results[0] == results[1]
     (state, calls) = results[0]
     assert [c[0] for c in calls].count("submitted_nowait") == 3
@@ -226,21 +234,20 @@ async def test_the_channels_batch_path_makes_the_general_paths_changes():
 
 
 async def test_a_store_refusal_does_not_lose_the_rest_of_the_read():
-    """As with one callback per result: the store refusing one move (it is closed) leaves
-    the other results of the read applied."""
+    """The store refusing the read's moves (it is closed) leaves the read's results applied
+    in memory."""
 
     class Refusing(RecordingStore):
-        def submitted_nowait(self, message_id, **kw):
-            if message_id == "m0":
-                raise RuntimeError("the store is closed")
-            self.calls.append(("submitted_nowait", (message_id,), kw))
+        def submitted_many_nowait(self, accepted, **kw):
+            self.calls.append(("submitted_many_nowait", [rec.id for rec, _seg in accepted], kw))
+            raise RuntimeError("the store is closed")
 
     store = Refusing()
     ch = Channel(ChannelConfig(name="c", system_id="s", password="p"), store, clock=lambda: 5.0)
     jobs = [job(0), job(1)]
     ch._inflight = 2
     ch._on_accepted([(_Sent(ch, j, 0), f"id{i}") for i, j in enumerate(jobs)])
-    assert [c[1] for c in store.calls] == [("m1",)]
+    assert [c[1] for c in store.calls] == [["m0", "m1"]]
     assert [j.record.state for j in jobs] == [State.SUBMITTED, State.SUBMITTED]
     assert sorted(ch._awaiting) == ["m0", "m1"] and ch.stats.submitted_messages == 2
 

@@ -1450,6 +1450,51 @@ async def test_a_value_no_writer_can_take_fails_alone(store):
     assert (await store.count_open())["accepted"] == 4
 
 
+async def test_submitted_many_is_submitted_nowait_for_each(store):
+    """submitted_many_nowait (one read's acceptances) stores what submitted_nowait for each
+    would: one-segment messages as one op, a segment that is not its message's segment 1
+    the general way in its place, refused moves refused alike (`via` guards them)."""
+    states = [State.QUEUED, State.QUEUED, State.SUBMITTING, State.QUEUED]
+    groups = []
+    for base in (0, 10):  # 0..3 one call each, 10..13 in one submitted_many_nowait
+        items = [msg(base + i, state=st, segments=2 if i == 1 else 1) for i, st in enumerate(states)]
+        await store.insert_messages(items)
+        accepted = []
+        for i, (rec, segs) in enumerate(items):
+            seg = segs[-1]  # message 1: its segment 2 alone
+            seg = msgspec.structs.replace(
+                seg, state=SegmentState.SUBMITTED, channel="ch1", smsc_message_id=f"{base + i:X}",
+                id_key=str(base + i), submit_status=0, submitted_at=T0 + 1,
+            )
+            rec.channel, rec.attempts = "ch1", 1 + i % 2
+            accepted.append((rec, seg))
+        groups.append(accepted)
+    for rec, seg in groups[0]:
+        store.submitted_nowait(
+            rec.id, now=T0 + 1, channel=rec.channel, attempts=rec.attempts, segments=[seg], via=State.SUBMITTING
+        )
+    ops = store.queued
+    store.submitted_many_nowait(groups[1], now=T0 + 1, via=State.SUBMITTING)
+    # [0], [1's segment 2], [2, 3] before; then 10 joins the tail op, [11's], [12, 13]
+    assert store.queued - ops == 2
+    await store.flush()
+    assert store.stats.transitions_refused == 4  # message 2 of each group: SUBMITTING -> SUBMITTING
+
+    def view(v):
+        out = msgspec.to_builtins(v)
+        out["message"].pop("id"), out["message"].pop("destination"), out["message"].pop("text")
+        out["message"].pop("created_at"), out["message"].pop("updated_at")
+        for g in out["segments"]:
+            g.pop("message_id"), g.pop("smsc_message_id"), g.pop("id_key")
+        return out
+
+    for (a, _), (b, _) in zip(*groups):
+        va, vb = await store.get_view(a.id), await store.get_view(b.id)
+        assert view(va) == view(vb)
+        assert va.message.state is (State.SUBMITTING if a.id.endswith("2") else State.SUBMITTED)
+        assert [g.state for g in va.segments][-1] == SegmentState.SUBMITTED
+
+
 async def test_consecutive_submitted_moves_share_one_op_in_queue_order(store):
     """submitted_nowait calls in a row are one op (one per burst of resps, not per
     message); a move queued after them still applies after them."""

@@ -83,6 +83,21 @@ class Store(abc.ABC):
         `segments` and the move to SUBMITTED (with `via`: the chain `via` -> SUBMITTED,
         for a pipeline that did not store the move to `via`)."""
 
+    def submitted_many_nowait(
+        self,
+        accepted: Sequence[tuple[MessageRecord, SegmentRecord]],
+        *,
+        now: float,
+        via: State | None = None,
+    ) -> None:
+        """submitted_nowait for each one-segment message of `accepted` (its record and its
+        segment's new version; channel and attempts from the record), in order: what one
+        read of submit_sm_resps accepted. A backend may queue them as one op."""
+        for rec, seg in accepted:
+            self.submitted_nowait(
+                rec.id, now=now, channel=rec.channel, attempts=rec.attempts, segments=[seg], via=via
+            )
+
     @abc.abstractmethod
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
         """Queue the new version of one segment (submit result or receipt)."""

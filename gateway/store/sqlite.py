@@ -1734,6 +1734,31 @@ class SqliteStore(Store):
         to `via`: for a pipeline that did not store the move to `via` (SUBMITTING) before."""
         self._enqueue(_submitted_op(message_id, now, channel, attempts, segments, via))
 
+    def submitted_many_nowait(
+        self,
+        accepted: Sequence[tuple[MessageRecord, SegmentRecord]],
+        *,
+        now: float,
+        via: State | None = None,
+    ) -> None:
+        """submitted_nowait for each (record, its one segment) of `accepted`, in order: the
+        rows of one _SUBMITTED_COLS op (a read of submit_sm_resps, one op and one enqueue
+        instead of one per message). A segment that is not its message's segment 1 goes
+        the general way, in its place."""
+        first = None if via is None else (via if type(via) is State else State(via))._value_
+        astuple = msgspec.structs.astuple
+        rows = []
+        for rec, seg in accepted:
+            if seg.seq == 1 and seg.message_id == rec.id:
+                rows.append((rec.id, now, rec.channel, rec.attempts, first, *astuple(seg)[2:]))
+                continue
+            if rows:
+                self._enqueue(_Op(_SUBMITTED_COLS, rows, 2 * len(rows)))
+                rows = []
+            self._enqueue(_submitted_op(rec.id, now, rec.channel, rec.attempts, (seg,), via))
+        if rows:
+            self._enqueue(_Op(_SUBMITTED_COLS, rows, 2 * len(rows)))
+
     def update_segment_nowait(self, segment: SegmentRecord) -> None:
         """Queue the new version of one segment (every field but the key is written). A
         segment that is not stored is counted in stats.segments_missing."""
