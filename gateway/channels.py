@@ -482,6 +482,7 @@ class Channel:
         now = self._wall()
         submit = client.submit_nowait
         stats = self.stats
+        templates = self._templates
         while room > 0 and not self._draining:
             job = queue.peek()
             if job is None or len(job.segments) != 1 or job.segments[0].state != _PENDING:
@@ -498,13 +499,24 @@ class Channel:
             rec.state = _SUBMITTING
             rec.updated_at = now
             stats.dispatched += 1
-            if job.pdus is None and not self._prepare(job, now):
-                continue
+            pdus = job.pdus
+            if pdus is None:
+                # _prepare's usual case inlined: one PDU from the templates
+                try:
+                    pdus = templates.pdus(rec, rec.concat_ref or 0, now)
+                except (T.TextError, P.PduError):
+                    pdus = None
+                if pdus is None or len(pdus) != 1:
+                    if not self._prepare(job, now):  # rejects it, with the reason
+                        continue
+                    pdus = job.pdus
+                else:
+                    job.pdus = pdus
             if job.outcomes:  # a retry: the last attempt's outcomes go (a first: empty)
                 job.outcomes = {}
             job.pending = 1
             # _send_one inlined
-            if submit(job.pdus[0], _Sent(self, job, 0)):  # type: ignore[index]
+            if submit(pdus[0], _Sent(self, job, 0)):  # type: ignore[index]
                 self._inflight += 1
                 stats.segments_sent += 1
             else:

@@ -120,11 +120,20 @@ class SubmitTemplates:
     def __init__(self, cfg: ChannelConfig) -> None:
         self.cfg = cfg
         self._cuts: dict[tuple, list[tuple[bytes, bytes]]] = {}
+        # The last validity computed, by its seconds left: a burst's messages mostly share
+        # their expiry (one request's) and the burst's clock reading.
+        self._left = -1.0
+        self._validity = ""
 
     def pdus(self, message: MessageRecord, reference: int, now: float) -> list[P.Pdu | P.Encoded]:
         """The submit_sm of every segment of `message`, in order (build_pdus' PDUs)."""
         dest = message.destination.lstrip("+")
-        validity = relative_validity(message.expires_at - now)
+        left = message.expires_at - now
+        if left == self._left:
+            validity = self._validity
+        else:
+            validity = self._validity = relative_validity(left)
+            self._left = left
         raw = dest.encode("latin-1", "replace")
         if len(raw) > _DEST_MAX or 0 in raw or not dest.isascii():
             # Not a destination the template can carry: the codec names the problem.

@@ -243,3 +243,23 @@ def test_templates_for_one_text_differ_in_the_destination_only():
     assert P.decode(a.encode()).destination_addr == "4915112345678"
     assert P.decode(b.encode()).destination_addr == "447700900123"
     assert len(templates._cuts) == 1
+
+
+@given(
+    times=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 59.5, 60.0, 3600.25, 86_400.0, 70 * 86_400.0]),  # expires_at
+            st.sampled_from([0.0, 0.5, 30.0, 3600.0]),  # now
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+@settings(max_examples=100, deadline=None)
+def test_templates_validity_follows_each_message(times):
+    """One channel's templates over messages of varying expiry and clock readings (the
+    validity of the last one is remembered): each PDU carries its own validity_period."""
+    templates = SubmitTemplates(channel())
+    for expires_at, now in times:
+        [pdu] = templates.pdus(message("hello", expires_at=expires_at), reference=0, now=now)
+        assert P.decode(pdu.encode()).validity_period == relative_validity(expires_at - now)
