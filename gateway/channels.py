@@ -686,7 +686,7 @@ class Channel:
         by_key = self._by_key
         via = None if self._stores_submitting else _SUBMITTING
         accepted: list[tuple[MessageRecord, SegmentRecord]] = []  # stored as one op, below
-        remember = self._remember_for_receipts
+        awaiting = self._awaiting
         fast = 0
         for sent, message_id in done:
             job = sent.job
@@ -719,7 +719,9 @@ class Channel:
             if job.outcomes:
                 job.outcomes.clear()
             accepted.append((rec, seg))
-            remember(job)
+            awaiting[rec.id] = job  # _remember_for_receipts, its bound kept once below
+        if len(awaiting) > AWAITING_RECEIPTS_MAX:
+            self._forget_oldest()
         if accepted:
             try:
                 self.store.submitted_many_nowait(accepted, now=now, via=via)
@@ -880,8 +882,14 @@ class Channel:
     def _remember_for_receipts(self, job: Job) -> None:
         self._awaiting[job.record.id] = job
         if len(self._awaiting) > AWAITING_RECEIPTS_MAX:
-            # Oldest first (dicts keep insertion order); the store still matches them.
-            old = self._awaiting.pop(next(iter(self._awaiting)))
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Keep at most AWAITING_RECEIPTS_MAX jobs awaiting receipts in memory: the oldest
+        go first (dicts keep insertion order); the store still matches their receipts."""
+        awaiting = self._awaiting
+        while len(awaiting) > AWAITING_RECEIPTS_MAX:
+            old = awaiting.pop(next(iter(awaiting)))
             for seg in old.segments:
                 if seg.id_key:
                     self._by_key.pop(seg.id_key, None)

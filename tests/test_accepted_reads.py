@@ -277,3 +277,26 @@ async def test_the_one_segment_receipt_apply_makes_the_general_applys_changes():
     state = outcomes[0][0]
     assert [r["state"] for r in state[0]] == ["delivered", "undeliverable", "delivered"]
     assert [segs[0]["receipt"] for segs in state[1]] == ["id:a", "id:b", "id:c"]  # as stored
+
+
+async def test_the_bound_on_jobs_awaiting_receipts_holds_on_both_paths(monkeypatch):
+    """At most AWAITING_RECEIPTS_MAX jobs wait for receipts in memory, the newest; the
+    oldest are forgotten (their receipts are matched in the store), on the batch path as
+    on _on_result's."""
+    import gateway.channels as channels
+
+    monkeypatch.setattr(channels, "AWAITING_RECEIPTS_MAX", 3)
+    cfg = ChannelConfig(name="c", system_id="s", password="p", message_id_format="hex")
+    results = []
+    for batch in (True, False):
+        ch = Channel(cfg, RecordingStore(), clock=lambda: 5.0)
+        jobs = [job(i) for i in range(5)]
+        ch._inflight = 5
+        ids = [(f"{i + 10:X}", j, 0) for i, j in enumerate(jobs)]
+        if batch:
+            ch._on_accepted([(_Sent(ch, j, i), mid) for mid, j, i in ids])
+        else:
+            for mid, j, i in ids:
+                ch._on_result(j, i, SubmitResult(Outcome.ACCEPTED, 0, mid))
+        results.append((list(ch._awaiting), sorted(ch._by_key)))
+    assert results[0] == results[1] == (["m2", "m3", "m4"], ["12", "13", "14"])
