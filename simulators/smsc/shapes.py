@@ -36,6 +36,11 @@ _replace = msgspec.structs.replace
 # As the session's in-place decoding: a body read inside a longer buffer fails these ways.
 _DECODE_FAILURES = (PduError, IndexError, struct.error)
 _DEST_LIMIT = 21  # destination_addr: a C-Octet String of at most 21 octets with its NUL
+# The TLV list of every PDU a shape reads (a shape has none): one list shared by all of
+# them, never changed (nothing in the simulator changes a received PDU's TLVs). A list of
+# its own per message, kept with its record in the message store, was most of what the
+# cyclic GC walked (~50,000 lists per gen-0 collection in the batch benchmark).
+_NO_TLVS: list = []
 
 
 class SubmitShape:
@@ -85,7 +90,7 @@ class SubmitShape:
         raw = b[p:i]
         self.used = True
         return raw, _replace(
-            self.pdu, sequence_number=seq, destination_addr=raw.decode("latin-1"), tlvs=[]
+            self.pdu, sequence_number=seq, destination_addr=raw.decode("latin-1"), tlvs=_NO_TLVS
         )
 
 
