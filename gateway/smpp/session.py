@@ -396,8 +396,19 @@ class Session:
             raise ValueError(f"send_acks answers deliver_sm and data_sm, not 0x{command_id:08x}")
         if self._state is _CLOSED:
             raise ProtocolError("session closed")
-        pack = _PACK_ACK
-        self._outbox.append(b"".join([pack(17, command_id, 0, seq) for seq in sequence_numbers]))
+        # The answers differ only in their sequence number (octets 12-15 of 17): the numbers
+        # are packed in one call, then laid into copies of one answer octet by octet (four
+        # slice assignments, not one pack and one bytes object per answer). A number that
+        # does not fit raises struct.error as a pack per answer would, before anything is
+        # queued.
+        n = len(sequence_numbers)
+        numbers = struct.pack(f">{n}I", *sequence_numbers)
+        acks = bytearray(_PACK_ACK(17, command_id, 0, 0) * n)
+        acks[12::17] = numbers[0::4]
+        acks[13::17] = numbers[1::4]
+        acks[14::17] = numbers[2::4]
+        acks[15::17] = numbers[3::4]
+        self._outbox.append(bytes(acks))
 
     def send_encoded_response(
         self, command_id: int, sequence_number: int, body: bytes, command_status: int = 0
