@@ -219,6 +219,7 @@ _PACK_ACK = struct.Struct(">IIIIx").pack
 # 65 octets, pdu._MSGID_RESP_LAYOUT): a longer one takes the general path and its error.
 _MESSAGE_ID_MAX = 64
 _PACK_HEADER = P.HEADER.pack
+_ENCODED = P.Encoded
 # What send_encoded_response takes: responses that cannot answer a peer's bind.
 _ENCODABLE_RESPONSES = frozenset(
     int(c)
@@ -368,8 +369,13 @@ class Session:
         else:
             self._seq = seq
         pdu.sequence_number = seq
-        data = pdu.encode()
-        self._outbox.append(data)
+        if pdu.__class__ is _ENCODED:
+            # Encoded.encode() inlined (the gateway's submit_sm, the simulator's receipts:
+            # once per message): the header packed in front of the body, no call.
+            body = pdu.body
+            self._outbox.append(_PACK_HEADER(16 + len(body), cid, pdu.command_status, seq) + body)
+        else:
+            self._outbox.append(pdu.encode())
         if cid in _NO_RESPONSE:
             return pdu
         plain = cid not in _STATEFUL
