@@ -11,7 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.smpp import pdu as P
-from tests.test_receipt_reads import _AFTER, FUZZ, MS, NEC, RMI, TEXT, _tlv, check, frame
+from tests.test_receipt_reads import (
+    _AFTER,
+    FUZZ,
+    MS,
+    NEC,
+    RMI,
+    TEXT,
+    _tlv,
+    check,
+    frame,
+)
 
 # A receipt body up to its TLVs: service_type, addresses, esm_class 0x04, no times.
 HEAD = b"\0\1\1" + b"4915112345678\0" + b"\1\1Acme\0" + b"\x04\0\0\0\0\0\1\0\0"
