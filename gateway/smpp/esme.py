@@ -792,37 +792,59 @@ class EsmeClient:
         except Exception:  # the handler's bug must not kill the bind; the SMSC redelivers
             self.log.exception("deliver_handler_failed", pdus=len(batch))
             statuses = [CommandStatus.ESME_RX_T_APPN] * len(batch)
-        acks = _ACK_ID
-        ok: dict[int, list[int]] = {}  # ESME_ROK answers by response id: one buffer each
         try:
-            for pdu, status in zip(batch, statuses, strict=True):
-                if type(pdu) is tuple:  # a receipt read per read (P.ReceiptRead)
-                    if status == 0:
-                        seqs = ok.get(_DELIVER_SM_RESP)
-                        if seqs is None:
-                            seqs = ok[_DELIVER_SM_RESP] = []
-                        seqs.append(pdu[0])
-                    else:
-                        session.send(P.error_response(_DELIVER_SM, pdu[0], status))
-                    continue
-                ack_id = acks.get(pdu.command_id)
-                if ack_id is not None and status == 0:
-                    seqs = ok.get(ack_id)
-                    if seqs is None:
-                        seqs = ok[ack_id] = []
-                    seqs.append(pdu.sequence_number)
-                elif P.response_class(pdu.command_id) is None:
-                    continue  # alert_notification: nothing to answer
-                elif status == CommandStatus.ESME_ROK:
-                    session.send(P.make_response(pdu, status, message_id=""))
-                else:
-                    session.send(P.error_response(pdu.command_id, pdu.sequence_number, status))
-            for ack_id, seqs in ok.items():
-                session.send_acks(ack_id, seqs)
+            seqs = _taken_receipts(batch, statuses)
+            if seqs is not None:
+                session.send_acks(_DELIVER_SM_RESP, seqs)
+            else:
+                _queue_answers(session, batch, statuses)
         except ProtocolError:
             return  # session closed: the SMSC will redeliver
         if not await self._flush(stream, session):
             conn_scope.cancel()
+
+
+def _taken_receipts(batch: list[Any], statuses: list[int]) -> list[int] | None:
+    """The usual batch: receipts read per read (P.ReceiptRead), every one taken (status
+    0, as `_queue_answers` tests it: list.count compares the same way). Their sequence
+    numbers, in order, to answer in one buffer, what _queue_answers queues for such a
+    batch, with no turn per receipt; None for any other batch."""
+    if type(statuses) is not list or not batch or statuses.count(0) != len(batch):
+        return None
+    seqs = [pdu[0] for pdu in batch if type(pdu) is tuple]
+    return seqs if len(seqs) == len(batch) else None
+
+
+def _queue_answers(session: S.Session, batch: list[Any], statuses: list[int]) -> None:
+    """Queue one answer per PDU of `batch` with its status: ESME_ROK deliver_sm_resps and
+    data_sm_resps in one buffer per command, anything else one by one. ProtocolError if
+    the session is closed."""
+    acks = _ACK_ID
+    ok: dict[int, list[int]] = {}  # ESME_ROK answers by response id: one buffer each
+    for pdu, status in zip(batch, statuses, strict=True):
+        if type(pdu) is tuple:  # a receipt read per read (P.ReceiptRead)
+            if status == 0:
+                seqs = ok.get(_DELIVER_SM_RESP)
+                if seqs is None:
+                    seqs = ok[_DELIVER_SM_RESP] = []
+                seqs.append(pdu[0])
+            else:
+                session.send(P.error_response(_DELIVER_SM, pdu[0], status))
+            continue
+        ack_id = acks.get(pdu.command_id)
+        if ack_id is not None and status == 0:
+            seqs = ok.get(ack_id)
+            if seqs is None:
+                seqs = ok[ack_id] = []
+            seqs.append(pdu.sequence_number)
+        elif P.response_class(pdu.command_id) is None:
+            continue  # alert_notification: nothing to answer
+        elif status == CommandStatus.ESME_ROK:
+            session.send(P.make_response(pdu, status, message_id=""))
+        else:
+            session.send(P.error_response(pdu.command_id, pdu.sequence_number, status))
+    for ack_id, seqs in ok.items():
+        session.send_acks(ack_id, seqs)
 
 
 class _BindRefused(Exception):

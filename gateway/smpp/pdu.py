@@ -905,6 +905,8 @@ _RECEIPT_HEAD = re.compile(
     re.DOTALL,
 ).match
 _UNPACK_TLV_HEAD = _TLV_HEAD.unpack_from
+# The message_state TLV's header: the last TLV of the usual receipt (read_receipt).
+_MESSAGE_STATE_HEAD = _TLV_HEAD.pack(_MESSAGE_STATE, 1)
 
 
 def read_receipt(b: bytes, p: int, end: int, seq: int) -> ReceiptRead | None:
@@ -937,6 +939,20 @@ def read_receipt(b: bytes, p: int, end: int, seq: int) -> ReceiptRead | None:
             return None  # short_message runs past the body
         return (seq, esm, b[p:q], None, None)
     sm = b[p:q]
+    # The usual TLVs (the bundled simulator's, most SMSCs'): receipted_message_id of
+    # under 256 octets, its NUL last, then message_state, ending the body. Read by
+    # position, what the loop below reads of them; any other layout takes the loop.
+    r = end - 6  # that receipted_message_id's NUL
+    if (
+        r > q + 3  # its value holds one octet at least: the indexes below are in the body
+        and b[q + 3] == r - q - 3  # its length's low octet
+        and b[q + 1] == _RECEIPTED_MESSAGE_ID
+        and not b[q]
+        and not b[q + 2]
+        and not b[r]
+        and b.startswith(_MESSAGE_STATE_HEAD, r + 1)
+    ):
+        return (seq, esm, sm, b[q + 4 : r].decode("latin-1"), b[end - 1])
     p = q
     tlv_id = state = None
     while p < end:

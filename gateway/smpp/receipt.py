@@ -791,12 +791,13 @@ def receipt_outcome_read(read: tuple) -> ReceiptOutcome | None:
                 and kind != ESM_CLASS_INTERMEDIATE_NOTIFICATION
             ):
                 return None  # not flagged (read_receipt reads flagged ones only)
-            text_id, stat, err = m.groups()
+            # The text's id and stat only when the TLVs leave them needed (the usual receipt
+            # has both TLVs): a group taken is a str built.
             state = None if state_value is None else _STATE_BY_VALUE.get(state_value)
             if state is None:
-                state = stat_to_state(stat)
+                state = stat_to_state(m.group(2))
             return (
-                tlv_id or _clean_str(text_id), state, err,
+                tlv_id or _clean_str(m.group(1)), state, m.group(3),
                 kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION, s,
             )
     return receipt_outcome(receipt_read_pdu(read))

@@ -66,6 +66,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -219,6 +220,7 @@ _PACK_ACK = struct.Struct(">IIIIx").pack
 # 65 octets, pdu._MSGID_RESP_LAYOUT): a longer one takes the general path and its error.
 _MESSAGE_ID_MAX = 64
 _PACK_HEADER = P.HEADER.pack
+_ENCODED = P.Encoded
 # What send_encoded_response takes: responses that cannot answer a peer's bind.
 _ENCODABLE_RESPONSES = frozenset(
     int(c)
@@ -283,18 +285,14 @@ class Session:
 
     # ---- state ---------------------------------------------------------------------
 
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @state.setter
-    def state(self, new: State) -> None:
+    def _set_state(self, new: State) -> None:
         # The legal sets are looked up once per state change, not per PDU (an Enum-keyed
         # dict lookup costs ~0.8 us, paid on every request otherwise).
         if new is State.UNBINDING:
             old = getattr(self, "_state", None)
             self._bound_as = old if old in _BOUND else None
         self._state = new
+        self._bound = new in _BOUND
         self._may_send = _LEGAL[(new, self.role)]
         if new is State.UNBINDING and self._bound_as is not None:
             # Until our unbind is answered the peer may still be sending: a receipt in flight
@@ -305,11 +303,14 @@ class Session:
         # Requests the application handles with nothing for the session to do first.
         self._plain_receive = self._may_receive & WINDOWED
 
+    # Read by drivers once or twice per message (the simulator's connection): a C getter
+    # (attrgetter) costs no Python frame per read, as a `def` getter does.
+    state = property(attrgetter("_state"), _set_state)
+
     # ---- introspection -------------------------------------------------------------
 
-    @property
-    def bound(self) -> bool:
-        return self._state in _BOUND
+    # `state in BOUND_TX/RX/TRX`, kept by _set_state (a C getter, as `state`).
+    bound = property(attrgetter("_bound"))
 
     @property
     def outstanding(self) -> int:
@@ -368,8 +369,13 @@ class Session:
         else:
             self._seq = seq
         pdu.sequence_number = seq
-        data = pdu.encode()
-        self._outbox.append(data)
+        if pdu.__class__ is _ENCODED:
+            # Encoded.encode() inlined (the gateway's submit_sm, the simulator's receipts:
+            # once per message): the header packed in front of the body, no call.
+            body = pdu.body
+            self._outbox.append(_PACK_HEADER(16 + len(body), cid, pdu.command_status, seq) + body)
+        else:
+            self._outbox.append(pdu.encode())
         if cid in _NO_RESPONSE:
             return pdu
         plain = cid not in _STATEFUL
@@ -396,8 +402,19 @@ class Session:
             raise ValueError(f"send_acks answers deliver_sm and data_sm, not 0x{command_id:08x}")
         if self._state is _CLOSED:
             raise ProtocolError("session closed")
-        pack = _PACK_ACK
-        self._outbox.append(b"".join([pack(17, command_id, 0, seq) for seq in sequence_numbers]))
+        # The answers differ only in their sequence number (octets 12-15 of 17): the numbers
+        # are packed in one call, then laid into copies of one answer octet by octet (four
+        # slice assignments, not one pack and one bytes object per answer). A number that
+        # does not fit raises struct.error as a pack per answer would, before anything is
+        # queued.
+        n = len(sequence_numbers)
+        numbers = struct.pack(f">{n}I", *sequence_numbers)
+        acks = bytearray(_PACK_ACK(17, command_id, 0, 0) * n)
+        acks[12::17] = numbers[0::4]
+        acks[13::17] = numbers[1::4]
+        acks[14::17] = numbers[2::4]
+        acks[15::17] = numbers[3::4]
+        self._outbox.append(bytes(acks))
 
     def send_encoded_response(
         self, command_id: int, sequence_number: int, body: bytes, command_status: int = 0
