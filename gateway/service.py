@@ -54,13 +54,12 @@ class _RandomPool:
     """Bytes from os.urandom drawn 4 KiB at a time (one syscall per 512 message ids)."""
 
     def __init__(self) -> None:
-        self._hex = ""
+        self._bytes = b""
 
-    def hex(self, n_bytes: int) -> str:
-        need = 2 * n_bytes
-        if len(self._hex) < need:
-            self._hex += os.urandom(max(4096, n_bytes)).hex()
-        out, self._hex = self._hex[:need], self._hex[need:]
+    def take(self, n_bytes: int) -> bytes:
+        if len(self._bytes) < n_bytes:
+            self._bytes += os.urandom(max(4096, n_bytes))
+        out, self._bytes = self._bytes[:n_bytes], self._bytes[n_bytes:]
         return out
 
 
@@ -72,9 +71,13 @@ _HELD = State.HELD  # read per message: a global, not an Enum class attribute (~
 def new_message_ids(n: int) -> list[str]:
     """`n` time-ordered, unguessable ids: 12 hex digits of milliseconds + 16 random hex
     digits (from the OS's CSPRNG) each."""
+    if n <= 0:
+        return []
     prefix = f"{int(time.time() * 1000):012x}"
-    rand = _random.hex(8 * n)
-    return [prefix + rand[16 * i : 16 * i + 16] for i in range(n)]
+    # 16 hex digits per id, a space between ids; the prefix put before each and the whole
+    # split on the spaces: C calls over the batch, no Python step per id.
+    rand = _random.take(8 * n).hex(" ", 8)
+    return (prefix + rand.replace(" ", " " + prefix)).split(" ")
 
 
 def normalise_destination(raw: str) -> str | None:
