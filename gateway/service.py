@@ -94,6 +94,22 @@ def normalise_destination(raw: str) -> str | None:
     return s
 
 
+def plain_destinations(raws: list[str]) -> bool:
+    """True if normalise_destination returns each of `raws` as it is (the usual batch:
+    6 to 15 ASCII digits, no leading "00"). Checked over the batch in C calls: no Python
+    call per recipient."""
+    joined = "".join(raws)
+    return (
+        bool(raws)
+        and joined.isascii()
+        and joined.isdigit()
+        and min(map(len, raws)) >= 6
+        and max(map(len, raws)) <= 15
+        # digit strings of 2 digits or more: none starts with "00" iff the least is >= "01"
+        and min(raws) >= "01"
+    )
+
+
 @functools.lru_cache(maxsize=4096)  # a channel's queue moved at once: often one text
 def _split(text: str, allow_latin1: bool, concatenation: str) -> tuple[int, int] | None:
     """(data coding, number of segments) a channel with these settings gives `text`, or
@@ -414,13 +430,16 @@ class Gateway:
         if body.category not in tenant.categories:
             raise Forbidden(f"category {body.category} is not allowed for this tenant")
         recipients = body.recipients
-        dests = []
-        for i, raw in enumerate(recipients):
-            d = normalise_destination(raw)
-            if d is None:
-                path = "$.to" if isinstance(body.to, str) else f"$.to[{i}]"
-                raise InvalidBody(f"not a phone number: {raw[:3]}...", path=path)
-            dests.append(d)
+        if plain_destinations(recipients):
+            dests = recipients
+        else:
+            dests = []
+            for i, raw in enumerate(recipients):
+                d = normalise_destination(raw)
+                if d is None:
+                    path = "$.to" if isinstance(body.to, str) else f"$.to[{i}]"
+                    raise InvalidBody(f"not a phone number: {raw[:3]}...", path=path)
+                dests.append(d)
         now = self.wall()
         validity = body.validity_seconds
         built: list[tuple[MessageRecord, list[SegmentRecord]]] = []

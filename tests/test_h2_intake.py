@@ -38,3 +38,19 @@ def test_message_ids_are_the_pool_bytes_in_order_after_the_time_prefix(monkeypat
         assert ids == _reference_ids(prefix, stream[used : used + 8 * n])
         used += 8 * n
     assert len(drawn) <= 1 + sum(sizes) * 8 // 4096  # 4 KiB (or a batch's) per draw
+
+
+_DIGITISH = st.text(alphabet="0123456789+ -.٣²x", min_size=0, max_size=18)
+
+
+@given(st.lists(st.one_of(_DIGITISH, st.from_regex(r"\A[0-9]{1,17}\Z")), min_size=1, max_size=8))
+def test_plain_destinations_is_true_exactly_when_each_normalises_to_itself(raws):
+    assert service.plain_destinations(raws) == all(service.normalise_destination(r) == r for r in raws)
+
+
+@pytest.mark.parametrize(
+    "raws",
+    [["4915112345678"], ["491511234", "00491511234"], ["123456", "1234567890123456"], ["12345"], ["0123456"], []],
+)
+def test_plain_destinations_examples(raws):
+    assert service.plain_destinations(raws) == (bool(raws) and all(service.normalise_destination(r) == r for r in raws))
