@@ -3,6 +3,7 @@
     .venv/bin/python bench/intake_bench.py             # callgrind: 10,000 and 30,000 messages
     .venv/bin/python bench/intake_bench.py --run N     # the workload alone (timings)
     .venv/bin/python bench/intake_bench.py --tree DIR  # another checkout's gateway
+    .venv/bin/python bench/intake_bench.py --prefixes  # routes by prefix too (see below)
 
 What runs (no sockets, no store process, no SMSC): the batch workload's requests as
 bench/gateway_bench.py sends them (POST /v1/messages, 100 recipients 49151..., "Your code
@@ -49,7 +50,7 @@ tps = 100000
 burst = 5000
 message_id_format = "hex"
 receipt_id_format = "hex"
-[[routes]]
+{routes}[[routes]]
 channels = ["sim"]
 [[tenants]]
 id = "bench"
@@ -99,7 +100,13 @@ def request_bytes(i: int) -> bytes:
     )
 
 
-async def workload(n: int) -> dict[str, float]:
+# --prefixes: routes by country prefix before the catch-all (a destination's route then
+# depends on its first 4 digits), as a deployment's config has them; the bench's
+# destinations all take the first.
+PREFIX_ROUTES = "".join(f'[[routes]]\nprefix = "{p}"\nchannels = ["sim"]\n' for p in ("4915", "4916", "44"))
+
+
+async def workload(n: int, prefixes: bool = False) -> dict[str, float]:
     import trio
 
     from gateway import config as C
@@ -111,7 +118,7 @@ async def workload(n: int) -> dict[str, float]:
     from gateway.service import Gateway
 
     logs.configure("json", "warning")
-    cfg = C.parse(CONFIG.format(key_hash=C.hash_api_key(API_KEY)))
+    cfg = C.parse(CONFIG.format(key_hash=C.hash_api_key(API_KEY), routes=PREFIX_ROUTES if prefixes else ""))
     store = _Store()
     gw = Gateway(cfg, store)  # type: ignore[arg-type]
     ch = Channel(cfg.channels[0], store, clock=time.time)  # type: ignore[arg-type]
@@ -142,6 +149,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=int, metavar="N", help="run the workload for N messages (no callgrind)")
     ap.add_argument("--tree", type=Path, default=ROOT, help="checkout whose code runs")
+    ap.add_argument("--prefixes", action="store_true", help="routes by prefix before the catch-all")
     ap.add_argument("--keep", type=Path, help="copy the callgrind files here (for callgrind_annotate)")
     a = ap.parse_args()
     sys.path.insert(0, str(a.tree.resolve()))
@@ -151,13 +159,13 @@ def main() -> int:
         from gateway import gctune
 
         gctune.tune()  # as the daemon does
-        r = trio.run(workload, a.run)
+        r = trio.run(workload, a.run, a.prefixes)
         print(f"{a.run} messages, intake CPU per message: {r['us']:.2f} us ({r['sent']:,} bytes answered)")
         return 0
-    tree = str(a.tree.resolve())
+    args = ["--tree", str(a.tree.resolve())] + (["--prefixes"] if a.prefixes else [])
     with tempfile.TemporaryDirectory() as tmp:
-        small = callgrind_total(__file__, 10_000, Path(tmp), "--tree", tree)
-        big = callgrind_total(__file__, 30_000, Path(tmp), "--tree", tree)
+        small = callgrind_total(__file__, 10_000, Path(tmp), *args)
+        big = callgrind_total(__file__, 30_000, Path(tmp), *args)
         if a.keep:
             import shutil
 
