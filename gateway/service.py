@@ -33,7 +33,7 @@ from gateway.errors import (
 from gateway.router import Router
 from gateway.smpp import text as T
 from gateway.states import State
-from gateway.store.base import Store
+from gateway.store.base import InsertResult, Store
 from gateway.store.journal import JournalCorrupt, ReceiptJournal
 from gateway.store.records import (
     PRIORITY,
@@ -144,18 +144,22 @@ def _split(text: str, allow_latin1: bool, concatenation: str) -> tuple[int, int]
     return enc.data_coding, count
 
 
-def _accepted(m: MessageRecord, duplicate: bool) -> AcceptedMessage:
-    """The API's answer for a stored message."""
-    state = m.state
-    return AcceptedMessage(  # positional (id, to, state, segments, channel, client_ref,
-        m.id,  # duplicate): ~2x faster than by keyword, once per recipient
-        m.destination,
-        _STATE_NAMES[state] if type(state) is State else str(state),
-        m.segment_count,
-        m.channel,
-        m.client_ref,
-        duplicate,
-    )
+def _accepted(results: Iterable[InsertResult]) -> list[AcceptedMessage]:
+    """The API's answers for stored messages (each with whether it was stored before): one
+    comprehension, not a function call per recipient."""
+    names = _STATE_NAMES
+    return [
+        AcceptedMessage(  # positional (id, to, state, segments, channel, client_ref,
+            res.record.id,  # duplicate): ~2x faster than by keyword
+            res.record.destination,
+            names[res.record.state] if type(res.record.state) is State else str(res.record.state),
+            res.record.segment_count,
+            res.record.channel,
+            res.record.client_ref,
+            res.existing,
+        )
+        for res in results
+    ]
 
 
 def _same_message(stored: MessageRecord, asked: MessageRecord) -> bool:
@@ -548,7 +552,7 @@ class Gateway:
         for name, jobs in fresh.items():
             self._enqueue_new(name, jobs, jobs[0].record.priority)
         # after the queueing: a message routed again answers with the channel it went to
-        out = [_accepted(res.record, res.existing) for res in results]
+        out = _accepted(results)
         if duplicates:
             self.limiter.refund(tenant.id, duplicates, wall)
         if conflicts and duplicates == len(built):
@@ -562,13 +566,13 @@ class Gateway:
     ) -> list[AcceptedMessage]:
         """The first result of a request whose client_ref is stored already, if the request
         asks for the same messages (recipients, text, category); else Conflict."""
-        out = []
+        stored = []
         for rec, _segs in built:
             view = await self.store.find_by_client_ref(tenant.id, rec.client_ref or "")
             if view is None or not _same_message(view.message, rec):
                 raise _conflict((rec.client_ref or "").split("#")[0])
-            out.append(_accepted(view.message, True))
-        return out
+            stored.append(InsertResult(view.message, existing=True))
+        return _accepted(stored)
 
     def _record_template(
         self, tenant: C.TenantConfig, body: SendMessage, channel: str, now: float, validity: int | None

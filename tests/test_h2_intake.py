@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from gateway import config as C
 from gateway import service
-from gateway.api.schemas import SendMessage
+from gateway.api.schemas import AcceptedMessage, SendMessage
 from gateway.channels import Channel
 from gateway.errors import GatewayError, InvalidBody
 from gateway.store.base import InsertResult
@@ -249,7 +249,18 @@ def test_accept_builds_what_the_per_destination_loop_built(to, text, category, c
             service.new_message_ids = service_ids
         assert got_error is None
         assert store.inserted == [want]
-        assert got == [service._accepted(rec, False) for rec, _segs in want]
+        assert got == [
+            AcceptedMessage(
+                id=rec.id,
+                to=rec.destination,
+                state=rec.state.value,
+                segments=rec.segment_count,
+                channel=rec.channel,
+                client_ref=rec.client_ref,
+                duplicate=False,
+            )
+            for rec, _segs in want
+        ]
         for name, ch in gw.channels.items():  # the next references come out the same
             assert [fresh[name].next(d) for d in ("4915100", "44100")] == [ch.refs.next(d) for d in ("4915100", "44100")]
         queued = [job.record for ch in gw.channels.values() for job in ch.queue]
