@@ -127,3 +127,50 @@ def test_a_request_without_client_refs_binds_its_equal_columns_once(tmp_path):
     assert [len(params) for _sql, params in inserts] == [bound_once + 2 * k for k in (8, 8, 4)]
     assert all(params.count("code 1") == 1 for _sql, params in inserts)
     assert conn.execute("SELECT count(*) FROM messages WHERE text = 'code 1'").fetchone() == (20,)
+
+
+_message_spec = st.fixed_dictionaries(
+    {
+        "dest": st.sampled_from(["4915100000001", "447700900123"]),
+        "ref": st.one_of(st.none(), st.sampled_from(["r1", "r2"])),
+        "created": st.sampled_from([T0, T0 + 0.5]),
+        "priority": st.sampled_from([0, 1, True]),
+        "count": st.sampled_from([1, 1, 1, 1.0, 2]),  # segment_count
+        # the segments given: its own segment 1 (the usual), or something else
+        "segs": st.sampled_from(["own", "own", "own", "seq2", "other", "none", "two"]),
+    }
+)
+
+
+@given(st.lists(_message_spec, min_size=1, max_size=30))
+@settings(max_examples=300)
+def test_the_one_segment_insert_is_the_row_by_row_op(specs):
+    """_one_segment_insert (the usual request, built by column) makes exactly the op the
+    row-by-row _insert_op makes, or declines (None) and leaves the request to it: every
+    message must come with its own segment 1 alone."""
+    messages = []
+    for k, sp in enumerate(specs):
+        mid = f"m{k:08d}"
+        rec = S.MessageRecord(
+            id=mid, tenant="acme", client_ref=sp["ref"], source_addr="Acme", destination=sp["dest"],
+            text="code 1", category="otp", priority=sp["priority"], data_coding=0,
+            segment_count=sp["count"], created_at=sp["created"], updated_at=sp["created"],
+            expires_at=T0 + 86_400,
+        )
+        segs = {
+            "own": [S.SegmentRecord(message_id=mid, seq=1)],
+            "seq2": [S.SegmentRecord(message_id=mid, seq=2)],
+            "other": [S.SegmentRecord(message_id="elsewhere", seq=1)],
+            "none": [],
+            "two": [S.SegmentRecord(message_id=mid, seq=1), S.SegmentRecord(message_id=mid, seq=2)],
+        }[sp["segs"]]
+        messages.append((rec, segs))
+    fast = S._one_segment_insert(messages)
+    usual = all(sp["segs"] == "own" and sp["count"] == 1 for sp in specs)
+    assert (fast is not None) == usual
+    if fast is None:
+        return
+    slow = S._insert_op(messages)
+    assert fast.kind == slow.kind and fast.weight == slow.weight and fast.recs == slow.recs
+    assert msgspec.msgpack.encode(fast.data) == msgspec.msgpack.encode(slow.data)
+    assert S._insert_rows(fast.data) == S._insert_rows(slow.data)

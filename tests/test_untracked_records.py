@@ -12,6 +12,7 @@ import msgspec
 
 from gateway.channels import Job
 from gateway.states import State
+from gateway.store.base import InsertResult
 from gateway.store.records import MessageRecord, SegmentRecord
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -39,6 +40,10 @@ def test_records_hold_scalars_only() -> None:
             assert all(_scalar(t) for t in _leaf_types(tp)), f"{cls.__name__}.{name}: {tp}"
 
 
+def test_insert_results_hold_a_record_and_a_bool() -> None:
+    assert typing.get_type_hints(InsertResult) == {"record": MessageRecord, "existing": bool}
+
+
 def test_job_fields_cannot_refer_back_to_a_job() -> None:
     allowed = {"record", "segments", "pdus", "pending", "outcomes", "receipts_in_flight", "final_move"}
     assert {f.name for f in msgspec.structs.fields(Job)} == allowed
@@ -52,6 +57,6 @@ def test_records_and_jobs_are_untracked() -> None:
     )
     seg = SegmentRecord(message_id="m1", seq=1)
     job = Job(rec, [seg])
-    for obj in (rec, seg, job):
+    for obj in (rec, seg, job, InsertResult(rec, False)):
         assert not gc.is_tracked(obj), type(obj).__name__
     assert gc.is_tracked(job.segments)  # a list: the collector still sees its own

@@ -25,10 +25,11 @@ from gateway.store.records import (
 )
 
 
-class InsertResult(msgspec.Struct, frozen=True):
+class InsertResult(msgspec.Struct, frozen=True, gc=False):
     """Outcome of inserting one message: the stored record and whether it already existed
     (same tenant + client_ref: the first result is returned, nothing new is stored). A
-    Struct: one per message of a request, built faster than a class with an __init__."""
+    Struct: one per message of a request, built faster than a class with an __init__; not
+    tracked by the cyclic GC (a record and a bool: never part of a cycle)."""
 
     record: MessageRecord
     existing: bool

@@ -189,6 +189,7 @@ _SEG1_FIELDS = tuple("seg_" + n for n in _SEG_FIELDS[2:])
 _MSG_ROW = _MSG_FIELDS + _SEG1_FIELDS  # a messages row as written at intake
 _NO_SEG1 = (None,) * len(_SEG1_FIELDS)
 _TENANT, _CLIENT_REF = _MSG_FIELDS.index("tenant"), _MSG_FIELDS.index("client_ref")
+_SEGMENT_COUNT = _MSG_FIELDS.index("segment_count")
 assert _SEG_FIELDS[:2] == _SEG_KEY, "segment rows put the key first"
 
 
@@ -353,6 +354,79 @@ def _insert_columns(rows: list[tuple], rests: dict[int, list[tuple]] | None) -> 
     and concatenation reference differ. Sent row by row, the writer process decoded and
     freed ~25 equal values per message for nothing."""
     return (*_columns(rows), rests)
+
+
+def _insert_op(messages: Sequence[tuple[MessageRecord, Sequence[SegmentRecord]]]) -> _Op:
+    """The insert op of `messages`, row by row: any segments (segment 1 in its message's
+    row, the others as rows of their own), each message checked; StoreRejected if one's
+    segments are not its own 1..segment_count."""
+    rows = []
+    rests: dict[int, list[tuple]] | None = None  # row index -> its segments 2.. (if any)
+    recs = []
+    weight = 0
+    astuple = msgspec.structs.astuple
+    for rec, segs in messages:
+        if len(segs) == 1 and rec.segment_count == 1:  # most messages: checks inlined
+            seg = segs[0]
+            if seg.seq == 1 and seg.message_id == rec.id:
+                # snapshots taken now: later changes to the records do not leak in
+                rows.append(astuple(rec) + astuple(seg)[2:])
+                recs.append(rec)
+                weight += 2
+                continue
+        first = _NO_SEG1
+        rest = []
+        for seg in segs:
+            if seg.message_id != rec.id:
+                raise StoreRejected(
+                    f"segment {seg.seq} names message {seg.message_id!r}, not {rec.id!r}"
+                )
+            if seg.seq == 1 and first is _NO_SEG1:
+                first = astuple(seg)[2:]  # segment 1 goes into the message row
+            else:
+                rest.append(astuple(seg))
+        if len(segs) != rec.segment_count or (
+            len(segs) > 1 and sorted(seg.seq for seg in segs) != list(range(1, len(segs) + 1))
+        ):
+            raise StoreRejected(
+                f"message {rec.id!r} of {rec.segment_count} segment(s) comes with segments"
+                f" {[seg.seq for seg in segs]}, not 1..{rec.segment_count}"
+            )
+        if rest:
+            if rests is None:
+                rests = {}
+            rests[len(rows)] = rest
+        # Rows are snapshots taken now: later changes to the records do not leak in.
+        rows.append(astuple(rec) + first)
+        recs.append(rec)
+        weight += 1 + len(segs)
+    op = _Op(_INSERT, _insert_columns(rows, rests), weight)
+    op.recs = recs
+    return op
+
+
+def _one_segment_insert(messages: Sequence[tuple[MessageRecord, Sequence[SegmentRecord]]]) -> _Op | None:
+    """The insert op of `messages` if every one has exactly its own segment 1 (a request's
+    usual messages), else None (insert_messages checks them one by one). Its data is
+    insert_messages' own (_insert_columns), built by column with no row per message: the
+    records' fields transposed, then segment 1's after its key; every check is a C call
+    over a column."""
+    n = len(messages)
+    recs, segss = zip(*messages)
+    if list(map(len, segss)).count(1) != n:
+        return None
+    astuple = msgspec.structs.astuple
+    msg_cols = list(zip(*map(astuple, recs)))
+    seg_cols = list(zip(*[astuple(segs[0]) for segs in segss]))
+    if (
+        msg_cols[_SEGMENT_COUNT].count(1) != n
+        or seg_cols[1].count(1) != n  # seq
+        or seg_cols[0] != msg_cols[0]  # message_id: each message's own
+    ):
+        return None
+    op = _Op(_INSERT, (*_columns_of(msg_cols + seg_cols[2:], n), None), 2 * n)
+    op.recs = list(recs)  # snapshots taken now (the columns): later changes do not leak in
+    return op
 
 
 def _insert_rows(data: Sequence[Any]) -> list[tuple]:
@@ -1657,49 +1731,7 @@ class SqliteStore(Store):
     ) -> list[InsertResult]:
         if not messages:
             return []
-        rows = []
-        rests: dict[int, list[tuple]] | None = None  # row index -> its segments 2.. (if any)
-        recs = []
-        weight = 0
-        astuple = msgspec.structs.astuple
-        for rec, segs in messages:
-            if len(segs) == 1 and rec.segment_count == 1:  # most messages: checks inlined
-                seg = segs[0]
-                if seg.seq == 1 and seg.message_id == rec.id:
-                    # snapshots taken now: later changes to the records do not leak in
-                    rows.append(astuple(rec) + astuple(seg)[2:])
-                    recs.append(rec)
-                    weight += 2
-                    continue
-            first = _NO_SEG1
-            rest = []
-            for seg in segs:
-                if seg.message_id != rec.id:
-                    raise StoreRejected(
-                        f"segment {seg.seq} names message {seg.message_id!r}, not {rec.id!r}"
-                    )
-                if seg.seq == 1 and first is _NO_SEG1:
-                    first = astuple(seg)[2:]  # segment 1 goes into the message row
-                else:
-                    rest.append(astuple(seg))
-            if len(segs) != rec.segment_count or (
-                len(segs) > 1 and sorted(seg.seq for seg in segs) != list(range(1, len(segs) + 1))
-            ):
-                raise StoreRejected(
-                    f"message {rec.id!r} of {rec.segment_count} segment(s) comes with segments"
-                    f" {[seg.seq for seg in segs]}, not 1..{rec.segment_count}"
-                )
-            if rest:
-                if rests is None:
-                    rests = {}
-                rests[len(rows)] = rest
-            # Rows are snapshots taken now: later changes to the records do not leak in.
-            rows.append(astuple(rec) + first)
-            recs.append(rec)
-            weight += 1 + len(segs)
-        op = _Op(_INSERT, _insert_columns(rows, rests), weight)
-        op.recs = recs
-        return await self._submit(op)
+        return await self._submit(_one_segment_insert(messages) or _insert_op(messages))
 
     def set_state_nowait(
         self,
