@@ -101,7 +101,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import msgspec
@@ -1541,6 +1541,9 @@ class SqliteStore(Store):
         for i, found in counts.results.items():
             op = ops[i]
             assert op.recs is not None
+            if len(found) == len(op.recs) and found.count(None) == len(found):  # all new: C calls
+                op.result = list(map(InsertResult, op.recs, repeat(False)))
+                continue
             op.result = [
                 InsertResult(rec, False) if row is None else InsertResult(_message(row), True)
                 for rec, row in zip(op.recs, found)
