@@ -1,13 +1,15 @@
 """The callgrind total of one run of a bench script in its `--run N` mode: what the
-one-process path benches (channel_path_bench.py, simulator_path_bench.py) difference over
-two run lengths so start-up and imports cancel out. Needs valgrind."""
+one-process path benches (channel_path_bench.py, simulator_path_bench.py, intake_bench.py)
+difference over two run lengths so start-up and imports cancel out. Needs valgrind."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -27,3 +29,15 @@ def callgrind_total(script: str, n: int, out: Path, *args: str) -> int:
     if not m:
         raise SystemExit(f"no callgrind total in {log}")
     return int(m.group(1))
+
+
+def per_message(script: str, small: int, big: int, *args: str, keep: Path | None = None) -> int:
+    """Instructions per message of `script`'s workload: the totals of a `small` and a `big`
+    run, their difference over big - small (start-up and imports cancel out). `keep`: a
+    folder to copy the callgrind files to."""
+    with tempfile.TemporaryDirectory() as tmp:
+        low = callgrind_total(script, small, Path(tmp), *args)
+        high = callgrind_total(script, big, Path(tmp), *args)
+        if keep is not None:
+            shutil.copytree(tmp, keep, dirs_exist_ok=True)
+    return (high - low) // (big - small)

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from callgrind_total import callgrind_total  # bench/, the script's directory
+from callgrind_total import per_message  # bench/, the script's directory
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -156,9 +155,8 @@ def main() -> int:
             f" accept {r['accept_us']:.2f} us, receipt {r['receipt_us']:.2f} us"
         )
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        small, big = callgrind_total(__file__, 2000, Path(tmp)), callgrind_total(__file__, 6000, Path(tmp))
-    print(f"channel dispatch + accept + receipt path: {(big - small) // 4000:,} instructions per message")
+    n = per_message(__file__, 2000, 6000)
+    print(f"channel dispatch + accept + receipt path: {n:,} instructions per message")
     return 0
 
 

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from callgrind_total import callgrind_total  # bench/, the script's directory
+from callgrind_total import per_message  # bench/, the script's directory
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk_bench"
@@ -163,14 +162,8 @@ def main() -> int:
         print(f"{a.run} messages, intake CPU per message: {r['us']:.2f} us ({r['sent']:,} bytes answered)")
         return 0
     args = ["--tree", str(a.tree.resolve())] + (["--prefixes"] if a.prefixes else [])
-    with tempfile.TemporaryDirectory() as tmp:
-        small = callgrind_total(__file__, 10_000, Path(tmp), *args)
-        big = callgrind_total(__file__, 30_000, Path(tmp), *args)
-        if a.keep:
-            import shutil
-
-            shutil.copytree(tmp, a.keep, dirs_exist_ok=True)
-    print(f"intake path (HTTP bytes to answer bytes): {(big - small) // 20_000:,} instructions per message")
+    n = per_message(__file__, 10_000, 30_000, *args, keep=a.keep)
+    print(f"intake path (HTTP bytes to answer bytes): {n:,} instructions per message")
     return 0
 
 

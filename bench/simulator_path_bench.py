@@ -28,11 +28,10 @@ from __future__ import annotations
 import argparse
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from callgrind_total import callgrind_total  # bench/, the script's directory
+from callgrind_total import per_message  # bench/, the script's directory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,14 +141,8 @@ def main() -> int:
         r = trio.run(workload, a.run)
         print(f"{a.run} messages, simulator CPU per message: {r['us']:.2f} us (harness included)")
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        small = callgrind_total(__file__, 2000, Path(tmp), "--tree", str(a.tree.resolve()))
-        big = callgrind_total(__file__, 6000, Path(tmp), "--tree", str(a.tree.resolve()))
-        if a.keep:
-            import shutil
-
-            shutil.copytree(tmp, a.keep, dirs_exist_ok=True)
-    print(f"simulator submit + receipt path: {(big - small) // 4000:,} instructions per message")
+    n = per_message(__file__, 2000, 6000, "--tree", str(a.tree.resolve()), keep=a.keep)
+    print(f"simulator submit + receipt path: {n:,} instructions per message")
     return 0
 
 
