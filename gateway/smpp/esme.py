@@ -196,8 +196,9 @@ AcceptedSink = Callable[[list[tuple[Callable[[SubmitResult], None], str]]], None
 
 # Gets the deliver_sm/data_sm/alert_notification PDUs received since the last call and
 # returns one command_status per PDU (ESME_ROK = taken; anything else refuses that PDU).
-# With EsmeClient.read_receipts, a plain delivery receipt comes as a P.ReceiptRead tuple
-# instead of its DeliverSm (Session.on_deliveries).
+# With EsmeClient.read_receipts, a plain delivery receipt comes read to its outcome, an
+# receipt.ReadOutcome tuple (its sequence number first), instead of its DeliverSm
+# (Session.on_deliveries).
 DeliverHandler = Callable[[list[Any]], Awaitable[list[int]]]
 
 
@@ -240,10 +241,10 @@ class EsmeClient:
         # back as one call, `on_accepted([(on_result, message_id), ...])` with the on_result
         # each was submitted with, instead of one on_result(SubmitResult) call each.
         self.on_accepted: AcceptedSink | None = None
-        # Set (before run): the handler gets plain delivery receipts as P.ReceiptRead
-        # tuples (sequence_number, esm_class, short_message, receipted_message_id,
-        # message_state), read per read with no Pdu (Session.on_deliveries), in wire
-        # order with the Pdus of everything else delivered.
+        # Set (before run): the handler gets plain delivery receipts as receipt.ReadOutcome
+        # tuples (sequence_number, message_id, state, error_code, intermediate, text:
+        # receipt.read_receipt_outcome), read per read with no Pdu
+        # (Session.on_deliveries), in wire order with the Pdus of everything else.
         self.read_receipts = False
         self.name = name
         self.stats = EsmeStats()
@@ -783,7 +784,7 @@ class EsmeClient:
         batch: list[Any],
     ) -> None:
         """Call the handler, queue one answer per PDU with its status, send them (from
-        here, not by waking the writer: one event-loop pass sooner). A P.ReceiptRead is
+        here, not by waking the writer: one event-loop pass sooner). An receipt.ReadOutcome is
         a deliver_sm's: its sequence number first."""
         try:
             statuses = await self.on_deliver(batch)
@@ -805,7 +806,7 @@ class EsmeClient:
 
 
 def _taken_receipts(batch: list[Any], statuses: list[int]) -> list[int] | None:
-    """The usual batch: receipts read per read (P.ReceiptRead), every one taken (status
+    """The usual batch: receipts read per read (receipt.ReadOutcome), every one taken (status
     0, as `_queue_answers` tests it: list.count compares the same way). Their sequence
     numbers, in order, to answer in one buffer, what _queue_answers queues for such a
     batch, with no turn per receipt; None for any other batch."""
@@ -822,7 +823,7 @@ def _queue_answers(session: S.Session, batch: list[Any], statuses: list[int]) ->
     acks = _ACK_ID
     ok: dict[int, list[int]] = {}  # ESME_ROK answers by response id: one buffer each
     for pdu, status in zip(batch, statuses, strict=True):
-        if type(pdu) is tuple:  # a receipt read per read (P.ReceiptRead)
+        if type(pdu) is tuple:  # a receipt read per read (receipt.ReadOutcome)
             if status == 0:
                 seqs = ok.get(_DELIVER_SM_RESP)
                 if seqs is None:

@@ -115,6 +115,7 @@ __all__ = [
     "FINAL_STATES",
     "ID_FORMATS",
     "IdFormat",
+    "ReadOutcome",
     "Receipt",
     "ReceiptText",
     "decode_receipt_excerpt",
@@ -123,6 +124,7 @@ __all__ = [
     "parse_receipt_date",
     "parse_receipt_fields",
     "parse_receipt_text",
+    "read_receipt_outcome",
     "receipt_from_pdu",
     "receipt_id_key",
     "receipt_outcome",
@@ -768,39 +770,69 @@ def receipt_outcome(pdu: Any) -> ReceiptOutcome | None:
     )
 
 
-def receipt_outcome_read(read: tuple) -> ReceiptOutcome | None:
+# (sequence_number, message_id, state, error_code, intermediate, text): a deliver_sm
+# receipt as `read_receipt_outcome` reads it, its sequence number and its ReceiptOutcome.
+ReadOutcome = tuple[int, str | None, MessageState | None, str | None, bool, str]
+
+_receipt_head = P.RECEIPT_HEAD
+_MESSAGE_STATE_HEAD = P.MESSAGE_STATE_HEAD
+_INTERMEDIATE = ESM_CLASS_INTERMEDIATE_NOTIFICATION
+
+
+def read_receipt_outcome(b: bytes, p: int, end: int, seq: int) -> ReadOutcome | None:
+    """The deliver_sm body b[p:end] read straight to its outcome: (seq, *receipt_outcome of
+    the strictly decoded PDU), if `pdu.read_receipt` reads it (a plain delivery receipt);
+    else None, and the caller decodes it. What `Session` hands an ESME per receipt, with no
+    Pdu, short_message or intermediate tuple built.
+
+    The usual receipt (the bundled simulator's, most SMSCs'): the mandatory fields as
+    `read_receipt` takes them, then the canonical text (receipt_outcome's match), then
+    receipted_message_id of under 256 octets, its NUL last, then message_state ending the
+    body, read by position. Anything else declines to the general reading, `read_receipt`
+    and `receipt_outcome_read`. Tests compare the two with `receipt_outcome` of the strictly
+    decoded PDU. Reads nothing past `end` (b may be the session's whole read)."""
+    m = _receipt_head(b, p, end)
+    if m is not None:
+        t = m.end()
+        q = t + b[t - 1]  # the end of short_message (sm_length)
+        r = end - 6  # the usual receipted_message_id's NUL
+        if (
+            r > q + 3  # its value holds one octet at least: the indexes below are in the body
+            and b[q + 3] == r - q - 3  # its length's low octet
+            and b[q + 1] == _TAG_RECEIPTED_MESSAGE_ID
+            and not b[q]
+            and not b[q + 2]
+            and not b[r]
+            and b.startswith(_MESSAGE_STATE_HEAD, r + 1)
+        ):
+            s = b[t:q].decode("latin-1")
+            if s[-1:] == "\x00":
+                s = s.rstrip("\x00")
+            c = _outcome_match(s)
+            if c is not None:
+                # esm_class is a receipt's or an intermediate notification's (the head's
+                # pattern): flagged, a receipt whatever its TLVs say. The text's id and stat
+                # only when the TLVs leave them needed: a group taken is a str built.
+                tlv_id = b[q + 4 : r].decode("latin-1").strip(_BLANK_NUL)
+                state = _STATE_BY_VALUE.get(b[end - 1])
+                if state is None:
+                    state = stat_to_state(c.group(2))
+                return (
+                    seq, tlv_id or _clean_str(c.group(1)), state, c.group(3),
+                    b[t - 10] & ESM_CLASS_RECEIPT_MASK == _INTERMEDIATE, s,
+                )
+    read = P.read_receipt(b, p, end, seq)
+    if read is None:
+        return None
+    return (seq, *receipt_outcome_read(read))  # type: ignore[misc]
+
+
+def receipt_outcome_read(read: tuple) -> ReceiptOutcome:
     """`receipt_outcome` of a deliver_sm read as a `pdu.ReceiptRead` (sequence_number,
-    esm_class, short_message, receipted_message_id, message_state; `Session` reads the
-    usual receipt so, with no Pdu): the same reading with no TLV list to scan. A text that
-    is not canonical goes through `receipt_outcome` on the DeliverSm those fields make
-    (what `read_receipt` leaves out, a network_error_code, does not change the outcome).
-    Tests compare it with `receipt_outcome` of the strictly decoded PDU."""
-    _seq, esm, sm, tlv_id, state_value = read
-    if sm:
-        s = sm.decode("latin-1")
-        if s[-1] == "\x00":
-            s = s.rstrip("\x00")
-        m = _outcome_match(s)
-        if m is not None:
-            if tlv_id is not None:
-                tlv_id = tlv_id.strip(_BLANK_NUL) or None
-            kind = esm & ESM_CLASS_RECEIPT_MASK
-            if (
-                tlv_id is None
-                and kind != ESM_CLASS_SMSC_RECEIPT
-                and kind != ESM_CLASS_INTERMEDIATE_NOTIFICATION
-            ):
-                return None  # not flagged (read_receipt reads flagged ones only)
-            # The text's id and stat only when the TLVs leave them needed (the usual receipt
-            # has both TLVs): a group taken is a str built.
-            state = None if state_value is None else _STATE_BY_VALUE.get(state_value)
-            if state is None:
-                state = stat_to_state(m.group(2))
-            return (
-                tlv_id or _clean_str(m.group(1)), state, m.group(3),
-                kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION, s,
-            )
-    return receipt_outcome(receipt_read_pdu(read))
+    esm_class, short_message, receipted_message_id, message_state): the reading of the
+    DeliverSm those fields make (what `read_receipt` leaves out, a network_error_code, does
+    not change the outcome). Never None: read_receipt reads flagged receipts only."""
+    return receipt_outcome(receipt_read_pdu(read))  # type: ignore[return-value]
 
 
 def receipt_read_pdu(read: tuple) -> Any:
