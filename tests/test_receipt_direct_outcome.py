@@ -57,6 +57,10 @@ def test_the_usual_receipt_is_read_without_read_receipt(monkeypatch) -> None:
         usual(sm=TEXT.format("1f", "bogus", "021").encode()),
         usual(sm=TEXT.replace("text:", "Text:").format("1f", "UNDELIV", "021").encode()),
         usual(rid=b"x" * 200),
+        # The text's head completed only by the TLVs after short_message: not canonical.
+        usual(sm=TEXT.format("1f", "DELIVRD", "000").encode()[:-17], rid=b"x text:"),
+        usual(sm=TEXT.format("1f", "DELIVRD", "000").encode()[:-16], rid=b"text:"),
+        usual(sm=TEXT.format("1f", "DELIVRD", "000").encode()[:-12]),  # cut inside "text:"
         frame(body(SM, _tlv(MS, b"\2") + _tlv(RMI, b"1f\0"))),  # the TLVs swapped
         frame(body(SM, _tlv(RMI, b"1f\0") + _tlv(MS, b"\2") + _tlv(NEC, b"\3\0\1"))),  # one more
         frame(body(SM, _tlv(RMI, b"1f\0"))),  # message_state absent

@@ -897,13 +897,13 @@ _RECEIPT_ESM_CLASSES = bytes(v for v in range(256) if v & 0x3C in (0x04, 0x20))
 # A deliver_sm's mandatory fields up to sm_length, as the strict decoder takes them
 # (service_type, source_addr and destination_addr: a NUL within 6, 21 and 21 octets), with
 # a receipt's esm_class and both times empty. Matched within the frame (endpos): it reads
-# nothing past it.
-RECEIPT_HEAD = re.compile(
+# nothing past it. The pattern (DOTALL) is also the start of receipt.read_receipt_outcome's.
+RECEIPT_HEAD_PATTERN = (
     rb"[^\0]{0,5}\0..[^\0]{0,20}\0..[^\0]{0,20}\0"
     rb"(?=[" + b"".join(re.escape(bytes((v,))) for v in _RECEIPT_ESM_CLASSES) + rb"])"
-    rb"...\0\0.....",  # esm_class .. priority_flag, the times, .. sm_default_msg_id, sm_length
-    re.DOTALL,
-).match
+    rb"...\0\0....."  # esm_class .. priority_flag, the times, .. sm_default_msg_id, sm_length
+)
+RECEIPT_HEAD = re.compile(RECEIPT_HEAD_PATTERN, re.DOTALL).match
 _UNPACK_TLV_HEAD = _TLV_HEAD.unpack_from
 # The message_state TLV's header: the last TLV of the usual receipt (what
 # receipt.read_receipt_outcome reads by position, before declining to read_receipt).
