@@ -511,7 +511,9 @@ class Channel:
                 job.outcomes = {}
             job.pending = 1
             # _send_one inlined
-            if submit(pdus[0], _Sent(self, job, 0)):  # type: ignore[index]
+            # (timeout None: the client's; now: the burst's clock reading. Positional: a
+            # keyword argument costs ~200 instructions more per call.)
+            if submit(pdus[0], _Sent(self, job, 0), None, clock):  # type: ignore[index]
                 self._inflight += 1
                 stats.segments_sent += 1
             else:

@@ -326,18 +326,22 @@ class EsmeClient:
         request: P.Pdu,
         on_result: Callable[[SubmitResult], None],
         timeout: float | None = None,
+        now: float | None = None,
     ) -> bool:
         """Send `request` now; `on_result` is called exactly once with its outcome.
 
         Call after `acquire_slot()` returned True (and without awaiting in between). Returns
         False, without calling `on_result`, when the request could not be queued (no bind,
-        window full, closing): it was not sent and may be resent.
+        window full, closing): it was not sent and may be resent. `now`: trio's clock
+        (`trio.current_time()`) as the caller read it within the same step, for a caller
+        that submits many at once (Channel._burst reads it once per burst); None reads it
+        here. The request's deadline is `now` plus its timeout.
         """
         session = self._session
         if self._closing or session is None:
             return False
         try:
-            session.send(request, self._now(), timeout)
+            session.send(request, self._now() if now is None else now, timeout)
         except ProtocolError:
             return False
         self._waiters[request.sequence_number] = on_result
