@@ -783,7 +783,11 @@ ReadOutcome = tuple[int, str | None, MessageState | None, str | None, bool, str]
 _receipt_outcome_match = re.compile(
     P.RECEIPT_HEAD_PATTERN + _OUTCOME_HEAD.encode("ascii"), re.DOTALL
 ).match
-_MESSAGE_STATE_HEAD = P.MESSAGE_STATE_HEAD
+# The usual TLVs' fixed octets, compared as slices (one compare costs less than an index
+# per octet, or bytes.startswith's argument parsing): receipted_message_id's tag and its
+# length's high octet (under 256 octets); its NUL and message_state's header.
+_ID_HEAD = _TAG_RECEIPTED_MESSAGE_ID.to_bytes(2, "big") + b"\0"
+_ID_END_STATE_HEAD = b"\0" + P.MESSAGE_STATE_HEAD
 _INTERMEDIATE = ESM_CLASS_INTERMEDIATE_NOTIFICATION
 
 
@@ -810,12 +814,9 @@ def read_receipt_outcome(b: bytes, p: int, end: int, seq: int) -> ReadOutcome | 
             # the fullmatch of the text without them (receipt_outcome) would match the same.
             m.end() <= q
             and r > q + 3  # the id holds one octet at least: the indexes below are in the body
+            and b[q : q + 3] == _ID_HEAD  # its tag, its length's high octet
             and b[q + 3] == r - q - 3  # its length's low octet
-            and b[q + 1] == _TAG_RECEIPTED_MESSAGE_ID
-            and not b[q]
-            and not b[q + 2]
-            and not b[r]
-            and b.startswith(_MESSAGE_STATE_HEAD, r + 1)
+            and b[r : end - 1] == _ID_END_STATE_HEAD
         ):
             s = b[t:q].decode("latin-1")
             if s[-1] == "\x00":
