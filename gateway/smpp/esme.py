@@ -196,7 +196,7 @@ AcceptedSink = Callable[[list[tuple[Callable[[SubmitResult], None], str]]], None
 
 # Gets the deliver_sm/data_sm/alert_notification PDUs received since the last call and
 # returns one command_status per PDU (ESME_ROK = taken; anything else refuses that PDU).
-# With EsmeClient.read_receipts, a plain delivery receipt comes read to its outcome, an
+# With EsmeClient.read_receipts, a plain delivery receipt comes read to its outcome, a
 # receipt.ReadOutcome tuple (its sequence number first), instead of its DeliverSm
 # (Session.on_deliveries).
 DeliverHandler = Callable[[list[Any]], Awaitable[list[int]]]
@@ -788,8 +788,8 @@ class EsmeClient:
         batch: list[Any],
     ) -> None:
         """Call the handler, queue one answer per PDU with its status, send them (from
-        here, not by waking the writer: one event-loop pass sooner). An receipt.ReadOutcome is
-        a deliver_sm's: its sequence number first."""
+        here, not by waking the writer: one event-loop pass sooner). A receipt.ReadOutcome
+        is a deliver_sm's: its sequence number first."""
         try:
             statuses = await self.on_deliver(batch)
             if len(statuses) != len(batch):
@@ -810,10 +810,10 @@ class EsmeClient:
 
 
 def _taken_receipts(batch: list[Any], statuses: list[int]) -> list[int] | None:
-    """The usual batch: receipts read per read (receipt.ReadOutcome), every one taken (status
-    0, as `_queue_answers` tests it: list.count compares the same way). Their sequence
-    numbers, in order, to answer in one buffer, what _queue_answers queues for such a
-    batch, with no turn per receipt; None for any other batch."""
+    """The usual batch: receipts read per read (receipt.ReadOutcome), every one taken
+    (status 0, as `_queue_answers` tests it: list.count compares the same way). Their
+    sequence numbers, in order, to answer in one buffer, what _queue_answers queues for
+    such a batch, with no turn per receipt; None for any other batch."""
     if type(statuses) is not list or not batch or statuses.count(0) != len(batch):
         return None
     seqs = [pdu[0] for pdu in batch if type(pdu) is tuple]
