@@ -1,5 +1,5 @@
-"""receipt_outcome_read takes the text's id and stat only when the TLVs leave them needed:
-each combination of the two TLVs (present, absent, a state no MessageState has, a blank
+"""read_receipt_outcome (run by `check`) takes the text's id and stat only when the TLVs
+leave them needed: each combination of the two TLVs (present, absent, a state no MessageState has, a blank
 id) gives receipt_outcome's reading of the strictly decoded PDU."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""pdu.read_receipt's reading of the usual TLVs by position (receipted_message_id, its NUL
-last, then message_state, ending the body): the same as the loop's and the strict decoder's,
+"""The reading of the usual TLVs by position (receipted_message_id, its NUL last, then
+message_state, ending the body; receipt.read_receipt_outcome, which `check` runs with
+pdu.read_receipt): the same as read_receipt's loop's and the strict decoder's,
 and any other layout around it (one octet changed, lengths off by one, the TLVs swapped,
 something after them, a body that ends early) read as the strict decoder reads it."""
 

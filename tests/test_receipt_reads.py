@@ -1,5 +1,6 @@
-"""Receipts read per read (pdu.read_receipt, Session.on_deliveries, EsmeClient.read_receipts,
-Channel._on_deliver with P.ReceiptRead tuples): the same outcome as the strict decoder and
+"""Receipts read per read (pdu.read_receipt, receipt.read_receipt_outcome,
+Session.on_deliveries, EsmeClient.read_receipts, Channel._on_deliver with ReadOutcome
+tuples): the same outcome as the strict decoder and
 the general receipt reading, with no Pdu per receipt, and the general path for anything
 else."""
 
@@ -21,10 +22,15 @@ from gateway.channels import Channel, _Sent
 from gateway.config import ChannelConfig
 from gateway.smpp import pdu as P
 from gateway.smpp import session as S
-from gateway.smpp.constants import CommandId, CommandStatus, Tag
+from gateway.smpp.constants import CommandId, CommandStatus, MessageState, Tag
 from gateway.smpp.errors import PduError
 from gateway.smpp.esme import EsmeClient
-from gateway.smpp.receipt import receipt_outcome, receipt_outcome_read, receipt_read_pdu
+from gateway.smpp.receipt import (
+    read_receipt_outcome,
+    receipt_outcome,
+    receipt_outcome_read,
+    receipt_read_pdu,
+)
 from tests.scripted_smsc import ScriptedSmsc
 from tests.test_accepted_reads import RecordingStore, job, state_of
 from tests.test_esme import settings as esme_settings
@@ -72,21 +78,25 @@ def plain_receipt(pdu: P.Pdu | None) -> bool:
 
 
 def check(b: bytes, after: bytes = b"") -> P.ReceiptRead | None:
-    """read_receipt on the frame `b` (followed by `after` in the buffer) against the strict
-    decoder on `b` alone and the general receipt reading of its PDU."""
+    """read_receipt and read_receipt_outcome on the frame `b` (followed by `after` in the
+    buffer) against the strict decoder on `b` alone and the general receipt reading of its
+    PDU."""
     if len(b) < 16:
         return None
     length, cid, _status, seq = struct.unpack_from(">IIII", b)
     if cid != DELIVER_SM or length != len(b):
         return None  # the session reads a frame of this length and id only
     read = P.read_receipt(b + after, 16, length, seq)
+    outcome = read_receipt_outcome(b + after, 16, length, seq)
     pdu = strict(b)
     if not plain_receipt(pdu):
         assert read is None, (b.hex(), pdu)
+        assert outcome is None, (b.hex(), pdu)
         return None
     assert read is not None, (b.hex(), pdu)  # every plain receipt is read without a Pdu
     assert read == (seq, pdu.esm_class, pdu.short_message, pdu.tlv(RMI), pdu.tlv(MS))
     assert receipt_outcome_read(read) == receipt_outcome(pdu)
+    assert outcome == (seq, *receipt_outcome(pdu)), (b.hex(), pdu)
     return read
 
 
@@ -368,12 +378,8 @@ _FRAMES = st.one_of(our_receipts(), smpplib_receipts(), raw_bodies().map(frame),
 
 
 def _same_reading(item: object, pdu: P.Pdu) -> bool:
-    if type(item) is tuple:
-        return (
-            plain_receipt(pdu)
-            and item == (pdu.sequence_number, pdu.esm_class, pdu.short_message, pdu.tlv(RMI), pdu.tlv(MS))
-            and receipt_outcome_read(item) == receipt_outcome(pdu)
-        )
+    if type(item) is tuple:  # a ReadOutcome
+        return plain_receipt(pdu) and item == (pdu.sequence_number, *receipt_outcome(pdu))
     return item == pdu
 
 
@@ -426,7 +432,8 @@ def test_a_reads_deliveries_come_in_one_call_in_wire_order() -> None:
     esme.receive_data(data[:50])
     assert calls == []
     esme.receive_data(data[50:])
-    assert calls == [[(5, 4, text, "1f", None), P.decode(mo.encode()), P.decode(odd.encode())]]
+    done = (MessageState.DELIVERED, "000", False, text.decode())
+    assert calls == [[(5, "1f", *done), P.decode(mo.encode()), P.decode(odd.encode())]]
     assert [type(e) for e in esme.next_events()] == [S.LinkChecked]
 
 
@@ -436,7 +443,7 @@ def test_deliveries_reach_the_handler_when_a_later_frame_is_fatal() -> None:
     esme.on_deliveries = calls.append
     receipt = P.DeliverSm(sequence_number=5, esm_class=4, short_message=b"x").encode()
     esme.receive_data(receipt + struct.pack(">IIII", 8, DELIVER_SM, 0, 9))
-    assert calls == [[(5, 4, b"x", None, None)]]
+    assert calls == [[(5, None, None, None, False, "x")]]  # an id-less, stat-less receipt
     (ev,) = esme.next_events()
     assert isinstance(ev, S.InvalidPdu) and ev.fatal
 
@@ -455,7 +462,7 @@ def test_deliveries_reach_the_handler_when_on_accepted_raises() -> None:
     receipt = P.DeliverSm(sequence_number=5, esm_class=4, short_message=b"x").encode()
     with pytest.raises(RuntimeError):
         esme.receive_data(P.SubmitSmResp(sequence_number=2, message_id="m").encode() + receipt)
-    assert calls == [[(5, 4, b"x", None, None)]]
+    assert calls == [[(5, None, None, None, False, "x")]]  # an id-less, stat-less receipt
 
 
 def test_a_receipt_in_a_state_that_refuses_it_is_refused() -> None:
@@ -516,7 +523,8 @@ async def test_the_esme_hands_read_receipts_to_its_handler_and_answers_them(nurs
         while len(conn.deliver_statuses) < 3 or conn.session.outstanding:
             await trio.sleep(0.01)
     assert [type(i) for i in got] == [tuple, tuple, P.DeliverSm, P.DataSm]
-    assert got[0][1:] == (4, text, "1f", 2) and got[1][1:] == (4, text, None, None)
+    done = (MessageState.DELIVERED, "000", False, text.decode())
+    assert got[0][1:] == ("1f", *done) and got[1][1:] == ("1f", *done)  # the TLV's id, the text's
     assert [i[0] for i in got[:2]] == [got[2].sequence_number - 2, got[2].sequence_number - 1]
     assert sorted(conn.deliver_statuses) == sorted([0, CommandStatus.ESME_RX_T_APPN, 0])
     assert client.stats.delivered_in == 4

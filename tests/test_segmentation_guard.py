@@ -30,7 +30,7 @@ class Client:
     async def acquire_slot(self, wait_for_bind: bool = True) -> bool:
         return True
 
-    def submit_nowait(self, pdu, on_result) -> bool:
+    def submit_nowait(self, pdu, on_result, timeout=None, now=None) -> bool:
         self.room -= 1
         self.sent.append(pdu)
         return True

@@ -196,8 +196,9 @@ AcceptedSink = Callable[[list[tuple[Callable[[SubmitResult], None], str]]], None
 
 # Gets the deliver_sm/data_sm/alert_notification PDUs received since the last call and
 # returns one command_status per PDU (ESME_ROK = taken; anything else refuses that PDU).
-# With EsmeClient.read_receipts, a plain delivery receipt comes as a P.ReceiptRead tuple
-# instead of its DeliverSm (Session.on_deliveries).
+# With EsmeClient.read_receipts, a plain delivery receipt comes read to its outcome, a
+# receipt.ReadOutcome tuple (its sequence number first), instead of its DeliverSm
+# (Session.on_deliveries).
 DeliverHandler = Callable[[list[Any]], Awaitable[list[int]]]
 
 
@@ -240,10 +241,10 @@ class EsmeClient:
         # back as one call, `on_accepted([(on_result, message_id), ...])` with the on_result
         # each was submitted with, instead of one on_result(SubmitResult) call each.
         self.on_accepted: AcceptedSink | None = None
-        # Set (before run): the handler gets plain delivery receipts as P.ReceiptRead
-        # tuples (sequence_number, esm_class, short_message, receipted_message_id,
-        # message_state), read per read with no Pdu (Session.on_deliveries), in wire
-        # order with the Pdus of everything else delivered.
+        # Set (before run): the handler gets plain delivery receipts as receipt.ReadOutcome
+        # tuples (sequence_number, message_id, state, error_code, intermediate, text:
+        # receipt.read_receipt_outcome), read per read with no Pdu
+        # (Session.on_deliveries), in wire order with the Pdus of everything else.
         self.read_receipts = False
         self.name = name
         self.stats = EsmeStats()
@@ -325,18 +326,22 @@ class EsmeClient:
         request: P.Pdu,
         on_result: Callable[[SubmitResult], None],
         timeout: float | None = None,
+        now: float | None = None,
     ) -> bool:
         """Send `request` now; `on_result` is called exactly once with its outcome.
 
         Call after `acquire_slot()` returned True (and without awaiting in between). Returns
         False, without calling `on_result`, when the request could not be queued (no bind,
-        window full, closing): it was not sent and may be resent.
+        window full, closing): it was not sent and may be resent. `now`: trio's clock
+        (`trio.current_time()`) as the caller read it within the same step, for a caller
+        that submits many at once (Channel._burst reads it once per burst); None reads it
+        here. The request's deadline is `now` plus its timeout.
         """
         session = self._session
         if self._closing or session is None:
             return False
         try:
-            session.send(request, self._now(), timeout)
+            session.send(request, self._now() if now is None else now, timeout)
         except ProtocolError:
             return False
         self._waiters[request.sequence_number] = on_result
@@ -783,8 +788,8 @@ class EsmeClient:
         batch: list[Any],
     ) -> None:
         """Call the handler, queue one answer per PDU with its status, send them (from
-        here, not by waking the writer: one event-loop pass sooner). A P.ReceiptRead is
-        a deliver_sm's: its sequence number first."""
+        here, not by waking the writer: one event-loop pass sooner). A receipt.ReadOutcome
+        is a deliver_sm's: its sequence number first."""
         try:
             statuses = await self.on_deliver(batch)
             if len(statuses) != len(batch):
@@ -805,10 +810,10 @@ class EsmeClient:
 
 
 def _taken_receipts(batch: list[Any], statuses: list[int]) -> list[int] | None:
-    """The usual batch: receipts read per read (P.ReceiptRead), every one taken (status
-    0, as `_queue_answers` tests it: list.count compares the same way). Their sequence
-    numbers, in order, to answer in one buffer, what _queue_answers queues for such a
-    batch, with no turn per receipt; None for any other batch."""
+    """The usual batch: receipts read per read (receipt.ReadOutcome), every one taken
+    (status 0, as `_queue_answers` tests it: list.count compares the same way). Their
+    sequence numbers, in order, to answer in one buffer, what _queue_answers queues for
+    such a batch, with no turn per receipt; None for any other batch."""
     if type(statuses) is not list or not batch or statuses.count(0) != len(batch):
         return None
     seqs = [pdu[0] for pdu in batch if type(pdu) is tuple]
@@ -822,7 +827,7 @@ def _queue_answers(session: S.Session, batch: list[Any], statuses: list[int]) ->
     acks = _ACK_ID
     ok: dict[int, list[int]] = {}  # ESME_ROK answers by response id: one buffer each
     for pdu, status in zip(batch, statuses, strict=True):
-        if type(pdu) is tuple:  # a receipt read per read (P.ReceiptRead)
+        if type(pdu) is tuple:  # a receipt read per read (receipt.ReadOutcome)
             if status == 0:
                 seqs = ok.get(_DELIVER_SM_RESP)
                 if seqs is None:

@@ -897,16 +897,17 @@ _RECEIPT_ESM_CLASSES = bytes(v for v in range(256) if v & 0x3C in (0x04, 0x20))
 # A deliver_sm's mandatory fields up to sm_length, as the strict decoder takes them
 # (service_type, source_addr and destination_addr: a NUL within 6, 21 and 21 octets), with
 # a receipt's esm_class and both times empty. Matched within the frame (endpos): it reads
-# nothing past it.
-_RECEIPT_HEAD = re.compile(
+# nothing past it. The pattern (DOTALL) is also the start of receipt.read_receipt_outcome's.
+RECEIPT_HEAD_PATTERN = (
     rb"[^\0]{0,5}\0..[^\0]{0,20}\0..[^\0]{0,20}\0"
     rb"(?=[" + b"".join(re.escape(bytes((v,))) for v in _RECEIPT_ESM_CLASSES) + rb"])"
-    rb"...\0\0.....",  # esm_class .. priority_flag, the times, .. sm_default_msg_id, sm_length
-    re.DOTALL,
-).match
+    rb"...\0\0....."  # esm_class .. priority_flag, the times, .. sm_default_msg_id, sm_length
+)
+RECEIPT_HEAD = re.compile(RECEIPT_HEAD_PATTERN, re.DOTALL).match
 _UNPACK_TLV_HEAD = _TLV_HEAD.unpack_from
-# The message_state TLV's header: the last TLV of the usual receipt (read_receipt).
-_MESSAGE_STATE_HEAD = _TLV_HEAD.pack(_MESSAGE_STATE, 1)
+# The message_state TLV's header: the last TLV of the usual receipt (what
+# receipt.read_receipt_outcome reads by position, before declining to read_receipt).
+MESSAGE_STATE_HEAD = _TLV_HEAD.pack(_MESSAGE_STATE, 1)
 
 
 def read_receipt(b: bytes, p: int, end: int, seq: int) -> ReceiptRead | None:
@@ -927,8 +928,10 @@ def read_receipt(b: bytes, p: int, end: int, seq: int) -> ReceiptRead | None:
     the spec maximum); sm_length and TLV lengths must fit the body exactly.
 
     Like the generated decoders it may be given a longer buffer (the session's read); it
-    reads nothing past `end`."""
-    m = _RECEIPT_HEAD(b, p, end)
+    reads nothing past `end`. The session reads the usual receipt (its TLVs and text in
+    their usual layout) to its outcome with `receipt.read_receipt_outcome`, which comes
+    here for anything else."""
+    m = RECEIPT_HEAD(b, p, end)
     if m is None:
         return None
     p = m.end()
@@ -939,20 +942,6 @@ def read_receipt(b: bytes, p: int, end: int, seq: int) -> ReceiptRead | None:
             return None  # short_message runs past the body
         return (seq, esm, b[p:q], None, None)
     sm = b[p:q]
-    # The usual TLVs (the bundled simulator's, most SMSCs'): receipted_message_id of
-    # under 256 octets, its NUL last, then message_state, ending the body. Read by
-    # position, what the loop below reads of them; any other layout takes the loop.
-    r = end - 6  # that receipted_message_id's NUL
-    if (
-        r > q + 3  # its value holds one octet at least: the indexes below are in the body
-        and b[q + 3] == r - q - 3  # its length's low octet
-        and b[q + 1] == _RECEIPTED_MESSAGE_ID
-        and not b[q]
-        and not b[q + 2]
-        and not b[r]
-        and b.startswith(_MESSAGE_STATE_HEAD, r + 1)
-    ):
-        return (seq, esm, sm, b[q + 4 : r].decode("latin-1"), b[end - 1])
     p = q
     tlv_id = state = None
     while p < end:

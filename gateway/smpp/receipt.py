@@ -115,6 +115,7 @@ __all__ = [
     "FINAL_STATES",
     "ID_FORMATS",
     "IdFormat",
+    "ReadOutcome",
     "Receipt",
     "ReceiptText",
     "decode_receipt_excerpt",
@@ -123,6 +124,7 @@ __all__ = [
     "parse_receipt_date",
     "parse_receipt_fields",
     "parse_receipt_text",
+    "read_receipt_outcome",
     "receipt_from_pdu",
     "receipt_id_key",
     "receipt_outcome",
@@ -696,11 +698,12 @@ def receipt_from_pdu(pdu: Any, *, lenient: bool = False, details: bool = True) -
 
 # The canonical text with only what receipt_outcome needs captured (id, stat, err): the
 # same language as _CANONICAL (the other fields are matched, not kept), 0.15 us cheaper.
-_CANONICAL_OUTCOME = re.compile(
+# Everything up to the excerpt: the excerpt (`.*`, DOTALL) is anything.
+_OUTCOME_HEAD = (
     r"id:(\S+) sub:\S+ dlvrd:\S+ submit date:\d+ done date:\d+ stat:(\S+)"
-    r" err:(\S+) [Tt]ext:.*",
-    re.DOTALL | re.ASCII,
+    r" err:(\S+) [Tt]ext:"
 )
+_CANONICAL_OUTCOME = re.compile(_OUTCOME_HEAD + ".*", re.DOTALL | re.ASCII)
 _outcome_match = _CANONICAL_OUTCOME.fullmatch
 
 _UNSEEN: Any = object()
@@ -768,39 +771,79 @@ def receipt_outcome(pdu: Any) -> ReceiptOutcome | None:
     )
 
 
-def receipt_outcome_read(read: tuple) -> ReceiptOutcome | None:
-    """`receipt_outcome` of a deliver_sm read as a `pdu.ReceiptRead` (sequence_number,
-    esm_class, short_message, receipted_message_id, message_state; `Session` reads the
-    usual receipt so, with no Pdu): the same reading with no TLV list to scan. A text that
-    is not canonical goes through `receipt_outcome` on the DeliverSm those fields make
-    (what `read_receipt` leaves out, a network_error_code, does not change the outcome).
-    Tests compare it with `receipt_outcome` of the strictly decoded PDU."""
-    _seq, esm, sm, tlv_id, state_value = read
-    if sm:
-        s = sm.decode("latin-1")
-        if s[-1] == "\x00":
-            s = s.rstrip("\x00")
-        m = _outcome_match(s)
-        if m is not None:
-            if tlv_id is not None:
-                tlv_id = tlv_id.strip(_BLANK_NUL) or None
-            kind = esm & ESM_CLASS_RECEIPT_MASK
-            if (
-                tlv_id is None
-                and kind != ESM_CLASS_SMSC_RECEIPT
-                and kind != ESM_CLASS_INTERMEDIATE_NOTIFICATION
-            ):
-                return None  # not flagged (read_receipt reads flagged ones only)
-            # The text's id and stat only when the TLVs leave them needed (the usual receipt
-            # has both TLVs): a group taken is a str built.
-            state = None if state_value is None else _STATE_BY_VALUE.get(state_value)
+# (sequence_number, message_id, state, error_code, intermediate, text): a deliver_sm
+# receipt as `read_receipt_outcome` reads it, its sequence number and its ReceiptOutcome.
+ReadOutcome = tuple[int, str | None, MessageState | None, str | None, bool, str]
+
+# A deliver_sm body as pdu.read_receipt takes it (RECEIPT_HEAD_PATTERN, up to sm_length)
+# whose short_message starts as the canonical text does, up to its excerpt: one match for
+# both. In a bytes pattern \S and \d are the ASCII sets _CANONICAL_OUTCOME's are (re.ASCII),
+# and Latin-1 maps each octet to the code point of its value, so the match and its groups
+# are those of the text decoded.
+_receipt_outcome_match = re.compile(
+    P.RECEIPT_HEAD_PATTERN + _OUTCOME_HEAD.encode("ascii"), re.DOTALL
+).match
+# The usual TLVs' fixed octets, compared as slices (one compare costs less than an index
+# per octet, or bytes.startswith's argument parsing): receipted_message_id's tag and its
+# length's high octet (under 256 octets); its NUL and message_state's header.
+_ID_HEAD = _TAG_RECEIPTED_MESSAGE_ID.to_bytes(2, "big") + b"\0"
+_ID_END_STATE_HEAD = b"\0" + P.MESSAGE_STATE_HEAD
+_INTERMEDIATE = ESM_CLASS_INTERMEDIATE_NOTIFICATION
+
+
+def read_receipt_outcome(b: bytes, p: int, end: int, seq: int) -> ReadOutcome | None:
+    """The deliver_sm body b[p:end] read straight to its outcome: (seq, *receipt_outcome of
+    the strictly decoded PDU), if `pdu.read_receipt` reads it (a plain delivery receipt);
+    else None, and the caller decodes it. What `Session` hands an ESME per receipt, with no
+    Pdu, short_message or intermediate tuple built.
+
+    The usual receipt (the bundled simulator's, most SMSCs'): the mandatory fields as
+    `read_receipt` takes them and the canonical text, by one match; then
+    receipted_message_id of under 256 octets, its NUL last, then message_state ending the
+    body, read by position. Anything else declines to the general reading, `read_receipt`
+    and `receipt_outcome_read`. Tests compare the two with `receipt_outcome` of the strictly
+    decoded PDU. Reads nothing past `end` (b may be the session's whole read)."""
+    m = _receipt_outcome_match(b, p, end)
+    if m is not None:
+        t = m.start(1) - 3  # short_message's first octet: its "id:"
+        q = t + b[t - 1]  # the end of short_message (sm_length)
+        r = end - 6  # the usual receipted_message_id's NUL
+        if (
+            # The text's head lies within short_message (the match may have run on into
+            # the TLVs: declined). It ends with "text:", so trailing NULs are after it, and
+            # the fullmatch of the text without them (receipt_outcome) would match the same.
+            m.end() <= q
+            and r > q + 3  # the id holds one octet at least: the indexes below are in the body
+            and b[q : q + 3] == _ID_HEAD  # its tag, its length's high octet
+            and b[q + 3] == r - q - 3  # its length's low octet
+            and b[r : end - 1] == _ID_END_STATE_HEAD
+        ):
+            s = b[t:q].decode("latin-1")
+            if s[-1] == "\x00":
+                s = s.rstrip("\x00")
+            # esm_class is a receipt's or an intermediate notification's (the head's
+            # pattern): flagged, a receipt whatever its TLVs say. The text's id and stat
+            # only when the TLVs leave them needed: a group taken is an object built.
+            tlv_id = b[q + 4 : r].decode("latin-1").strip(_BLANK_NUL)
+            state = _STATE_BY_VALUE.get(b[end - 1])
             if state is None:
-                state = stat_to_state(m.group(2))
+                state = stat_to_state(m.group(2).decode("latin-1"))
             return (
-                tlv_id or _clean_str(m.group(1)), state, m.group(3),
-                kind == ESM_CLASS_INTERMEDIATE_NOTIFICATION, s,
+                seq, tlv_id or _clean_str(m.group(1)), state, m.group(3).decode("latin-1"),
+                b[t - 10] & ESM_CLASS_RECEIPT_MASK == _INTERMEDIATE, s,
             )
-    return receipt_outcome(receipt_read_pdu(read))
+    read = P.read_receipt(b, p, end, seq)
+    if read is None:
+        return None
+    return (seq, *receipt_outcome_read(read))  # type: ignore[misc]
+
+
+def receipt_outcome_read(read: tuple) -> ReceiptOutcome:
+    """`receipt_outcome` of a deliver_sm read as a `pdu.ReceiptRead` (sequence_number,
+    esm_class, short_message, receipted_message_id, message_state): the reading of the
+    DeliverSm those fields make (what `read_receipt` leaves out, a network_error_code, does
+    not change the outcome). Never None: read_receipt reads flagged receipts only."""
+    return receipt_outcome(receipt_read_pdu(read))  # type: ignore[return-value]
 
 
 def receipt_read_pdu(read: tuple) -> Any:

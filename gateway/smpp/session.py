@@ -34,8 +34,9 @@ each bind state. Rules it enforces on its own, because every SMPP peer needs the
   (deliver_sm, data_sm, alert_notification) as one list, in wire order, after the read's
   other calls, instead of events or `on_request` calls: a deliver_sm that is a plain
   delivery receipt (`pdu.read_receipt`: what the strict decoder reads, no unusual field
-  or TLV) as a `ReceiptRead` tuple with no Pdu built (the once-per-message request),
-  anything else as its Pdu;
+  or TLV) read straight to its outcome, a `receipt.ReadOutcome` tuple (sequence number,
+  message id, state, error code, intermediate, text: `receipt.read_receipt_outcome`)
+  with no Pdu built (the once-per-message request), anything else as its Pdu;
 - every request carries a deadline (`now + response_timeout`); `expire(now)` reports the
   overdue ones and forgets them, so no request is ever left without an outcome;
 - `window`: at most that many outstanding "windowed" requests (message traffic); `send`
@@ -72,6 +73,7 @@ from typing import Any
 import msgspec
 
 from gateway.smpp import pdu as P
+from gateway.smpp import receipt as R
 from gateway.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus
 from gateway.smpp.errors import PduError, ProtocolError
 
@@ -209,9 +211,9 @@ _DECODE_FAILURES = (PduError, IndexError, struct.error)
 ResponseHandler = Callable[[P.Pdu, P.Pdu], None]
 AcceptedHandler = Callable[[list[tuple[int, str]]], None]
 RequestHandler = Callable[[P.Pdu], None]
-DeliveriesHandler = Callable[[list["P.Pdu | P.ReceiptRead"]], None]
+DeliveriesHandler = Callable[[list["P.Pdu | R.ReadOutcome"]], None]
 _DELIVER_SM = int(C.DELIVER_SM)
-_read_receipt = P.read_receipt
+_read_receipt = R.read_receipt_outcome
 _SUBMIT_SM_RESP = int(C.SUBMIT_SM_RESP)
 _ACKS = frozenset({int(C.DELIVER_SM_RESP), int(C.DATA_SM_RESP)})
 # A response of 17 octets: the header, then an empty message_id (its NUL, the "x" pad byte).
@@ -267,7 +269,8 @@ class Session:
         self.on_request = on_request
         # Set (ESME role): the read's plain requests go to `on_deliveries([...])` once,
         # in wire order, after the read's other handler calls; a plain delivery receipt
-        # as a P.ReceiptRead tuple (no Pdu built), anything else as its Pdu.
+        # read to its outcome, an R.ReadOutcome tuple (no Pdu built), anything else as
+        # its Pdu.
         self.on_deliveries = on_deliveries
         self.peer_role = Role.SMSC if role is Role.ESME else Role.ESME
         self._bound_as: State | None = None  # the bound state an UNBINDING session came from
@@ -526,9 +529,9 @@ class Session:
                     and status == 0
                     and cid in self._plain_receive
                 ):
-                    # The usual request, a receipt, read without a Pdu: only what the
-                    # strict decoder reads, to the same values, with nothing unusual
-                    # (P.read_receipt); anything else goes the general way below.
+                    # The usual request, a receipt, read to its outcome without a Pdu:
+                    # only what the strict decoder reads, with nothing unusual
+                    # (R.read_receipt_outcome); anything else goes the general way below.
                     receipt = _read_receipt(buf, start + 16, pos, seq)
                     if receipt is not None:
                         deliveries.append(receipt)
