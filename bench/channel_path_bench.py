@@ -8,7 +8,7 @@ are dispatched in bursts of 64 (`Channel._burst`: rate bucket, submit_sm from te
 a client that takes each PDU without sending it), accepted per read
 (`Channel._on_accepted`, 64 per read, hex message ids); then their
 receipts, 64 per read, are read by an ESME-role `Session` (`on_deliveries`: each
-a `P.ReceiptRead`, as `EsmeClient.read_receipts` has them), handed to
+a `receipt.ReadOutcome`, as `EsmeClient.read_receipts` has them), handed to
 `Channel._on_deliver` (receipt_outcome, matching, the journaled store op, the effects
 applied in memory) and answered with `Session.send_acks`. The store accepts every call and
 does nothing; the receipt journal reserves seqs and is synced at once. Building the jobs
@@ -53,7 +53,7 @@ class _Client:
     def free_slots(self) -> int:
         return READ
 
-    def submit_nowait(self, pdu, on_result, timeout=None) -> bool:
+    def submit_nowait(self, pdu, on_result, timeout=None, now=None) -> bool:
         self.sent.append(on_result)
         return True
 

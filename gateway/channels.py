@@ -291,7 +291,7 @@ class Channel:
         )
         client.on_window_free = partial(self._refill, client)
         client.on_accepted = self._on_accepted
-        client.read_receipts = True  # receipts come as P.ReceiptRead tuples (_on_deliver)
+        client.read_receipts = True  # receipts come read to their outcome (ReadOutcome, _on_deliver)
         self.clients.append(client)
         self._nursery.start_soon(self._client_life, client)
 
