@@ -6,6 +6,7 @@ No I/O: the channel calls these; tests call them directly.
 from __future__ import annotations
 
 import functools
+import math
 
 from gateway.config import ChannelConfig
 from gateway.smpp import pdu as P
@@ -121,8 +122,9 @@ class SubmitTemplates:
         self.cfg = cfg
         self._cuts: dict[tuple, list[tuple[bytes, bytes]]] = {}
         # The last validity computed, by its seconds left: a burst's messages mostly share
-        # their expiry (one request's) and the burst's clock reading.
-        self._left = -1.0
+        # their expiry (one request's) and the burst's clock reading. (NaN: equal to
+        # nothing, so the first message computes its own.)
+        self._left = math.nan
         self._validity = ""
 
     def pdus(self, message: MessageRecord, reference: int, now: float) -> list[P.Pdu | P.Encoded]:

@@ -263,3 +263,11 @@ def test_templates_validity_follows_each_message(times):
     for expires_at, now in times:
         [pdu] = templates.pdus(message("hello", expires_at=expires_at), reference=0, now=now)
         assert P.decode(pdu.encode()).validity_period == relative_validity(expires_at - now)
+
+
+def test_templates_first_validity_is_computed_whatever_it_is():
+    """The remembered validity starts as nothing: a first message whose seconds left are
+    any value (-1.0 included) gets its own."""
+    templates = SubmitTemplates(channel())
+    [pdu] = templates.pdus(message("hello", expires_at=99.0), reference=0, now=100.0)
+    assert P.decode(pdu.encode()).validity_period == relative_validity(-1.0)
