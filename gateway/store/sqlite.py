@@ -359,21 +359,14 @@ def _insert_columns(rows: list[tuple], rests: dict[int, list[tuple]] | None) -> 
 def _insert_op(messages: Sequence[tuple[MessageRecord, Sequence[SegmentRecord]]]) -> _Op:
     """The insert op of `messages`, row by row: any segments (segment 1 in its message's
     row, the others as rows of their own), each message checked; StoreRejected if one's
-    segments are not its own 1..segment_count."""
+    segments are not its own 1..segment_count. (The usual request, every message with
+    its own segment 1 alone, is built by column instead: _one_segment_insert.)"""
     rows = []
     rests: dict[int, list[tuple]] | None = None  # row index -> its segments 2.. (if any)
     recs = []
     weight = 0
     astuple = msgspec.structs.astuple
     for rec, segs in messages:
-        if len(segs) == 1 and rec.segment_count == 1:  # most messages: checks inlined
-            seg = segs[0]
-            if seg.seq == 1 and seg.message_id == rec.id:
-                # snapshots taken now: later changes to the records do not leak in
-                rows.append(astuple(rec) + astuple(seg)[2:])
-                recs.append(rec)
-                weight += 2
-                continue
         first = _NO_SEG1
         rest = []
         for seg in segs:
@@ -503,6 +496,20 @@ def _receipt_op(
     return _Op(_RECEIPT, data, max(1, weight))
 
 
+def _via_value(via: State | None) -> str | None:
+    """A submitted move's `via` as queued: its plain str value (see _Op), or None."""
+    return None if via is None else (via if type(via) is State else State(via))._value_
+
+
+def _sub_row(
+    message_id: str, now: float, channel: str | None, attempts: int | None, first: str | None,
+    seg: SegmentRecord,
+) -> tuple:
+    """A _SUB_ROW: a one-segment message's move to SUBMITTED (`first`: its via value) with
+    its segment 1's version, a snapshot taken now."""
+    return (message_id, now, channel, attempts, first, *msgspec.structs.astuple(seg)[2:])
+
+
 def _submitted_op(
     message_id: str,
     now: float,
@@ -514,12 +521,11 @@ def _submitted_op(
     """A submitted_nowait's op: with the message's own segment 1 alone (the usual), a
     _SUB_ROW of a _SUBMITTED_COLS op (sent by column); else an item of a _SUBMITTED op
     (message id, now, channel, attempts, via, its segments' versions)."""
-    first = None if via is None else (via if type(via) is State else State(via))._value_
+    first = _via_value(via)
     if len(segments) == 1:
         seg = segments[0]
         if seg.seq == 1 and seg.message_id == message_id:
-            row = (message_id, now, channel, attempts, first, *msgspec.structs.astuple(seg)[2:])
-            return _Op(_SUBMITTED_COLS, [row], 2)
+            return _Op(_SUBMITTED_COLS, [_sub_row(message_id, now, channel, attempts, first, seg)], 2)
     rows = [_segment_row(seg) for seg in segments]
     return _Op(_SUBMITTED, [(message_id, now, channel, attempts, first, rows)], 1 + len(rows))
 
@@ -1780,12 +1786,11 @@ class SqliteStore(Store):
         rows of one _SUBMITTED_COLS op (a read of submit_sm_resps, one op and one enqueue
         instead of one per message). A segment that is not its message's segment 1 goes
         the general way, in its place."""
-        first = None if via is None else (via if type(via) is State else State(via))._value_
-        astuple = msgspec.structs.astuple
+        first = _via_value(via)
         rows = []
         for rec, seg in accepted:
             if seg.seq == 1 and seg.message_id == rec.id:
-                rows.append((rec.id, now, rec.channel, rec.attempts, first, *astuple(seg)[2:]))
+                rows.append(_sub_row(rec.id, now, rec.channel, rec.attempts, first, seg))
                 continue
             if rows:
                 self._enqueue(_Op(_SUBMITTED_COLS, rows, 2 * len(rows)))
